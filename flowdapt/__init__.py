@@ -1,0 +1,9 @@
+"""flowdapt: a notebook-centric workbench for adaptive ML workflows."""
+
+from flowdapt.compute import object_store
+from flowdapt.compute.api import run_workflow
+from flowdapt.compute.context import get_run_context
+from flowdapt.resources import load
+
+__version__ = "0.1.0"
+__all__ = ["load", "run_workflow", "get_run_context", "object_store", "__version__"]

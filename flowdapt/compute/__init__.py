@@ -1,0 +1,1 @@
+"""The engine: graph, stages, context, runner, object store and executors."""

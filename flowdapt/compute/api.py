@@ -1,0 +1,94 @@
+"""Running workflows in this process: :func:`run_workflow`."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal
+
+from flowdapt.compute.context import RunContext, RunInfo
+from flowdapt.compute.executors import BaseExecutor, shared_executor
+from flowdapt.compute.runner import Runner
+from flowdapt.events import Event, listeners as global_listeners
+from flowdapt.errors import ResourceError
+from flowdapt.resources import catalog
+from flowdapt.resources.configs import merged_config
+from flowdapt.resources.loading import load, parse_resource
+from flowdapt.resources.models import Config, Workflow, WorkflowRun
+from flowdapt.resources.validation import validate_workflow
+from flowdapt.settings import get_settings
+
+WorkflowLike = Workflow | dict | str | Path
+
+
+def resolve_workflow(workflow: WorkflowLike) -> Workflow:
+    """A :class:`Workflow` from a resource, a dict, a file path, or a name/uid in the catalog."""
+    if isinstance(workflow, Workflow):
+        return workflow
+    if isinstance(workflow, dict):
+        resource = parse_resource({"kind": "workflow", **workflow}, check_targets=False)
+    elif isinstance(workflow, Path) or (isinstance(workflow, str) and Path(workflow).suffix in (".yaml", ".yml", ".json")):
+        found = [r for r in load(workflow, check_targets=False) if isinstance(r, Workflow)]
+        if len(found) != 1:
+            raise ResourceError(f"expected exactly one workflow, found {len(found)}", file=str(workflow))
+        resource = found[0]
+    else:
+        resource = catalog.get_workflow(str(workflow))
+    return resource  # type: ignore[return-value]
+
+
+def resolve_executor(executor: str | BaseExecutor | None) -> BaseExecutor:
+    """A running executor: an instance as given (started if needed) or a shared one by name."""
+    if isinstance(executor, BaseExecutor):
+        if not executor.running:
+            executor.start()
+        return executor
+    settings = get_settings().executor
+    if executor is None or executor == settings.name:
+        return shared_executor(settings.name, **settings.options)
+    return shared_executor(executor)
+
+
+def run_workflow(
+    workflow: WorkflowLike,
+    input: dict[str, Any] | None = None,
+    *,
+    executor: str | BaseExecutor | None = None,
+    namespace: str | None = None,
+    config: dict[str, Any] | None = None,
+    configs: Iterable[Config] | None = None,
+    source: Literal["manual", "api", "trigger", "notebook"] = "manual",
+    wait: bool = True,
+    on_event: Callable[[Event], None] | None = None,
+) -> WorkflowRun:
+    """Run ``workflow`` in this process and return its :class:`WorkflowRun`.
+
+    Parameters
+    ----------
+    workflow : a Workflow, a dict (``metadata``/``spec``), a resource file, or a name/uid in the catalog
+    input : the run input; root stages get it as keyword arguments
+    executor : ``"local"``, ``"dask"``, ``"ray"``, an executor instance, or None for the configured default
+    namespace : object-store namespace (default: the configured default namespace)
+    config : data merged over the config resources that select this workflow
+    configs : the config resources to select from (default: those in the catalog)
+    wait : if False, return at once; use ``run.wait()`` and ``run.cancel()``
+    on_event : called with every event of this run (in the runner's thread)
+
+    A failed run does not raise: ``run.state`` is ``failed`` and ``run.error`` holds the type, message,
+    traceback and stage of the exception.
+    """
+    definition = resolve_workflow(workflow)
+    graph = validate_workflow(definition)
+    running = resolve_executor(executor)
+    data = merged_config(definition, catalog.list_configs() if configs is None else configs)
+    data.update(config or {})
+    run = WorkflowRun(workflow=definition.metadata.name, source=source, executor=running.kind,
+                      namespace=namespace or get_settings().default_namespace, input=dict(input or {}))
+    context = RunContext(input=run.input, config=data, namespace=run.namespace,
+                         run=RunInfo(run.uid, run.name, run.workflow), executor=running.kind)
+    listeners = global_listeners() + ((on_event,) if on_event else ())
+    runner = Runner(graph, running, run, context, listeners)
+    if wait:
+        return runner.execute()
+    threading.Thread(target=runner.execute, name=f"flowdapt-run-{run.name}", daemon=True).start()
+    return run

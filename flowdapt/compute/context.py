@@ -1,0 +1,81 @@
+"""The run context a stage sees through :func:`get_run_context`."""
+
+from __future__ import annotations
+
+import threading
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """Identity of the run a stage belongs to."""
+
+    uid: str
+    name: str
+    workflow: str
+
+
+@dataclass(slots=True)
+class RunContext:
+    """What a stage knows about its run.
+
+    Attributes
+    ----------
+    input : the run input (always reachable, also from non-root stages)
+    config : merged ``data`` of the config resources selecting this workflow
+    namespace : object-store namespace of the run
+    run : name, uid and workflow of the run
+    executor : kind of executor running the stage (``local``, ``dask``, ``ray``)
+    stage : name of the stage being executed, when inside a stage
+    """
+
+    input: dict[str, Any]
+    config: dict[str, Any]
+    namespace: str
+    run: RunInfo
+    executor: str
+    stage: str | None = None
+    _cancelled: threading.Event | None = field(default=None, repr=False, compare=False)
+
+    def is_cancelled(self) -> bool:
+        """True once the run was cancelled (threads only; a stage may poll this to stop early)."""
+        return self._cancelled is not None and self._cancelled.is_set()
+
+    def __getstate__(self):
+        return (self.input, self.config, self.namespace, self.run, self.executor, self.stage)
+
+    def __setstate__(self, state) -> None:
+        self.input, self.config, self.namespace, self.run, self.executor, self.stage = state
+        self._cancelled = None
+
+    def for_stage(self, stage: str) -> "RunContext":
+        return RunContext(self.input, self.config, self.namespace, self.run, self.executor, stage, self._cancelled)
+
+
+_current: ContextVar[RunContext | None] = ContextVar("flowdapt_run_context", default=None)
+
+
+def get_run_context() -> RunContext:
+    """The context of the run whose stage is executing now.
+
+    Raises ``RuntimeError`` outside a stage.
+    """
+    context = _current.get()
+    if context is None:
+        raise RuntimeError("get_run_context() was called outside a running stage")
+    return context
+
+
+def current_run_context() -> RunContext | None:
+    """Like :func:`get_run_context` but ``None`` outside a stage."""
+    return _current.get()
+
+
+def set_run_context(context: RunContext | None) -> Token:
+    return _current.set(context)
+
+
+def reset_run_context(token: Token) -> None:
+    _current.reset(token)

@@ -1,0 +1,105 @@
+"""The executor protocol: how the runner hands stage calls to threads, processes or clusters.
+
+An executor is given one call at a time (``submit``) or one call over many items (``map``) and
+reports back through a completion callback; it never blocks the runner. Outputs it reports may be
+executor-native handles (a Dask future, a Ray ObjectRef) that it accepts again as ``upstream``
+arguments, so data can stay on the cluster; :meth:`BaseExecutor.resolve` turns them into values.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+from flowdapt.compute.invoke import StageCall, TaskError
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What an executor reports when a submitted call or map is over.
+
+    ``value`` is the output (for a map: the successful items' outputs in input order);
+    ``error`` is set when the call failed; ``item_failures`` lists (index, error) of failed items.
+    """
+
+    value: Any = None
+    error: TaskError | None = None
+    item_failures: list[tuple[int, TaskError]] = field(default_factory=list)
+    items_total: int | None = None
+    item_retries: int = 0
+
+
+OnDone = Callable[[Outcome], None]
+OnProgress = Callable[[int, int, int], None]  # (items done, items failed, items total) so far
+
+
+class TaskHandle:
+    """A submitted call or map; ``cancel()`` stops what has not started and flags the rest."""
+
+    __slots__ = ("stop", "futures", "cancelled")
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.futures: list[Any] = []
+        self.cancelled = False
+
+
+class BaseExecutor(abc.ABC):
+    """Base class of executors. Subclasses implement the abstract hooks; see the module doc."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Acquire pools or connect to the cluster. Idempotent."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release everything started by :meth:`start`. Idempotent."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe facts about the executor (kind, capacity, addresses)."""
+
+    @abc.abstractmethod
+    def submit(self, call: StageCall, upstream: list[Any], resources: dict[str, float], on_done: OnDone) -> TaskHandle:
+        """Run ``call`` once with ``upstream`` outputs; report through ``on_done``."""
+
+    @abc.abstractmethod
+    def map(
+        self,
+        call: StageCall,
+        items: Any,
+        upstream_rest: list[Any],
+        resources: dict[str, float],
+        on_progress: OnProgress,
+        on_done: OnDone,
+    ) -> TaskHandle:
+        """Run ``call`` once per item of ``items`` (in parallel); report progress and the outputs in order."""
+
+    def cancel(self, handle: TaskHandle) -> None:
+        """Stop a submitted call or map: queued work is dropped, running work told to stop."""
+        handle.cancelled = True
+        handle.stop.set()
+        for future in handle.futures:
+            future.cancel()
+
+    def resolve(self, value: Any) -> Any:
+        """Turn an output reported by this executor into a plain Python value."""
+        return value
+
+    def __enter__(self) -> "BaseExecutor":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,301 @@
+"""The local executor: stages on a thread pool (default) or a process pool on this machine.
+
+``resources.cpus`` limits how many calls run at once: the executor has ``cpus`` of capacity
+(default: the machine's cores) and each call holds what its stage asks for (default 1; a request
+larger than the whole executor is clamped to it, so the stage runs alone). Resources declared in
+``resources`` (e.g. ``{"gpus": 1}``) are accounted the same way; asking for more than is declared
+fails the stage at once; undeclared resources are not tracked locally.
+
+Parameterized stages are cut into chunks (about eight per parallel lane, at most 1024 items) that
+run in parallel; process workers receive functions by cloudpickle and reach the object store over
+a Unix socket served from the driver.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+from collections import deque
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any, Callable, Literal
+
+from flowdapt.compute import object_store
+from flowdapt.compute.executors.base import BaseExecutor, OnDone, OnProgress, Outcome, TaskHandle
+from flowdapt.compute.invoke import ChunkResult, StageCall, TaskError, invoke, run_items
+from flowdapt.errors import ExecutorError
+
+_EPSILON = 1e-9
+
+
+class _Capacity:
+    """Counts free resources; calls that do not fit wait in FIFO order."""
+
+    def __init__(self, total: dict[str, float]) -> None:
+        self.total = total
+        self.free = dict(total)
+        self.waiting: deque[tuple[dict[str, float], Callable[[], None]]] = deque()
+        self.lock = threading.Lock()
+
+    def need(self, stage: str, resources: dict[str, float]) -> dict[str, float]:
+        """The amounts ``stage`` holds while a call runs."""
+        need = {"cpus": min(resources.get("cpus") or 1.0, self.total["cpus"])}
+        for key, amount in resources.items():
+            if key in self.total and key != "cpus" and amount:
+                if amount > self.total[key] + _EPSILON:
+                    raise ExecutorError(
+                        f"stage '{stage}' needs {key}={amount:g} but the local executor has {key}={self.total[key]:g}"
+                    )
+                need[key] = amount
+        return need
+
+    def acquire_or_wait(self, need: dict[str, float], launch: Callable[[], None]) -> bool:
+        with self.lock:
+            if not self.waiting and self._fits(need):
+                self._take(need)
+                return True
+            self.waiting.append((need, launch))
+            return False
+
+    def release(self, need: dict[str, float]) -> list[Callable[[], None]]:
+        ready = []
+        with self.lock:
+            for key, amount in need.items():
+                self.free[key] += amount
+            while self.waiting and self._fits(self.waiting[0][0]):
+                waiting_need, launch = self.waiting.popleft()
+                self._take(waiting_need)
+                ready.append(launch)
+        return ready
+
+    def _fits(self, need: dict[str, float]) -> bool:
+        return all(self.free[key] + _EPSILON >= amount for key, amount in need.items())
+
+    def _take(self, need: dict[str, float]) -> None:
+        for key, amount in need.items():
+            self.free[key] -= amount
+
+
+def _init_process_worker(memory_path: str, sys_path: list[str]) -> None:
+    for entry in sys_path:
+        if entry not in sys.path:
+            sys.path.append(entry)
+    object_store.register_cluster_memory("local", object_store.SocketMemory(memory_path))
+
+
+class LocalExecutor(BaseExecutor):
+    """Run stages on this machine.
+
+    Parameters
+    ----------
+    mode : ``"threads"`` (default) or ``"processes"``
+    cpus : capacity in cpus (default: number of cores)
+    workers : process count in process mode (default: ``cpus`` rounded up)
+    resources : other capacities to account, e.g. ``{"gpus": 1}``
+    chunk_size : items per chunk of a parameterized stage (default: automatic)
+    start_method : multiprocessing start method for process mode (default ``forkserver``)
+    """
+
+    kind = "local"
+
+    def __init__(
+        self,
+        mode: Literal["threads", "processes"] = "threads",
+        cpus: float | None = None,
+        workers: int | None = None,
+        resources: dict[str, float] | None = None,
+        chunk_size: int | None = None,
+        start_method: str = "forkserver",
+    ) -> None:
+        super().__init__()
+        if mode not in ("threads", "processes"):
+            raise ExecutorError(f"local executor mode must be 'threads' or 'processes', got '{mode}'")
+        self.mode = mode
+        self.cpus = float(cpus or os.cpu_count() or 1)
+        self.workers = int(workers or math.ceil(self.cpus))
+        self.resources = {key: float(value) for key, value in (resources or {}).items()}
+        self.chunk_size = chunk_size
+        self.start_method = start_method
+        self._pool: Executor | None = None
+        self._memory_server: object_store.MemoryServer | None = None
+        self._capacity = _Capacity({"cpus": self.cpus, **self.resources})
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._running:
+                return
+            if self.mode == "threads":
+                self._pool = ThreadPoolExecutor(max_workers=max(32, self.workers * 4), thread_name_prefix="flowdapt")
+            else:
+                path = os.path.join(tempfile.gettempdir(), f"flowdapt-memory-{os.getpid()}-{id(self):x}.sock")
+                self._memory_server = object_store.MemoryServer(object_store.LOCAL_MEMORY, path)
+                context = multiprocessing.get_context(self.start_method)
+                if self.start_method == "forkserver":
+                    # The default preload re-runs the user's __main__ (scripts without a main guard
+                    # would start their runs again); stage callables travel by cloudpickle instead.
+                    context.set_forkserver_preload(["flowdapt.compute.invoke"])
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=context,
+                    initializer=_init_process_worker,
+                    initargs=(path, list(sys.path)),
+                )
+            self._running = True
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._running:
+                return
+            self._running = False
+            assert self._pool is not None
+            self._pool.shutdown(wait=self.mode == "processes", cancel_futures=True)
+            self._pool = None
+            if self._memory_server is not None:
+                self._memory_server.close()
+                self._memory_server = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "mode": self.mode, "cpus": self.cpus, "workers": self.workers,
+                "resources": self.resources, "running": self._running}
+
+    def _pool_or_fail(self) -> Executor:
+        if self._pool is None:
+            raise ExecutorError("the local executor is not started")
+        return self._pool
+
+    def _schedule(self, handle: TaskHandle, need: dict[str, float], work: Callable[[], Future],
+                  finished: Callable[[Future | None], None]) -> None:
+        """Run ``work`` once ``need`` fits; call ``finished`` with its future (``None`` if dropped)."""
+
+        def launch() -> None:
+            if handle.cancelled:
+                done(None)
+                return
+            try:
+                future = work()
+            except RuntimeError as exc:  # pool shut down under us
+                finished(_failed_future(exc))
+                for ready in self._capacity.release(need):
+                    ready()
+                return
+            handle.futures.append(future)
+            future.add_done_callback(done)
+
+        def done(future: Future | None) -> None:
+            for ready in self._capacity.release(need):
+                ready()
+            finished(future)
+
+        if self._capacity.acquire_or_wait(need, launch):
+            launch()
+
+    def submit(self, call: StageCall, upstream: list[Any], resources: dict[str, float], on_done: OnDone) -> TaskHandle:
+        handle = TaskHandle()
+        pool = self._pool_or_fail()
+        need = self._capacity.need(call.stage, resources)
+
+        def finished(future: Future | None) -> None:
+            if future is None:
+                on_done(Outcome(error=TaskError("RunCancelledError", "cancelled before it started", "")))
+                return
+            value = _future_value(future)
+            on_done(Outcome(error=value) if isinstance(value, TaskError) else Outcome(value=value))
+
+        self._schedule(handle, need, lambda: pool.submit(invoke, call, upstream), finished)
+        return handle
+
+    def map(self, call: StageCall, items: Any, upstream_rest: list[Any], resources: dict[str, float],
+            on_progress: OnProgress, on_done: OnDone) -> TaskHandle:
+        handle = TaskHandle()
+        pool = self._pool_or_fail()
+        need = self._capacity.need(call.stage, resources)
+        items = items if isinstance(items, list) else list(items)
+        total = len(items)
+        if total == 0:
+            on_done(Outcome(value=[], items_total=0))
+            return handle
+        lanes = max(1, int(self.cpus // need["cpus"]))
+        size = self.chunk_size or min(1024, max(1, total // (lanes * 8)))
+        state = _MapState(total, math.ceil(total / size))
+        stop = handle.stop if self.mode == "threads" else None
+
+        def finished(start: int, count: int, future: Future | None) -> None:
+            outcome = state.add(_chunk_value(future, start, count), call.allow_partial_failure)
+            if outcome is None:
+                on_progress(state.done, len(state.failures), total)
+                if state.failures and not call.allow_partial_failure:
+                    self.cancel(handle)
+            else:
+                on_done(outcome)
+
+        for start in range(0, total, size):
+            chunk = items[start:start + size]
+            self._schedule(
+                handle, need,
+                lambda chunk=chunk, start=start: pool.submit(run_items, call, chunk, start, upstream_rest, stop),
+                functools.partial(finished, start, len(chunk)),
+            )
+        return handle
+
+
+class _MapState:
+    """Assembles chunk results of one map, in input order."""
+
+    def __init__(self, total: int, chunks: int) -> None:
+        self.total = total
+        self.values: list[Any] = [None] * total
+        self.failures: list[tuple[int, TaskError]] = []
+        self.done = 0
+        self.retries = 0
+        self.remaining = chunks
+        self.lock = threading.Lock()
+
+    def add(self, chunk: ChunkResult | None, allow_partial_failure: bool) -> Outcome | None:
+        """Record a chunk; returns the map's outcome once every chunk is in."""
+        with self.lock:
+            if chunk is not None:
+                self.values[chunk.start:chunk.start + len(chunk.values)] = chunk.values
+                self.failures.extend(chunk.failures)
+                self.done += len(chunk.values)
+                self.retries += chunk.retries
+            self.remaining -= 1
+            if self.remaining:
+                return None
+        self.failures.sort(key=lambda failure: failure[0])
+        if self.failures and not allow_partial_failure:
+            return Outcome(error=self.failures[0][1], item_failures=self.failures, items_total=self.total,
+                           item_retries=self.retries)
+        if self.done < self.total and not self.failures:
+            return Outcome(error=TaskError("RunCancelledError", "cancelled before all items ran", ""),
+                           items_total=self.total)
+        failed = {index for index, _ in self.failures}
+        values = [value for index, value in enumerate(self.values) if index not in failed] if failed else self.values
+        return Outcome(value=values, item_failures=self.failures, items_total=self.total, item_retries=self.retries)
+
+
+def _future_value(future: Future) -> Any:
+    try:
+        return future.result()
+    except BaseException as exc:  # noqa: BLE001 - e.g. unpicklable argument, broken pool, cancellation
+        return TaskError.capture(exc)
+
+
+def _chunk_value(future: Future | None, start: int, count: int) -> ChunkResult | None:
+    """The chunk's result; a chunk that failed as a whole (e.g. unpicklable items) fails each item."""
+    if future is None or future.cancelled():
+        return None
+    value = _future_value(future)
+    if isinstance(value, TaskError):
+        return ChunkResult(start, [None] * count, [(start + offset, value) for offset in range(count)])
+    return value
+
+
+def _failed_future(exc: BaseException) -> Future:
+    future: Future = Future()
+    future.set_exception(exc)
+    return future

@@ -1,0 +1,191 @@
+"""Calling a stage's function inside a worker: the code every executor runs on its workers.
+
+Nothing here raises: a failing call returns a :class:`TaskError` carrying the exception's type,
+message and traceback, so errors cross thread, process and cluster boundaries unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+import traceback as tb
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import cloudpickle
+
+from flowdapt.compute.context import RunContext, reset_run_context, set_run_context
+from flowdapt.compute.targets import binding_for, resolve_target
+from flowdapt.errors import StageInputError, StageTimeoutError
+from flowdapt.settings import get_settings, set_settings
+
+
+class TaskError:
+    """A failure captured where it happened."""
+
+    __slots__ = ("type", "message", "traceback")
+
+    def __init__(self, type: str, message: str, traceback: str) -> None:
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+
+    @classmethod
+    def capture(cls, exc: BaseException) -> "TaskError":
+        return cls(type(exc).__name__, str(exc), "".join(tb.format_exception(type(exc), exc, exc.__traceback__)))
+
+    def __reduce__(self):
+        return (TaskError, (self.type, self.message, self.traceback))
+
+    def __repr__(self) -> str:
+        return f"TaskError({self.type}: {self.message})"
+
+
+@dataclass(slots=True)
+class StageCall:
+    """Everything a worker needs to call one stage (picklable; callables travel by cloudpickle)."""
+
+    stage: str
+    target: Any
+    context: RunContext
+    root: bool
+    map_on: str | None = None
+    timeout: float | None = None
+    retries: int = 0
+    retry_delay: float = 0.0
+    allow_partial_failure: bool = True
+    settings: Any = None  # the driver's Settings, so workers write artifacts where the driver reads them
+
+    def __getstate__(self):
+        target = self.target
+        if callable(target):
+            target = _Pickled(cloudpickle.dumps(target))
+        return (self.stage, target, self.context, self.root, self.map_on, self.timeout, self.retries,
+                self.retry_delay, self.allow_partial_failure, self.settings)
+
+    def __setstate__(self, state) -> None:
+        (self.stage, self.target, self.context, self.root, self.map_on, self.timeout, self.retries,
+         self.retry_delay, self.allow_partial_failure, self.settings) = state
+
+
+class _Pickled:
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+
+_unpickled: dict[bytes, Callable[..., Any]] = {}
+
+
+def _function(call: StageCall) -> Callable[..., Any]:
+    if call.settings is not None and get_settings() is not call.settings:
+        set_settings(call.settings)
+    target = call.target
+    if isinstance(target, _Pickled):
+        function = _unpickled.get(target.payload)
+        if function is None:
+            function = _unpickled[target.payload] = cloudpickle.loads(target.payload)
+        call.target = function
+        return function
+    return resolve_target(target)
+
+
+def _await(awaitable: Any, call: StageCall) -> Any:
+    if call.timeout is None:
+        return asyncio.run(_as_coroutine(awaitable))
+    try:
+        return asyncio.run(asyncio.wait_for(_as_coroutine(awaitable), call.timeout))
+    except asyncio.TimeoutError:
+        raise StageTimeoutError(call.stage, call.timeout) from None
+
+
+async def _as_coroutine(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def invoke(call: StageCall, upstream: list[Any]) -> Any:
+    """Run a simple stage: root stages get the input as keywords, others the upstream outputs."""
+    token = set_run_context(call.context)
+    try:
+        function = _function(call)
+        binding = binding_for(function)
+        if call.root:
+            value = function(**binding.root_kwargs(call.stage, call.context.input))
+        else:
+            args = binding.positional_args(upstream)
+            if not args and upstream:
+                raise StageInputError(call.stage, "its function takes no arguments but the stage has depends_on")
+            value = function(*args)
+        if inspect.isawaitable(value):
+            value = _await(value, call)
+        return value
+    except BaseException as exc:  # noqa: BLE001 - every failure is reported, never raised across workers
+        return TaskError.capture(exc)
+    finally:
+        reset_run_context(token)
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    """Outputs of a slice of a parameterized stage; failed positions hold ``None``."""
+
+    start: int
+    values: list[Any]
+    failures: list[tuple[int, TaskError]]
+    retries: int = 0
+
+
+def run_items(
+    call: StageCall, items: list[Any], start: int, upstream_rest: list[Any], stop: threading.Event | None = None
+) -> ChunkResult:
+    """Run ``items`` (positions ``start``…) of a parameterized stage, one call per item.
+
+    Each item is retried ``call.retries`` times; a failure is recorded per item. When partial
+    failure is not allowed, the first failure stops the chunk (and sets ``stop`` for the others).
+    """
+    token = set_run_context(call.context)
+    values: list[Any] = []
+    failures: list[tuple[int, TaskError]] = []
+    retried = 0
+    try:
+        try:
+            function = _function(call)
+            binding = binding_for(function)
+            rest = binding.positional_args([None, *upstream_rest])[1:]
+            if binding.positional == 0 and not binding.var_positional:
+                raise StageInputError(call.stage, "a parameterized stage's function must take the item as its first argument")
+            kwargs = binding.root_kwargs(call.stage, call.context.input, (call.map_on, binding.first_param)) if call.root else {}
+        except BaseException as exc:  # noqa: BLE001
+            error = TaskError.capture(exc)
+            return ChunkResult(start, [None] * len(items), [(start + i, error) for i in range(len(items))])
+        for offset, item in enumerate(items):
+            if stop is not None and stop.is_set():
+                break
+            attempt = 0
+            while True:
+                try:
+                    value = function(item, *rest, **kwargs)
+                    if inspect.isawaitable(value):
+                        value = _await(value, call)
+                    values.append(value)
+                    break
+                except Exception as exc:
+                    if attempt < call.retries:
+                        attempt += 1
+                        retried += 1
+                        if call.retry_delay:
+                            time.sleep(call.retry_delay)
+                        continue
+                    values.append(None)
+                    failures.append((start + offset, TaskError.capture(exc)))
+                    if not call.allow_partial_failure and stop is not None:
+                        stop.set()
+                    break
+            if failures and not call.allow_partial_failure:
+                break
+        return ChunkResult(start, values, failures, retried)
+    finally:
+        reset_run_context(token)

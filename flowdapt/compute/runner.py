@@ -1,0 +1,302 @@
+"""The runner: walks a workflow graph on an executor and keeps the run record.
+
+One thread (the caller's, or a background one) owns all run state; executors report completions
+into its inbox from any thread. A stage starts as soon as its own dependencies have finished.
+Timeouts and retry delays are deadlines on a heap that bound the inbox wait, so nothing polls.
+The runner emits events and knows nothing about storage or UIs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from datetime import datetime, timezone
+from queue import Empty, SimpleQueue
+from typing import Any
+
+from flowdapt.compute.context import RunContext
+from flowdapt.compute.executors.base import BaseExecutor, Outcome, TaskHandle
+from flowdapt.compute.graph import WorkflowGraph
+from flowdapt.compute.invoke import StageCall, TaskError
+from flowdapt.compute.stages import get_stage_type
+from flowdapt.errors import StageTimeoutError
+from flowdapt.events import (
+    Event,
+    ItemsProgress,
+    Listener,
+    RunFinished,
+    RunStarted,
+    StageFailed,
+    StageFinished,
+    StageRetried,
+    StageStarted,
+    dispatch,
+)
+from flowdapt.settings import get_settings
+from flowdapt.resources.models import ErrorInfo, ItemFailure, StageRun, WorkflowRun
+
+_DONE, _PROGRESS, _CANCEL = 0, 1, 2
+_TIMEOUT, _RETRY = 0, 1
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def error_info(error: TaskError, stage: str | None) -> ErrorInfo:
+    return ErrorInfo(type=error.type, message=error.message, traceback=error.traceback, stage=stage)
+
+
+class RunControl:
+    """Lets other threads wait for a run and cancel it."""
+
+    def __init__(self) -> None:
+        self.inbox: SimpleQueue = SimpleQueue()
+        self.finished = threading.Event()
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        if not self.finished.is_set():
+            self.cancelled.set()
+            self.inbox.put((_CANCEL, None, 0, None))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.finished.wait(timeout)
+
+
+class Runner:
+    """Executes one run of a workflow graph; :meth:`execute` returns when the run is over."""
+
+    def __init__(self, graph: WorkflowGraph, executor: BaseExecutor, run: WorkflowRun, context: RunContext,
+                 listeners: tuple[Listener, ...] = (), control: RunControl | None = None) -> None:
+        self.graph = graph
+        self.executor = executor
+        self.run = run
+        self.listeners = listeners
+        self.control = control or RunControl()
+        self.context = context
+        self.context._cancelled = self.control.cancelled
+        run._control = self.control
+        run.stages = [StageRun(name=name, type=graph.stages[name].type) for name in graph.order]
+        self.records = {record.name: record for record in run.stages}
+        self.waiting_on = {name: len(stage.depends_on) for name, stage in graph.stages.items()}
+        self.unstarted_consumers = {name: len(graph.dependents[name]) for name in graph.stages}
+        self.outputs: dict[str, Any] = {}
+        self.upstream: dict[str, list[Any]] = {}
+        self.handles: dict[str, TaskHandle] = {}
+        self.live: dict[str, int] = {}  # stage -> attempt whose outcome is awaited
+        self.calls: dict[str, StageCall] = {}
+        self.deadlines: list[tuple[float, int, int, str, int]] = []
+        self.sequence = 0
+        self.active = 0  # stages running or waiting for a retry
+
+    # -- events ---------------------------------------------------------------------------------
+    def _emit(self, event_type: type[Event], **fields: Any) -> None:
+        if self.listeners:
+            dispatch(event_type(run=self.run, **fields), self.listeners)
+
+    # -- main loop --------------------------------------------------------------------------------
+    def execute(self) -> WorkflowRun:
+        run = self.run
+        run.state = "running"
+        run.started_at = _now()
+        self._emit(RunStarted)
+        try:
+            for name in self.graph.roots:
+                self.upstream[name] = []
+                self._start(name)
+            inbox = self.control.inbox
+            while self.active:
+                if self.deadlines:
+                    wait = self.deadlines[0][0] - time.monotonic()
+                    if wait <= 0:
+                        self._on_deadline(*heapq.heappop(self.deadlines)[2:])
+                        continue
+                    try:
+                        message = inbox.get(timeout=wait)
+                    except Empty:
+                        continue
+                else:
+                    message = inbox.get()
+                kind, name, attempt, payload = message
+                if kind == _DONE:
+                    self._on_done(name, attempt, payload)
+                elif kind == _PROGRESS:
+                    self._on_progress(name, attempt, payload)
+                else:
+                    self._stop("cancelled", None)
+            if run.state == "running":
+                self._finish()
+        except KeyboardInterrupt:
+            self._stop("cancelled", None)
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a runner bug must still end the run, not hang it
+            self._stop("failed", ErrorInfo.from_exception(exc))
+        finally:
+            self._close()
+        return run
+
+    def _close(self) -> None:
+        run = self.run
+        run.finished_at = _now()
+        self.outputs.clear()
+        self.upstream.clear()
+        self._emit(RunFinished)
+        self.control.finished.set()
+
+    def _finish(self) -> None:
+        resolve = self.executor.resolve
+        sinks = self.graph.sinks
+        if len(sinks) == 1:
+            result = resolve(self.outputs[sinks[0]])
+        else:
+            result = {name: resolve(self.outputs[name]) for name in sinks}
+        self.run.result = result
+        self.run.state = "finished"
+
+    # -- stages ---------------------------------------------------------------------------------
+    def _call(self, name: str) -> StageCall:
+        call = self.calls.get(name)
+        if call is None:
+            stage = self.graph.stages[name]
+            options = stage.options
+            call = self.calls[name] = StageCall(
+                stage=name, target=stage.target, context=self.context.for_stage(name), root=not stage.depends_on,
+                map_on=options.map_on, timeout=options.timeout, retries=options.retries,
+                retry_delay=options.retry_delay, allow_partial_failure=options.allow_partial_failure,
+                settings=get_settings(),
+            )
+        return call
+
+    def _start(self, name: str) -> None:
+        stage = self.graph.stages[name]
+        record = self.records[name]
+        attempt = record.attempts = record.attempts + 1
+        record.state = "running"
+        if attempt == 1:
+            self.active += 1
+            record.started_at = _now()
+        self.live[name] = attempt
+        self._emit(StageStarted, stage=record)
+        inbox = self.control.inbox
+
+        def on_done(outcome: Outcome) -> None:
+            inbox.put((_DONE, name, attempt, outcome))
+
+        def on_progress(done: int, failed: int, total: int) -> None:
+            inbox.put((_PROGRESS, name, attempt, (done, failed, total)))
+
+        try:
+            handle = get_stage_type(stage.type).start(
+                self.executor, stage, self._call(name), self.upstream[name], on_progress, on_done
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. a resource the executor cannot provide
+            on_done(Outcome(error=TaskError.capture(exc)))
+            return
+        self.handles[name] = handle
+        if stage.options.timeout:
+            self._deadline(stage.options.timeout, _TIMEOUT, name, attempt)
+
+    def _deadline(self, delay: float, action: int, name: str, attempt: int) -> None:
+        self.sequence += 1
+        heapq.heappush(self.deadlines, (time.monotonic() + delay, self.sequence, action, name, attempt))
+
+    def _on_deadline(self, action: int, name: str, attempt: int) -> None:
+        if action == _RETRY:
+            if self.records[name].state == "running" and self.live.get(name) is None:
+                self._start(name)
+        elif self.live.get(name) == attempt:
+            handle = self.handles.get(name)
+            if handle is not None:
+                self.executor.cancel(handle)
+            timeout = self.graph.stages[name].options.timeout or 0.0
+            self._on_done(name, attempt, Outcome(error=TaskError.capture(StageTimeoutError(name, timeout))))
+
+    def _on_progress(self, name: str, attempt: int, progress: tuple[int, int, int]) -> None:
+        if self.live.get(name) != attempt:
+            return
+        record = self.records[name]
+        record.items_done, record.items_failed, record.items_total = progress
+        self._emit(ItemsProgress, stage=record)
+
+    def _on_done(self, name: str, attempt: int, outcome: Outcome) -> None:
+        if self.live.get(name) != attempt:
+            return  # a late report of an attempt that already timed out or was cancelled
+        self.live[name] = None  # type: ignore[assignment]
+        self.handles.pop(name, None)
+        record = self.records[name]
+        stage = self.graph.stages[name]
+        error = outcome.error
+        if outcome.items_total is not None:
+            failures = outcome.item_failures
+            record.items_total = outcome.items_total
+            record.items_failed = len(failures)
+            record.items_done = outcome.items_total if error is None else record.items_done
+            record.item_failures = [
+                ItemFailure(index=index, type=item.type, message=item.message, traceback=item.traceback)
+                for index, item in failures
+            ]
+            if error is None and failures and len(failures) == outcome.items_total:
+                error = failures[0][1]  # every item failed: the stage failed
+        if error is None:
+            self._stage_succeeded(name, outcome.value)
+            return
+        info = error_info(error, name)
+        record.error = info
+        if attempt <= stage.options.retries and not get_stage_type(stage.type).maps_items:
+            delay = stage.options.retry_delay
+            self._emit(StageRetried, stage=record, error=info, delay=delay)
+            self._deadline(delay, _RETRY, name, attempt)
+            return
+        record.state = "failed"
+        record.finished_at = _now()
+        self.active -= 1
+        self._emit(StageFailed, stage=record)
+        self._stop("failed", info)
+
+    def _stage_succeeded(self, name: str, value: Any) -> None:
+        record = self.records[name]
+        record.state = "finished"
+        record.error = None
+        record.finished_at = _now()
+        self.active -= 1
+        self.outputs[name] = value
+        del self.upstream[name]
+        self._emit(StageFinished, stage=record)
+        stages = self.graph.stages
+        for child in self.graph.dependents[name]:
+            self.waiting_on[child] -= 1
+            if self.waiting_on[child] == 0:
+                self.upstream[child] = [self.outputs[dependency] for dependency in stages[child].depends_on]
+                for dependency in stages[child].depends_on:
+                    self._release(dependency)
+                self._start(child)
+
+    def _release(self, name: str) -> None:
+        """Drop an output once every consumer has started (sinks keep theirs for the result)."""
+        self.unstarted_consumers[name] -= 1
+        if self.unstarted_consumers[name] == 0 and name not in self.graph.sinks:
+            self.outputs.pop(name, None)
+
+    def _stop(self, state: str, error: ErrorInfo | None) -> None:
+        """End the run early: cancel running stages, skip the ones not started."""
+        run = self.run
+        if run.state != "running":
+            return
+        run.state = state  # type: ignore[assignment]
+        run.error = error
+        now = _now()
+        for name, handle in list(self.handles.items()):
+            self.executor.cancel(handle)
+        self.handles.clear()
+        for record in run.stages:
+            if record.state == "running":
+                record.state = "cancelled"
+                record.finished_at = now
+                self._emit(StageFinished, stage=record)
+            elif record.state == "pending":
+                record.state = "skipped"
+        self.live.clear()
+        self.deadlines.clear()
+        self.active = 0

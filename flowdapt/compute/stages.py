@@ -1,0 +1,130 @@
+"""Stage types, chosen by the stage's ``type`` from a registry: ``simple`` and ``parameterized``.
+
+A stage type validates a stage definition when it is applied and starts the stage on an executor
+when it runs. Others (e.g. ``notebook``) register with :func:`register_stage_type`.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from flowdapt.compute.invoke import StageCall, TaskError
+from flowdapt.compute.targets import TargetImportError, binding_for, resolve_target
+from flowdapt.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from flowdapt.compute.executors.base import BaseExecutor, OnDone, OnProgress, TaskHandle
+    from flowdapt.resources.models import WorkflowStage
+
+
+class StageDefinitionError(ValueError):
+    """A stage definition is invalid in ``field``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(field, message)
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class StageType(abc.ABC):
+    """How one kind of stage is validated and started."""
+
+    name: ClassVar[str]
+    maps_items: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def validate(self, stage: "WorkflowStage", check_target: bool = True) -> None:
+        """Raise :class:`StageDefinitionError` if ``stage`` cannot run."""
+
+    @abc.abstractmethod
+    def start(self, executor: "BaseExecutor", stage: "WorkflowStage", call: StageCall, upstream: list[Any],
+              on_progress: "OnProgress", on_done: "OnDone") -> "TaskHandle":
+        """Hand the stage to ``executor``; outcome and progress come back through the callbacks."""
+
+
+def _validated_function(stage: "WorkflowStage", check_target: bool):
+    if not check_target:
+        return None
+    try:
+        function = resolve_target(stage.target)
+    except TargetImportError as exc:
+        raise StageDefinitionError("target", str(exc)) from None
+    try:
+        return function, binding_for(function)
+    except (TypeError, ValueError):  # builtins without a signature: accept as they are
+        return None
+
+
+class SimpleStage(StageType):
+    """One call: root stages get the run input as keywords, others their dependencies' outputs."""
+
+    name = "simple"
+
+    def validate(self, stage: "WorkflowStage", check_target: bool = True) -> None:
+        resolved = _validated_function(stage, check_target)
+        if resolved and stage.depends_on:
+            binding = resolved[1]
+            if binding.positional == 0 and not binding.var_positional:
+                raise StageDefinitionError(
+                    "target", f"function takes no positional arguments but depends_on lists {len(stage.depends_on)} stage(s)"
+                )
+
+    def start(self, executor, stage, call, upstream, on_progress, on_done):
+        return executor.submit(call, upstream, stage.resources.as_dict(), on_done)
+
+
+class ParameterizedStage(StageType):
+    """One call per item of the first dependency's output (or of ``input[map_on]``), in parallel."""
+
+    name = "parameterized"
+    maps_items = True
+
+    def validate(self, stage: "WorkflowStage", check_target: bool = True) -> None:
+        if not stage.depends_on and not stage.options.map_on:
+            raise StageDefinitionError("options.map_on", "a parameterized stage needs depends_on or options.map_on")
+        resolved = _validated_function(stage, check_target)
+        if resolved:
+            binding = resolved[1]
+            if binding.positional == 0 and not binding.var_positional:
+                raise StageDefinitionError("target", "function must take the item as its first positional argument")
+
+    def start(self, executor, stage, call, upstream, on_progress, on_done):
+        from flowdapt.compute.executors.base import Outcome, TaskHandle
+
+        if call.map_on:
+            if call.map_on not in call.context.input:
+                on_done(Outcome(error=TaskError(
+                    "StageInputError", f"stage '{stage.name}': options.map_on: run input has no '{call.map_on}'", "")))
+                return TaskHandle()
+            items, rest = call.context.input[call.map_on], upstream
+        else:
+            items, rest = upstream[0], upstream[1:]
+        return executor.map(call, items, rest, stage.resources.as_dict(), on_progress, on_done)
+
+
+_registry: dict[str, StageType] = {}
+
+
+def register_stage_type(stage_type: StageType) -> None:
+    """Make ``stage_type`` available as ``type: <stage_type.name>``."""
+    _registry[stage_type.name] = stage_type
+
+
+def get_stage_type(name: str) -> StageType:
+    """The stage type registered as ``name``; the error lists the known types."""
+    try:
+        return _registry[name]
+    except KeyError:
+        raise UnknownNameError("stage type", name, list(_registry)) from None
+
+
+def stage_type_names() -> list[str]:
+    return sorted(_registry)
+
+
+register_stage_type(SimpleStage())
+register_stage_type(ParameterizedStage())

@@ -1,0 +1,393 @@
+"""Pydantic models of flowdapt's resources, in Flowdapt's kind/metadata/spec envelope.
+
+Structural checks (types, names, sizes, cron syntax, condition syntax) live on the models;
+checks that need the whole document (stage graph, importable targets) live in
+:mod:`flowdapt.resources.validation`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any, Callable, ClassVar, Literal, Union
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+SUPPORTED_VERSIONS = ("v1alpha1",)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?)B?\s*$", re.IGNORECASE)
+_SCALE = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
+
+
+def parse_bytes(value: str | int | float) -> int:
+    """Parse a size such as ``"8GB"`` (8·10⁹), ``"1GiB"`` (2³⁰), ``"100M"`` or ``512`` into bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid size {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"invalid size {value!r}: must not be negative")
+        return int(value)
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"invalid size {value!r} (expected e.g. '512MB', '8GB', '1GiB' or a number of bytes)")
+    number, unit, binary = match.groups()
+    base = 1024 if binary else 1000
+    return int(float(number) * base ** _SCALE[unit.upper()])
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Metadata(_Model):
+    """Identity of a resource: ``name`` is unique per kind; ``uid`` never changes."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    uid: UUID = Field(default_factory=uuid4)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("annotations", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): v if isinstance(v, str) else str(v) for k, v in value.items()}
+        return value
+
+
+class StageResources(BaseModel):
+    """What one call of a stage needs: ``cpus``, ``gpus``, ``memory`` (bytes) and custom labels."""
+
+    model_config = ConfigDict(extra="allow")
+
+    cpus: float | None = Field(default=None, ge=0)
+    gpus: float | None = Field(default=None, ge=0)
+    memory: int | None = None
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> Any:
+        return None if value is None else parse_bytes(value)
+
+    @model_validator(mode="after")
+    def _custom_labels_are_numbers(self) -> "StageResources":
+        for key, value in (self.model_extra or {}).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"custom resource '{key}' must be a non-negative number, got {value!r}")
+            self.model_extra[key] = float(value)
+        return self
+
+    def as_dict(self) -> dict[str, float]:
+        """Requested amounts only (unset ones left out)."""
+        out = {k: v for k, v in (("cpus", self.cpus), ("gpus", self.gpus), ("memory", self.memory)) if v is not None}
+        out.update(self.model_extra or {})
+        return out
+
+
+class StageOptions(BaseModel):
+    """Per-stage options. Unknown keys are kept for stage types that need them (e.g. notebooks)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    map_on: str | None = None
+    allow_partial_failure: bool = True
+    retries: int = Field(default=0, ge=0)
+    retry_delay: float = Field(default=0.0, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class WorkflowStage(_Model):
+    """One node of a workflow: a Python callable (import path) or a notebook."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    target: Union[str, Callable[..., Any]]
+    type: str = "simple"
+    depends_on: list[str] = Field(default_factory=list)
+    options: StageOptions = Field(default_factory=StageOptions)
+    resources: StageResources = Field(default_factory=StageResources)
+    description: str = ""
+    version: str = ""
+    priority: int | None = None
+
+    @field_validator("depends_on", mode="before")
+    @classmethod
+    def _one_dependency(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("target")
+    @classmethod
+    def _target_not_empty(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class WorkflowSpec(_Model):
+    stages: list[WorkflowStage] = Field(min_length=1)
+
+
+class ConfigSelector(_Model):
+    kind: str | None = None
+    type: Literal["name", "annotation"] = "name"
+    value: Union[str, dict[str, str], None] = None
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): v if isinstance(v, str) else str(v) for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _value_matches_type(self) -> "ConfigSelector":
+        if self.type == "annotation" and not isinstance(self.value, dict):
+            raise ValueError("an annotation selector needs value: {key: value}")
+        if self.type == "name" and not isinstance(self.value, str):
+            raise ValueError("a name selector needs value: <resource name>")
+        return self
+
+
+class ConfigSpec(_Model):
+    selector: ConfigSelector | None = None
+    data: dict[str, Any]
+
+
+class TriggerAction(_Model):
+    """What a trigger does: ``run_workflow``, ``run_notebook`` or an import path ``pkg.mod.func``."""
+
+    target: str
+    parameters: dict[str, Any] = Field(default_factory=dict, alias="params")
+
+    @model_validator(mode="after")
+    def _known_target(self) -> "TriggerAction":
+        if self.target == "run_workflow" and not self.parameters.get("workflow"):
+            raise ValueError("run_workflow needs parameters.workflow")
+        if self.target == "run_notebook" and not self.parameters.get("notebook"):
+            raise ValueError("run_notebook needs parameters.notebook")
+        if self.target not in ("run_workflow", "run_notebook") and "." not in self.target:
+            raise ValueError(f"unknown action '{self.target}' (use run_workflow, run_notebook or an import path)")
+        return self
+
+
+class TriggerRuleSpec(_Model):
+    type: Literal["schedule", "condition"] = "condition"
+    rule: Union[list[str], dict[str, Any]]
+    action: TriggerAction
+    timezone: str = "UTC"
+    catchup: bool = False
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _rule_matches_type(self) -> "TriggerRuleSpec":
+        from flowdapt.triggers.conditions import validate_condition
+        from flowdapt.triggers.schedule import validate_cron, validate_timezone
+
+        if self.type == "schedule":
+            if isinstance(self.rule, str):
+                self.rule = [self.rule]
+            if not isinstance(self.rule, list) or not self.rule:
+                raise ValueError("rule: a schedule needs a list of cron strings")
+            for expression in self.rule:
+                validate_cron(expression)
+            validate_timezone(self.timezone)
+        else:
+            if not isinstance(self.rule, dict) or not self.rule:
+                raise ValueError("rule: a condition needs a non-empty mapping such as {eq: [{var: type}, ...]}")
+            validate_condition(self.rule)
+        return self
+
+    @field_validator("rule", mode="before")
+    @classmethod
+    def _single_cron(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class Resource(_Model):
+    """The envelope every resource shares."""
+
+    kind: str
+    version: str | None = None
+    metadata: Metadata
+    spec: Any
+
+    KIND: ClassVar[str] = ""
+
+    @field_validator("version")
+    @classmethod
+    def _supported_version(cls, value: str | None) -> str | None:
+        if value is not None and value not in SUPPORTED_VERSIONS:
+            raise ValueError(f"unsupported version '{value}' (supported: {', '.join(SUPPORTED_VERSIONS)})")
+        return value
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def uid(self) -> str:
+        return str(self.metadata.uid)
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON-safe document stored and served (callable targets are written by import path)."""
+        return self.model_dump(mode="json", exclude_none=True, fallback=_describe_callable)
+
+
+def _describe_callable(value: Any) -> Any:
+    if callable(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+class Workflow(Resource):
+    KIND: ClassVar[str] = "workflow"
+    kind: Literal["workflow"] = "workflow"
+    spec: WorkflowSpec
+
+
+class Config(Resource):
+    KIND: ClassVar[str] = "config"
+    kind: Literal["config"] = "config"
+    spec: ConfigSpec
+
+
+class TriggerRule(Resource):
+    KIND: ClassVar[str] = "trigger_rule"
+    kind: Literal["trigger_rule"] = "trigger_rule"
+    spec: TriggerRuleSpec
+
+
+RESOURCE_KINDS: dict[str, type[Resource]] = {cls.KIND: cls for cls in (Workflow, Config, TriggerRule)}
+
+RunState = Literal["pending", "running", "finished", "failed", "cancelled", "interrupted"]
+StageState = Literal["pending", "running", "finished", "failed", "cancelled", "skipped"]
+TERMINAL_STATES = frozenset({"finished", "failed", "cancelled", "interrupted"})
+
+
+class ErrorInfo(BaseModel):
+    """An exception as recorded: its type, its own message and the traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+    stage: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, stage: str | None = None, traceback: str | None = None) -> "ErrorInfo":
+        import traceback as tb
+
+        text = traceback if traceback is not None else "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+        return cls(type=type(exc).__name__, message=str(exc), traceback=text, stage=stage)
+
+    def __str__(self) -> str:
+        where = f" in stage '{self.stage}'" if self.stage else ""
+        return f"{self.type}{where}: {self.message}"
+
+
+class ItemFailure(BaseModel):
+    """One failed item of a parameterized stage."""
+
+    index: int
+    type: str
+    message: str
+    traceback: str = ""
+
+
+class StageRun(BaseModel):
+    """The record of one stage within a run."""
+
+    name: str
+    type: str = "simple"
+    state: StageState = "pending"
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: ErrorInfo | None = None
+    items_total: int | None = None
+    items_done: int = 0
+    items_failed: int = 0
+    item_failures: list[ItemFailure] = Field(default_factory=list)
+    output_notebook: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish, when both are known."""
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class WorkflowRun(BaseModel):
+    """One execution of a workflow (kind ``workflow_run``, read-only).
+
+    Returned by :func:`flowdapt.run_workflow`; while the run goes on, :meth:`wait` and
+    :meth:`cancel` control it.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    kind: Literal["workflow_run"] = "workflow_run"
+    uid: str = Field(default_factory=lambda: uuid4().hex)
+    name: str = ""
+    workflow: str
+    source: Literal["manual", "api", "trigger", "notebook"] = "manual"
+    state: RunState = "pending"
+    executor: str = "local"
+    namespace: str = "default"
+    input: dict[str, Any] = Field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    stages: list[StageRun] = Field(default_factory=list)
+
+    _control: Any = PrivateAttr(default=None)
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.name:
+            from flowdapt.compute.naming import run_name
+
+            self.name = run_name(self.uid)
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    def stage(self, name: str) -> StageRun:
+        """The record of stage ``name``."""
+        for record in self.stages:
+            if record.name == name:
+                return record
+        raise KeyError(f"run '{self.name}' has no stage '{name}'")
+
+    def wait(self, timeout: float | None = None) -> "WorkflowRun":
+        """Block until the run reaches a terminal state (or ``timeout`` seconds pass)."""
+        if self._control is not None:
+            self._control.wait(timeout)
+        return self
+
+    def cancel(self) -> None:
+        """Ask the run to stop: running stages are cancelled, pending ones skipped."""
+        if self._control is not None:
+            self._control.cancel()
+
+    def to_document(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", fallback=repr)
+
+    def __repr__(self) -> str:
+        return f"<WorkflowRun {self.name} workflow={self.workflow} state={self.state}>"

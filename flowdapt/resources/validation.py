@@ -1,0 +1,43 @@
+"""Whole-document checks run when resources are applied: the stage graph, stage types, targets."""
+
+from __future__ import annotations
+
+from flowdapt.compute.graph import GraphError, WorkflowGraph
+from flowdapt.compute.stages import StageDefinitionError, get_stage_type
+from flowdapt.errors import ResourceError, UnknownNameError
+from flowdapt.resources.models import Resource, Workflow
+
+
+def validate_workflow(workflow: Workflow, *, file: str | None = None, check_targets: bool = True) -> WorkflowGraph:
+    """Check ``workflow`` and return its graph.
+
+    Raises :class:`ResourceError` naming the file, workflow, stage and field of the first problem:
+    unknown stage type, duplicate stage, unknown or repeated ``depends_on``, a cycle (named),
+    a target that does not import (which module or attribute), a function that cannot take its inputs.
+    """
+    name = workflow.metadata.name
+
+    def error(message: str, stage: str | None, field: str | None) -> ResourceError:
+        return ResourceError(message, file=file, kind="workflow", resource=name, stage=stage, field=field)
+
+    for stage in workflow.spec.stages:
+        try:
+            get_stage_type(stage.type)
+        except UnknownNameError as exc:
+            raise error(str(exc), stage.name, "type") from None
+    try:
+        graph = WorkflowGraph.from_workflow(workflow)
+    except GraphError as exc:
+        raise error(exc.message, exc.stage, exc.field) from None
+    for stage in workflow.spec.stages:
+        try:
+            get_stage_type(stage.type).validate(stage, check_target=check_targets)
+        except StageDefinitionError as exc:
+            raise error(exc.message, stage.name, exc.field) from None
+    return graph
+
+
+def validate_resource(resource: Resource, *, file: str | None = None, check_targets: bool = True) -> None:
+    """Run the whole-document checks that apply to ``resource``'s kind."""
+    if isinstance(resource, Workflow):
+        validate_workflow(resource, file=file, check_targets=check_targets)

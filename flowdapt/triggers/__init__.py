@@ -1,0 +1,1 @@
+"""Triggers: cron schedules and event conditions that start workflows."""

@@ -1,0 +1,32 @@
+"""Cron parsing for schedule triggers (croniter: 5 fields, or 6 with seconds last)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+def validate_cron(expression: str) -> None:
+    """Raise ``ValueError`` if ``expression`` is not a cron croniter can read."""
+    from croniter import croniter
+
+    if not isinstance(expression, str) or len(expression.split()) not in (5, 6):
+        raise ValueError(f"rule: malformed cron '{expression}' (expected 5 fields, or 6 with seconds last)")
+    if not croniter.is_valid(expression):
+        raise ValueError(f"rule: malformed cron '{expression}'")
+
+
+def validate_timezone(name: str) -> None:
+    """Raise ``ValueError`` if ``name`` is not an IANA time zone."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timezone: unknown time zone '{name}'") from None
+
+
+def next_fire_time(expression: str, after: datetime, timezone: str = "UTC") -> datetime:
+    """The first time strictly after ``after`` that ``expression`` matches, in ``timezone``."""
+    from croniter import croniter
+
+    local = after.astimezone(ZoneInfo(timezone))
+    return croniter(expression, local).get_next(datetime)

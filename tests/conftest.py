@@ -1,0 +1,48 @@
+"""Shared fixtures. Fixture names are prefixed ``flowdapt_`` except the conformance ``executor``."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+from flowdapt.compute import object_store  # noqa: E402
+from flowdapt.compute.executors import BaseExecutor, close_shared_executors  # noqa: E402
+from flowdapt.compute.executors.local import LocalExecutor  # noqa: E402
+from flowdapt.resources import catalog  # noqa: E402
+from flowdapt.settings import Settings, set_settings  # noqa: E402
+
+# The conformance suite: every test taking the ``executor`` fixture runs once per entry.
+# Cluster executors add their entries here (one cluster per test session).
+EXECUTORS: dict[str, Callable[[], BaseExecutor]] = {
+    "local-threads": lambda: LocalExecutor(mode="threads", cpus=2),
+    "local-processes": lambda: LocalExecutor(mode="processes", cpus=2),
+}
+
+
+@pytest.fixture(scope="session", params=list(EXECUTORS))
+def executor(request) -> BaseExecutor:
+    """A started executor of each conformance kind, shared by the session."""
+    instance = EXECUTORS[request.param]()
+    instance.start()
+    yield instance
+    instance.close()
+
+
+@pytest.fixture(autouse=True)
+def flowdapt_app_dir(tmp_path, monkeypatch):
+    """Every test gets its own app dir, settings, catalog and empty local cluster memory."""
+    app_dir = tmp_path / "app"
+    monkeypatch.setenv("FLOWDAPT_APP_DIR", str(app_dir))
+    set_settings(Settings(app_dir=app_dir))
+    catalog.set_catalog(catalog.MemoryCatalog())
+    object_store.LOCAL_MEMORY.clear()
+    yield app_dir
+    set_settings(None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    close_shared_executors()

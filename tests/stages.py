@@ -1,0 +1,66 @@
+"""Stage functions used by the tests (importable by process and cluster workers)."""
+
+import asyncio
+import os
+import time
+
+from flowdapt import get_run_context, object_store
+
+
+def numbers(n: int = 10):
+    return list(range(n))
+
+
+def square(x):
+    return x * x
+
+
+def add(a, b):
+    return a + b
+
+
+def total(values):
+    return sum(values)
+
+
+def fail(*args, **kwargs):
+    raise ValueError("stage exploded: bad value 42")
+
+
+def fail_on_odd(x):
+    if x % 2:
+        raise ValueError(f"odd item {x}")
+    return x
+
+
+async def async_double(x: int = 1):
+    await asyncio.sleep(0.01)
+    return x * 2
+
+
+def sleep_for(seconds: float = 5.0):
+    time.sleep(seconds)
+    return seconds
+
+
+def pid(*args):
+    return os.getpid()
+
+
+def context_info(**kwargs):
+    ctx = get_run_context()
+    return {"input": ctx.input, "config": ctx.config, "namespace": ctx.namespace, "run": ctx.run.name,
+            "executor": ctx.executor, "stage": ctx.stage}
+
+
+def put_model(**kwargs):
+    object_store.put("model", {"weights": [1, 2, 3]})
+    return True
+
+
+def get_model(_):
+    return object_store.get("model")
+
+
+def noop():
+    return None
