@@ -47,7 +47,7 @@ def pid(*args):
     return os.getpid()
 
 
-def context_info(**kwargs):
+def context_info(*args, **kwargs):
     ctx = get_run_context()
     return {"input": ctx.input, "config": ctx.config, "namespace": ctx.namespace, "run": ctx.run.name,
             "executor": ctx.executor, "stage": ctx.stage}
@@ -64,3 +64,59 @@ def get_model(_):
 
 def noop():
     return None
+
+
+def interval(x, seconds: float = 0.3):
+    """Return (item, start, end) so tests can see that items overlapped in time."""
+    start = time.time()
+    time.sleep(seconds)
+    return (x, start, time.time())
+
+
+def flaky(counter: str, failures: int = 1):
+    """Fail the first ``failures`` calls (counted in a file, so it works across processes)."""
+    with open(counter, "a") as handle:
+        handle.write(f"{time.time()}\n")
+    with open(counter) as handle:
+        calls = len(handle.readlines())
+    if calls <= failures:
+        raise ConnectionError(f"flaky call {calls}")
+    return calls
+
+
+async def async_sleep(seconds: float = 5.0):
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+def ordered(a, b, c):
+    return [a, b, c]
+
+
+def takes_nothing():
+    return 1
+
+
+def greet(name: str, greeting: str = "hello"):
+    return f"{greeting} {name}"
+
+
+def kwargs_echo(**kwargs):
+    return kwargs
+
+
+def first(values):
+    return values[0]
+
+
+def slow_then(x=None, seconds: float = 1.0):
+    time.sleep(seconds)
+    return "slow"
+
+
+def fast(x=None):
+    return "fast"
+
+
+def item_with_input(item, scale: int = 1):
+    return item * scale

@@ -38,12 +38,13 @@ OnProgress = Callable[[int, int, int], None]  # (items done, items failed, items
 class TaskHandle:
     """A submitted call or map; ``cancel()`` stops what has not started and flags the rest."""
 
-    __slots__ = ("stop", "futures", "cancelled")
+    __slots__ = ("stop", "futures", "cancelled", "slots")
 
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.futures: list[Any] = []
         self.cancelled = False
+        self.slots: list[Any] = []  # executor-specific bookkeeping (e.g. capacity held)
 
 
 class BaseExecutor(abc.ABC):

@@ -80,6 +80,30 @@ class _Capacity:
             self.free[key] -= amount
 
 
+class _Slot:
+    """The capacity one scheduled call holds once launched; released exactly once."""
+
+    __slots__ = ("capacity", "need", "held", "released")
+
+    def __init__(self, capacity: _Capacity, need: dict[str, float]) -> None:
+        self.capacity = capacity
+        self.need = need
+        self.held = False
+        self.released = False
+
+    def hold(self) -> None:
+        with self.capacity.lock:
+            self.held = True
+
+    def release(self) -> None:
+        with self.capacity.lock:
+            if self.released or not self.held:
+                return
+            self.released = True
+        for ready in self.capacity.release(self.need):
+            ready()
+
+
 def _init_process_worker(memory_path: str, sys_path: list[str]) -> None:
     for entry in sys_path:
         if entry not in sys.path:
@@ -171,28 +195,38 @@ class LocalExecutor(BaseExecutor):
     def _schedule(self, handle: TaskHandle, need: dict[str, float], work: Callable[[], Future],
                   finished: Callable[[Future | None], None]) -> None:
         """Run ``work`` once ``need`` fits; call ``finished`` with its future (``None`` if dropped)."""
+        slot = _Slot(self._capacity, need)
+        handle.slots.append(slot)
 
         def launch() -> None:
+            slot.hold()
             if handle.cancelled:
                 done(None)
                 return
             try:
                 future = work()
             except RuntimeError as exc:  # pool shut down under us
-                finished(_failed_future(exc))
-                for ready in self._capacity.release(need):
-                    ready()
+                done(_failed_future(exc))
                 return
             handle.futures.append(future)
             future.add_done_callback(done)
 
         def done(future: Future | None) -> None:
-            for ready in self._capacity.release(need):
-                ready()
+            slot.release()
             finished(future)
 
         if self._capacity.acquire_or_wait(need, launch):
             launch()
+
+    def cancel(self, handle: TaskHandle) -> None:
+        """Cancel, and give back the capacity of calls that cannot be interrupted.
+
+        A thread cannot be stopped from outside: a cancelled or timed-out call may go on in the
+        background, but it no longer holds the executor's capacity, so the next runs move on.
+        """
+        super().cancel(handle)
+        for slot in handle.slots:
+            slot.release()
 
     def submit(self, call: StageCall, upstream: list[Any], resources: dict[str, float], on_done: OnDone) -> TaskHandle:
         handle = TaskHandle()
@@ -226,12 +260,11 @@ class LocalExecutor(BaseExecutor):
 
         def finished(start: int, count: int, future: Future | None) -> None:
             outcome = state.add(_chunk_value(future, start, count), call.allow_partial_failure)
-            if outcome is None:
-                on_progress(state.done, len(state.failures), total)
-                if state.failures and not call.allow_partial_failure:
-                    self.cancel(handle)
-            else:
+            on_progress(state.done, len(state.failures), total)
+            if outcome is not None:
                 on_done(outcome)
+            elif state.failures and not call.allow_partial_failure:
+                self.cancel(handle)
 
         for start in range(0, total, size):
             chunk = items[start:start + size]
