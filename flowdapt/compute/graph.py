@@ -99,6 +99,9 @@ def _find_cycle(stages: dict[str, "WorkflowStage"], candidates: set[str]) -> lis
         path.append(node)
         node = next(dep for dep in stages[node].depends_on if dep in candidates)
     cycle = path[position[node]:]
-    # Report along the data flow (dependency -> dependent) for readability.
+    # Report along the data flow (dependency -> dependent), from the first stage defined.
     cycle.reverse()
+    order = list(stages)
+    first = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
+    cycle = cycle[first:] + cycle[:first]
     return [*cycle, cycle[0]]
