@@ -1,0 +1,76 @@
+"""Local-executor specifics: resources as concurrency limits, process workers, the registry."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import flowdapt
+from flowdapt.compute.executors import available_executors, create_executor, shared_executor
+from flowdapt.compute.executors.local import LocalExecutor
+from flowdapt.errors import ExecutorError, UnknownNameError
+
+
+def mapped(target: str, resources: dict | None = None, **options) -> dict:
+    stage = {"name": "m", "target": f"tests.stages.{target}", "type": "parameterized",
+             "options": {"map_on": "x", **options}, "resources": resources or {}}
+    return {"metadata": {"name": "w"}, "spec": {"stages": [stage]}}
+
+
+def overlaps(intervals) -> int:
+    """The largest number of intervals running at one instant."""
+    points = sorted([(start, 1) for _, start, _ in intervals] + [(end, -1) for _, _, end in intervals],
+                    key=lambda p: (p[0], p[1]))
+    best = current = 0
+    for _, step in points:
+        current += step
+        best = max(best, current)
+    return best
+
+
+def test_resources_cpus_limits_how_many_items_run_at_once():
+    with LocalExecutor(cpus=4) as executor:
+        free = flowdapt.run_workflow(mapped("interval"), {"x": list(range(4)), "seconds": 0.2}, executor=executor)
+        limited = flowdapt.run_workflow(mapped("interval", {"cpus": 2}), {"x": list(range(4)), "seconds": 0.2},
+                                        executor=executor)
+    assert overlaps(free.result) == 4
+    assert overlaps(limited.result) == 2
+
+
+def test_declared_resources_are_accounted_and_over_asking_fails_at_once():
+    with LocalExecutor(cpus=4, resources={"gpus": 1}) as executor:
+        run = flowdapt.run_workflow(mapped("interval", {"gpus": 1}), {"x": [1, 2, 3], "seconds": 0.1}, executor=executor)
+        assert overlaps(run.result) == 1
+        run = flowdapt.run_workflow(mapped("interval", {"gpus": 2}), {"x": [1]}, executor=executor)
+    assert run.state == "failed"
+    assert run.error.message == "stage 'm' needs gpus=2 but the local executor has gpus=1"
+
+
+def test_process_mode_runs_stages_in_other_processes():
+    with LocalExecutor(mode="processes", cpus=2) as executor:
+        run = flowdapt.run_workflow(mapped("pid"), {"x": list(range(8))}, executor=executor)
+        assert executor.describe()["mode"] == "processes"
+    assert os.getpid() not in run.result
+
+
+def test_unpicklable_items_fail_the_items_with_the_pickling_error():
+    with LocalExecutor(mode="processes", cpus=1) as executor:
+        run = flowdapt.run_workflow(mapped("square"), {"x": [lambda: 1]}, executor=executor)
+    assert run.state == "failed"
+    assert "pickle" in run.error.message.lower()
+
+
+def test_executors_are_chosen_by_name_and_unknown_names_list_the_known_ones():
+    assert {"local", "dask", "ray"} <= set(available_executors())
+    assert create_executor("local", mode="processes").mode == "processes"
+    with pytest.raises(UnknownNameError, match=r"unknown executor 'spark' \(known: .*local.*\)"):
+        flowdapt.run_workflow(mapped("square"), {"x": [1]}, executor="spark")
+    with pytest.raises(ExecutorError, match="mode must be 'threads' or 'processes'"):
+        LocalExecutor(mode="fibers")
+    assert shared_executor("local") is shared_executor("local")
+
+
+def test_get_run_context_outside_a_stage_is_a_clear_error():
+    with pytest.raises(RuntimeError, match=r"get_run_context\(\) was called outside a running stage"):
+        flowdapt.get_run_context()
