@@ -1,0 +1,269 @@
+"""The history store: resources, runs, stage attempts and trigger firings in one SQL database.
+
+``HistoryStore(url).open()`` connects, checks the schema version, marks runs left in flight by a
+crashed process as ``interrupted``, starts the single writer and subscribes to the engine's events.
+It is also a resource catalog (``set_catalog(store)``), so names resolve against the database.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from sqlalchemy import Engine, case, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from flowdapt import events
+from flowdapt.history import catalog, migrations, orm, queries
+from flowdapt.history.errors import HistoryError
+from flowdapt.history.models import (
+    DailyWorkflowStats,
+    DatabaseStatus,
+    RunQuery,
+    StageAttempt,
+    StageStats,
+    TriggerFiring,
+)
+from flowdapt.history.recorder import HistoryRecorder
+from flowdapt.history.sqlfuncs import install_sqlite_functions
+from flowdapt.history.writer import HistoryWriter
+from flowdapt.resources.models import Resource, WorkflowRun
+from flowdapt.settings import Settings
+
+INTERRUPTED = {"type": "Interrupted",
+               "message": "the process running this workflow stopped before the run ended"}
+
+
+def this_owner() -> str:
+    """``host:pid`` of this process, as recorded on the runs it executes."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Whether the process that recorded a run may still be running it (other hosts: assume so)."""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return bool(owner) and host != socket.gethostname()
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def make_engine(url: str) -> Engine:
+    """A SQLAlchemy engine for a history URL (``duckdb:///``, ``sqlite:///``, ``postgresql[+psycopg]://``)."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() in ("duckdb", "sqlite") and parsed.database not in (None, "", ":memory:"):
+        os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": 30}
+    engine = create_engine(parsed, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", install_sqlite_functions)
+        event.listen(engine, "connect", _sqlite_wal)
+    return engine
+
+
+def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets other processes read (flowctl get runs) while a run is being recorded.
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+
+class HistoryStore:
+    """Run history and resource catalog over one SQL database.
+
+    Parameters
+    ----------
+    url : SQLAlchemy URL of the database
+    retention_seconds : keep finished runs this long; ``None`` forever; ``0`` records no runs at all
+    listen : subscribe to the engine's events in this process (off for read-only tools)
+    """
+
+    def __init__(self, url: str, *, retention_seconds: float | None = None, listen: bool = True) -> None:
+        self.url = url
+        self.retention_seconds = retention_seconds
+        self.listen = listen
+        self.engine: Engine | None = None
+        self.writer: HistoryWriter | None = None
+        self._unsubscribe: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> "HistoryStore":
+        """The store configured by ``database.url`` and ``run_retention``."""
+        return cls(settings.database_url(), retention_seconds=settings.retention_seconds(), **kwargs)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def open(self) -> "HistoryStore":
+        """Connect, check the schema, recover crashed runs, start recording; returns ``self``."""
+        self.engine = make_engine(self.url)
+        try:
+            with self.engine.begin() as conn:
+                migrations.ensure_current(conn)
+                self._mark_interrupted(conn)
+        except (OperationalError, DBAPIError) as exc:
+            self.engine.dispose()
+            raise HistoryError(_explain(self.url, exc)) from None
+        except BaseException:
+            self.engine.dispose()
+            raise
+        if self.listen:
+            self.writer = HistoryWriter(self.engine, retention_seconds=self.retention_seconds or None)
+            self.writer.start()
+            if self.retention_seconds != 0:
+                recorder = HistoryRecorder(self.writer.put, this_owner(), on_run=self.writer.track)
+                self._unsubscribe = events.subscribe(recorder)
+        return self
+
+    def close(self) -> None:
+        """Write what is queued, stop recording and disconnect."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.engine is not None:
+            self.engine.dispose()
+            self.engine = None
+
+    def __enter__(self) -> "HistoryStore":
+        return self.open() if self.engine is None else self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def flush(self) -> None:
+        """Block until every event seen so far is written."""
+        if self.writer is not None:
+            self.writer.flush()
+
+    @property
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise HistoryError("the history store is not open")
+        return self.engine
+
+    def _mark_interrupted(self, conn: Any) -> None:
+        r = orm.runs.c
+        stale = [uid for uid, owner in conn.execute(select(r.uid, r.owner).where(r.state.in_(("pending", "running"))))
+                 if not owner_alive(owner)]
+        if not stale:
+            return
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        conn.execute(update(orm.runs).where(r.uid.in_(stale))
+                     .values(state="interrupted", finished_at=now, error=INTERRUPTED))
+        s = orm.stage_runs.c
+        conn.execute(update(orm.stage_runs).where(s.run_uid.in_(stale), s.state.in_(("pending", "running")))
+                     .values(state="cancelled", finished_at=now))
+
+    # -- resources (the Catalog protocol) ------------------------------------------------------------------
+    def get(self, kind: str, identifier: str) -> Resource:
+        """The resource of ``kind`` with this name or uid."""
+        with self._engine.connect() as conn:
+            return catalog.get_resource(conn, kind, identifier)
+
+    def list(self, kind: str) -> list[Resource]:
+        """Every resource of ``kind``, by name."""
+        with self._engine.connect() as conn:
+            return catalog.list_resources(conn, kind)
+
+    def apply(self, resources: Iterable[Resource]) -> list[tuple[Resource, str]]:
+        """Create or update all resources in one transaction (all or nothing)."""
+        with self._engine.begin() as conn:
+            return catalog.apply_resources(conn, resources)
+
+    def delete(self, kind: str, identifier: str) -> Resource:
+        """Delete a resource by name or uid and return it."""
+        with self._engine.begin() as conn:
+            return catalog.delete_resource(conn, kind, identifier)
+
+    # -- runs ---------------------------------------------------------------------------------------------
+    def list_runs(self, query: RunQuery | None = None, **filters: Any) -> list[WorkflowRun]:
+        """Runs newest first, filtered by workflow/state/source/since/until, paged by limit/offset."""
+        with self._engine.connect() as conn:
+            return queries.list_runs(conn, query or RunQuery(**filters))
+
+    def get_run(self, identifier: str) -> WorkflowRun:
+        """One run by uid or name, with its stages."""
+        with self._engine.connect() as conn:
+            return queries.get_run(conn, identifier)
+
+    def stage_attempts(self, identifier: str) -> list[StageAttempt]:
+        """Every stage attempt of one run."""
+        with self._engine.connect() as conn:
+            return queries.stage_attempts(conn, identifier)
+
+    def delete_run(self, identifier: str) -> WorkflowRun:
+        """Delete a finished run and its stage records; returns it."""
+        with self._engine.begin() as conn:
+            run = queries.get_run(conn, identifier)
+            conn.execute(delete(orm.stage_runs).where(orm.stage_runs.c.run_uid == run.uid))
+            conn.execute(delete(orm.cancel_requests).where(orm.cancel_requests.c.run_uid == run.uid))
+            conn.execute(delete(orm.runs).where(orm.runs.c.uid == run.uid))
+        return run
+
+    def request_cancel(self, identifier: str) -> WorkflowRun:
+        """Ask the process running this run to cancel it (it checks twice a second)."""
+        with self._engine.begin() as conn:
+            run = queries.get_run(conn, identifier)
+            if not run.done:
+                exists = conn.execute(select(orm.cancel_requests.c.run_uid)
+                                      .where(orm.cancel_requests.c.run_uid == run.uid)).first()
+                if exists is None:
+                    conn.execute(insert(orm.cancel_requests).values(
+                        run_uid=run.uid, requested_at=datetime.now(timezone.utc).replace(tzinfo=None)))
+        return run
+
+    def daily_workflow_stats(self, **filters: Any) -> list[DailyWorkflowStats]:
+        """Per-workflow success rate and duration percentiles per UTC day."""
+        with self._engine.connect() as conn:
+            return queries.daily_workflow_stats(conn, **filters)
+
+    def stage_stats(self, **filters: Any) -> list[StageStats]:
+        """Per-stage duration statistics."""
+        with self._engine.connect() as conn:
+            return queries.stage_stats(conn, **filters)
+
+    def trigger_firings(self, **filters: Any) -> list[TriggerFiring]:
+        """The trigger firing log, newest first."""
+        with self._engine.connect() as conn:
+            return queries.trigger_firings(conn, **filters)
+
+    def status(self) -> DatabaseStatus:
+        """Backend, schema version and run counts."""
+        r = orm.runs.c
+        with self._engine.connect() as conn:
+            total, running = conn.execute(select(
+                func.count(), func.coalesce(func.sum(case((r.state.in_(("pending", "running")), 1), else_=0)), 0),
+            )).one()
+            version = migrations.current_version(conn)
+        return DatabaseStatus(url=safe_url(self.url), backend=self._engine.dialect.name, schema_version=version,
+                              runs=total, running=running)
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _explain(url: str, exc: Exception) -> str:
+    text = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
+    if "lock" in text.lower():
+        return (f"history database {safe_url(url)} is in use by another process ({text}); DuckDB allows one "
+                f"process at a time: run `flowdapt serve` and use flowctl through it, or use SQLite/PostgreSQL")
+    return f"cannot open history database {safe_url(url)}: {text}"
+
+
+def open_store(settings: Settings, **kwargs: Any) -> HistoryStore:
+    """Open the store the settings configure."""
+    return HistoryStore.from_settings(settings, **kwargs).open()
+
