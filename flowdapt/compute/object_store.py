@@ -247,6 +247,11 @@ def register_cluster_memory(executor_kind: str, memory: ClusterMemory | None) ->
         _memories[executor_kind] = memory
 
 
+def cluster_memory(executor_kind: str) -> ClusterMemory | None:
+    """The cluster memory registered for ``executor_kind``, if any."""
+    return _memories.get(executor_kind)
+
+
 def _artifacts() -> ArtifactStore:
     from flowdapt.settings import get_settings
 

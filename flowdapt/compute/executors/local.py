@@ -26,6 +26,7 @@ from typing import Any, Callable, Literal
 
 from flowdapt.compute import object_store
 from flowdapt.compute.executors.base import BaseExecutor, OnDone, OnProgress, Outcome, TaskHandle
+from flowdapt.compute.executors.cluster import MapState, chunk_size, failed_chunk
 from flowdapt.compute.invoke import ChunkResult, StageCall, TaskError, invoke, run_items
 from flowdapt.errors import ExecutorError
 
@@ -254,8 +255,8 @@ class LocalExecutor(BaseExecutor):
             on_done(Outcome(value=[], items_total=0))
             return handle
         lanes = max(1, int(self.cpus // need["cpus"]))
-        size = self.chunk_size or min(1024, max(1, total // (lanes * 8)))
-        state = _MapState(total, math.ceil(total / size))
+        size = chunk_size(total, lanes, self.chunk_size)
+        state = MapState(total, math.ceil(total / size))
         stop = handle.stop if self.mode == "threads" else None
 
         def finished(start: int, count: int, future: Future | None) -> None:
@@ -276,41 +277,6 @@ class LocalExecutor(BaseExecutor):
         return handle
 
 
-class _MapState:
-    """Assembles chunk results of one map, in input order."""
-
-    def __init__(self, total: int, chunks: int) -> None:
-        self.total = total
-        self.values: list[Any] = [None] * total
-        self.failures: list[tuple[int, TaskError]] = []
-        self.done = 0
-        self.retries = 0
-        self.remaining = chunks
-        self.lock = threading.Lock()
-
-    def add(self, chunk: ChunkResult | None, allow_partial_failure: bool) -> Outcome | None:
-        """Record a chunk; returns the map's outcome once every chunk is in."""
-        with self.lock:
-            if chunk is not None:
-                self.values[chunk.start:chunk.start + len(chunk.values)] = chunk.values
-                self.failures.extend(chunk.failures)
-                self.done += len(chunk.values)
-                self.retries += chunk.retries
-            self.remaining -= 1
-            if self.remaining:
-                return None
-        self.failures.sort(key=lambda failure: failure[0])
-        if self.failures and not allow_partial_failure:
-            return Outcome(error=self.failures[0][1], item_failures=self.failures, items_total=self.total,
-                           item_retries=self.retries)
-        if self.done < self.total and not self.failures:
-            return Outcome(error=TaskError("RunCancelledError", "cancelled before all items ran", ""),
-                           items_total=self.total)
-        failed = {index for index, _ in self.failures}
-        values = [value for index, value in enumerate(self.values) if index not in failed] if failed else self.values
-        return Outcome(value=values, item_failures=self.failures, items_total=self.total, item_retries=self.retries)
-
-
 def _future_value(future: Future) -> Any:
     try:
         return future.result()
@@ -324,7 +290,7 @@ def _chunk_value(future: Future | None, start: int, count: int) -> ChunkResult |
         return None
     value = _future_value(future)
     if isinstance(value, TaskError):
-        return ChunkResult(start, [None] * count, [(start + offset, value) for offset in range(count)])
+        return failed_chunk(start, start + count, value)
     return value
 
 

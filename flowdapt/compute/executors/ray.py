@@ -1,0 +1,415 @@
+"""The Ray executor: stages as Ray tasks on a local Ray instance or an existing Ray cluster.
+
+Each stage is one task with two returns, ``(error, output)``: the runner learns success from the
+small first object and hands the second (an ObjectRef) to dependent stages, so outputs stay in
+the object store (numpy arrays are read zero-copy). Parameterized stages run as chunks of items.
+Stage ``resources`` map to ``num_cpus``, ``num_gpus``, ``memory`` and custom resources; a request no
+node can meet fails the stage at once. Remote functions are registered once per process.
+
+Ray allows one cluster connection per process: executors in one process share it, and the last
+one to close shuts down a local instance it started. The object store is a named actor holding
+ObjectRefs it owns, so objects live as long as the cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, Callable
+
+import ray
+
+from flowdapt.compute import object_store
+from flowdapt.compute.executors.base import TaskHandle
+from flowdapt.compute.executors.cluster import (
+    CallReport,
+    ChunkReport,
+    ClusterExecutor,
+    as_sequence,
+    cancelled_error,
+    check_placement,
+    worker_sys_path,
+)
+from flowdapt.compute.invoke import ChunkResult, StageCall, TaskError, invoke, run_items
+from flowdapt.errors import ExecutorError
+from flowdapt.resources.models import parse_bytes
+
+NAMESPACE = "flowdapt"
+STORE_ACTOR = "flowdapt-object-store"
+_RAY_KEYS = {"cpus": "CPU", "gpus": "GPU", "memory": "memory"}
+
+
+# -- worker side ------------------------------------------------------------------------------------
+def _ensure_worker() -> None:
+    """Give this process the Ray object store (once) so stages on workers reach it."""
+    if object_store.cluster_memory("ray") is None:
+        object_store.register_cluster_memory("ray", RayMemory())
+
+
+def _invoke(call: StageCall, *upstream: Any) -> tuple[TaskError | None, Any]:
+    _ensure_worker()
+    value = invoke(call, list(upstream))
+    return (value, None) if isinstance(value, TaskError) else (None, value)
+
+
+def _run_chunk(call: StageCall, chunk: list[Any], start: int, *rest: Any) -> ChunkResult:
+    _ensure_worker()
+    return run_items(call, list(chunk), start, list(rest))
+
+
+def _split(items: Any, bounds: list[tuple[int, int]]) -> Any:
+    sequence = as_sequence(items)
+    slices = tuple(sequence[start:stop] for start, stop in bounds)
+    return slices if len(slices) > 1 else slices[0]
+
+
+def _length(items: Any) -> int:
+    return len(as_sequence(items))
+
+
+class _Remote:
+    """The remote functions, registered with Ray once per process (not per call)."""
+
+    def __init__(self) -> None:
+        self.invoke = ray.remote(num_returns=2, max_retries=0)(_invoke)
+        self.chunk = ray.remote(max_retries=0)(_run_chunk)
+        self.split = ray.remote(max_retries=0)(_split)
+        self.length = ray.remote(max_retries=0)(_length)
+        self._variants: dict[tuple[Any, ...], Any] = {}
+
+    def with_options(self, function: Any, options: dict[str, Any] | None) -> Any:
+        if not options:
+            return function
+        key = (id(function), *sorted((name, repr(value)) for name, value in options.items()))
+        variant = self._variants.get(key)
+        if variant is None:
+            variant = self._variants[key] = function.options(**options)
+        return variant
+
+
+_remote: _Remote | None = None
+
+
+def _remotes() -> _Remote:
+    global _remote
+    if _remote is None:
+        _remote = _Remote()
+    return _remote
+
+
+# -- object store -----------------------------------------------------------------------------------
+class _StoreActor:
+    """Holds ``{namespace: {key: [ObjectRef]}}``; the refs are owned by this actor."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, list[Any]]] = {}
+
+    def put(self, namespace: str, key: str, ref: list[Any]) -> None:
+        self.data.setdefault(namespace, {})[key] = ref
+
+    def get(self, namespace: str, key: str) -> list[Any] | None:
+        return self.data.get(namespace, {}).get(key)
+
+    def delete(self, namespace: str, key: str) -> bool:
+        return self.data.get(namespace, {}).pop(key, None) is not None
+
+    def exists(self, namespace: str, key: str) -> bool:
+        return key in self.data.get(namespace, {})
+
+    def clear(self, namespace: str | None) -> None:
+        if namespace is None:
+            self.data.clear()
+        else:
+            self.data.pop(namespace, None)
+
+
+def _store_actor() -> Any:
+    """The cluster's object-store actor, created on first use (detached: it lives with the cluster)."""
+    return ray.remote(_StoreActor).options(
+        name=STORE_ACTOR, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0,
+        max_restarts=0,
+    ).remote()
+
+
+class RayMemory(object_store.ClusterMemory):
+    """Cluster memory on Ray: values in the object store, owned by a named actor (any picklable object)."""
+
+    def __init__(self) -> None:
+        self._actor: Any = None
+
+    def actor(self) -> Any:
+        if self._actor is None:
+            self._actor = ray.get_actor(STORE_ACTOR, namespace=NAMESPACE)
+        return self._actor
+
+    def put(self, key: str, value: Any, namespace: str) -> None:
+        actor = self.actor()
+        ref = ray.put(value, _owner=actor)
+        ray.get(actor.put.remote(namespace, key, [ref]))
+
+    def get(self, key: str, namespace: str) -> Any:
+        refs = ray.get(self.actor().get.remote(namespace, key))
+        if refs is None:
+            raise object_store.missing_key(key, namespace)
+        return ray.get(refs[0])
+
+    def delete(self, key: str, namespace: str) -> bool:
+        return ray.get(self.actor().delete.remote(namespace, key))
+
+    def exists(self, key: str, namespace: str) -> bool:
+        return ray.get(self.actor().exists.remote(namespace, key))
+
+    def clear(self, namespace: str | None = None) -> None:
+        ray.get(self.actor().clear.remote(namespace))
+
+
+# -- the process's connection to Ray --------------------------------------------------------------
+_users: set[int] = set()  # ids of started RayExecutors in this process
+_started_here = False
+_connection_lock = threading.Lock()
+
+
+def _connect(executor: "RayExecutor") -> None:
+    global _started_here
+    if ray.is_initialized():
+        if executor.address and executor.address not in ("auto", "local") and executor.address != _current_address():
+            raise ExecutorError(f"this process is already connected to the Ray cluster at '{_current_address()}'; "
+                                f"cannot also connect to '{executor.address}' (one Ray cluster per process)")
+        return
+    local = executor.address in (None, "local")
+    options: dict[str, Any] = dict(
+        address="local" if local else executor.address, namespace=NAMESPACE, logging_level=logging.WARNING,
+        include_dashboard=executor.include_dashboard, runtime_env=executor._runtime_env(),
+        ignore_reinit_error=False, configure_logging=True,
+    )
+    if local:
+        options.update(num_cpus=executor.num_cpus, num_gpus=executor.num_gpus, resources=executor.resources or None,
+                       object_store_memory=executor.object_store_memory)
+        if executor.include_dashboard:
+            options.update(dashboard_host="127.0.0.1", dashboard_port=executor.dashboard_port)
+    environ = {"RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+    if local:  # workers of a local instance inherit the environment: the driver's import path
+        environ["PYTHONPATH"] = os.pathsep.join(worker_sys_path())
+    saved = {name: os.environ.get(name) for name in environ}
+    os.environ.update(environ)
+    try:
+        ray.init(**options)
+    except Exception as exc:  # noqa: BLE001 - e.g. ConnectionError, TimeoutError, ValueError from Ray
+        raise ExecutorError(f"cannot start or connect to Ray at '{executor.address or 'local'}': "
+                            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    _started_here = True
+
+
+def _current_address() -> str:
+    try:
+        return ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+class RayExecutor(ClusterExecutor):
+    """Run stages on Ray.
+
+    Parameters
+    ----------
+    address : Ray cluster address (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``); None starts a local instance
+    num_cpus, num_gpus : capacity of the local instance (default: what Ray detects)
+    object_store_memory : object store size of the local instance, bytes or e.g. ``"2GB"``
+    resources : custom resources of the local instance, e.g. ``{"trainer": 2}``
+    include_dashboard : start Ray's dashboard with a local instance (default False)
+    dashboard_port : its port when started
+    runtime_env : Ray runtime environment for the job (``working_dir``, ``py_modules``, ``pip``, ``env_vars``)
+    upload : module or package directories shipped to a remote cluster (added to ``py_modules``)
+    chunk_size : items per task of a parameterized stage (default: automatic)
+    """
+
+    kind = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        num_gpus: int | None = None,
+        object_store_memory: int | str | None = None,
+        resources: dict[str, float] | None = None,
+        include_dashboard: bool = False,
+        dashboard_port: int = 8265,
+        runtime_env: dict[str, Any] | None = None,
+        upload: list[str] | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.address = address
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.object_store_memory = parse_bytes(object_store_memory) if object_store_memory is not None else None
+        self.resources = {key: float(value) for key, value in (resources or {}).items()}
+        self.include_dashboard = include_dashboard
+        self.dashboard_port = dashboard_port
+        self.runtime_env = dict(runtime_env or {})
+        self.upload = list(upload or [])
+        self.chunk_size = chunk_size
+        self._nodes: list[dict[str, float]] = []
+        self._cpus_total = 1
+        self._lock = threading.Lock()
+
+    def _runtime_env(self) -> dict[str, Any] | None:
+        env = dict(self.runtime_env)
+        if self.upload:
+            missing = [path for path in self.upload if not os.path.exists(path)]
+            if missing:
+                raise ExecutorError(f"ray executor: upload path '{missing[0]}' does not exist")
+            env["py_modules"] = [*env.get("py_modules", []), *self.upload]
+        return env or None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock, _connection_lock:
+            if self._running:
+                return
+            _connect(self)
+            _users.add(id(self))
+            try:
+                self._refresh_nodes()
+                _store_actor()
+                object_store.register_cluster_memory("ray", RayMemory())
+            except Exception:
+                self._disconnect()
+                raise
+            self._running = True
+
+    def _refresh_nodes(self) -> None:
+        self._nodes = []
+        for node in ray.nodes():
+            if node.get("Alive"):
+                offered = node.get("Resources", {})
+                entry = {name: float(offered.get(ray_key, 0.0)) for name, ray_key in _RAY_KEYS.items()}
+                entry.update((key, float(value)) for key, value in offered.items() if key not in _RAY_KEYS.values())
+                self._nodes.append(entry)
+        self._cpus_total = max(1, int(sum(node["cpus"] for node in self._nodes)))
+
+    def close(self) -> None:
+        with self._lock, _connection_lock:
+            self._running = False
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        global _started_here
+        _users.discard(id(self))
+        if not _users:
+            object_store.register_cluster_memory("ray", None)
+            if _started_here:  # a connection the user made with ray.init() stays theirs
+                ray.shutdown()
+                _started_here = False
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"kind": self.kind, "running": self._running, "address": self.address}
+        if self._running:
+            context = ray.get_runtime_context()
+            info.update(gcs_address=context.gcs_address, nodes=len(self._nodes), cpus=self._cpus_total,
+                        resources=ray.cluster_resources())
+        return info
+
+    def resolve(self, value: Any) -> Any:
+        return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+    def cancel(self, handle: TaskHandle) -> None:
+        handle.cancelled = True
+        handle.stop.set()
+        for ref in handle.futures:
+            try:
+                ray.cancel(ref)
+            except Exception:  # noqa: BLE001 - already finished or gone with the cluster
+                pass
+
+    # -- engine hooks -------------------------------------------------------------------------------
+    def _is_handle(self, value: Any) -> bool:
+        return isinstance(value, ray.ObjectRef)
+
+    def _task_options(self, stage: str, resources: dict[str, float]) -> tuple[dict[str, Any] | None, int]:
+        request = {key: float(amount) for key, amount in resources.items() if amount}
+        if not request:
+            return None, self._cpus_total
+        try:
+            check_placement(stage, request, self._nodes, "Ray")
+        except ExecutorError:
+            self._refresh_nodes()  # nodes may have joined since
+            check_placement(stage, request, self._nodes, "Ray")
+        options: dict[str, Any] = {}
+        custom = {}
+        for key, amount in request.items():
+            if key == "cpus":
+                options["num_cpus"] = amount
+            elif key == "gpus":
+                options["num_gpus"] = amount
+            elif key == "memory":
+                options["memory"] = int(amount)
+            else:
+                custom[key] = amount
+        if custom:
+            options["resources"] = custom
+        return options, max(1, int(self._cpus_total / request.get("cpus", 1.0)))
+
+    def _launch_call(self, call: StageCall, upstream: list[Any], options: Any, report: CallReport,
+                     handle: TaskHandle) -> None:
+        remote = _remotes()
+        error_ref, value_ref = remote.with_options(remote.invoke, options).remote(call, *upstream)
+        handle.futures.append(error_ref)
+
+        def done(future: Any) -> None:
+            try:
+                error = future.result()
+            except BaseException as exc:  # noqa: BLE001 - the task never ran: cancelled, worker or cluster lost
+                error = self._failure(exc, call.stage, handle)
+            report(value_ref if error is None else None, error)
+
+        error_ref.future().add_done_callback(done)
+
+    def _launch_chunks(self, call: StageCall, items: Any, bounds: list[tuple[int, int]], rest: list[Any],
+                       options: Any, report: ChunkReport, handle: TaskHandle) -> None:
+        remote = _remotes()
+        if self._is_handle(items):
+            slices = remote.split.options(num_returns=len(bounds)).remote(items, bounds)
+            slices = slices if len(bounds) > 1 else [slices]
+        else:
+            slices = [items[start:stop] for start, stop in bounds]
+        task = remote.with_options(remote.chunk, options)
+        for (start, stop), chunk in zip(bounds, slices):
+            ref = task.remote(call, chunk, start, *rest)
+            handle.futures.append(ref)
+
+            def done(future: Any, start: int = start, stop: int = stop) -> None:
+                try:
+                    result: ChunkResult | TaskError | None = future.result()
+                except BaseException as exc:  # noqa: BLE001
+                    result = None if handle.cancelled else self._failure(exc, call.stage, handle)
+                report(start, stop, result)
+
+            ref.future().add_done_callback(done)
+
+    def _length(self, items: Any, then: Callable[[int | TaskError], None]) -> None:
+        def done(future: Any) -> None:
+            try:
+                then(future.result())
+            except BaseException as exc:  # noqa: BLE001
+                then(self._failure(exc, "length", None))
+
+        _remotes().length.remote(items).future().add_done_callback(done)
+
+    def _failure(self, exc: BaseException, stage: str, handle: TaskHandle | None) -> TaskError:
+        """A task that raised inside Ray: a cancellation, a dead worker, or a lost cluster."""
+        if handle is not None and handle.cancelled:
+            return cancelled_error()
+        if not ray.is_initialized() or isinstance(exc, (ConnectionError, ray.exceptions.RaySystemError)):
+            self._running = False
+            return TaskError("ExecutorError", f"lost the Ray cluster while stage '{stage}' ran: {type(exc).__name__}; "
+                                              "the executor will start again on the next run", "")
+        cause = getattr(exc, "cause", None)
+        return TaskError.capture(cause if isinstance(cause, BaseException) else exc)
