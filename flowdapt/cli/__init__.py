@@ -1,0 +1,1 @@
+"""The ``flowctl`` and ``flowdapt`` command lines."""

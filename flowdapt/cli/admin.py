@@ -1,0 +1,108 @@
+"""``flowdapt``: configuration (``config show|get|set``) and the history database (``db upgrade|current``).
+
+The server issue adds ``serve``, ``lab`` and ``dashboard`` to the same group.
+"""
+
+from __future__ import annotations
+
+import click
+
+from flowdapt.cli.common import CliState, global_options, run_cli
+from flowdapt.cli.output import dumps
+from flowdapt.history import migrations, orm
+from flowdapt.history.store import make_engine, safe_url
+from flowdapt.settings import lookup, write_setting
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@global_options("-o", "--override")
+@click.version_option(package_name="flowdapt", message="flowdapt %(version)s")
+@click.pass_context
+def flowdapt(ctx: click.Context, app_dir: str | None, overrides: tuple[str, ...], debug: bool) -> None:
+    """The flowdapt workbench: configuration and run-history database."""
+    ctx.obj = CliState(app_dir, overrides, debug)
+
+
+@flowdapt.group()
+def config() -> None:
+    """Show and change flowdapt.yaml."""
+
+
+@config.command("show")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of YAML.")
+@click.pass_obj
+def config_show(state: CliState, as_json: bool) -> None:
+    """The effective configuration (file, environment and overrides merged)."""
+    click.echo(dumps(state.settings.model_dump(mode="json"), "json" if as_json else "yaml"))
+
+
+@config.command("get")
+@click.argument("key")
+@click.pass_obj
+def config_get(state: CliState, key: str) -> None:
+    """The effective value of a dotted KEY (e.g. database.url)."""
+    value = lookup(state.settings, key)
+    click.echo(dumps(value, "yaml") if isinstance(value, (dict, list)) else ("null" if value is None else value))
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.pass_obj
+def config_set(state: CliState, key: str, value: str) -> None:
+    """Set KEY to VALUE (read as YAML) in the app dir's flowdapt.yaml; checked before writing."""
+    settings = write_setting(state.settings.app_dir, key, value)
+    click.echo(f"{key} = {lookup(settings, key)!r} ({settings.config_file()})")
+
+
+@flowdapt.group()
+def db() -> None:
+    """The run-history database schema."""
+
+
+def _engine(state: CliState):
+    return make_engine(state.settings.database_url())
+
+
+@db.command("current")
+@click.pass_obj
+def db_current(state: CliState) -> None:
+    """The schema version of the history database."""
+    engine = _engine(state)
+    try:
+        with engine.connect() as conn:
+            version = migrations.current_version(conn)
+    finally:
+        engine.dispose()
+    url = safe_url(state.settings.database_url())
+    if version is None:
+        click.echo(f"{url}: no schema yet (head is {orm.SCHEMA_VERSION})")
+    elif version == orm.SCHEMA_VERSION:
+        click.echo(f"{url}: version {version} (head)")
+    else:
+        click.echo(f"{url}: version {version} (head is {orm.SCHEMA_VERSION}: run `flowdapt db upgrade`)")
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(state: CliState) -> None:
+    """Bring the history database schema to the newest version (creating it if needed)."""
+    engine = _engine(state)
+    try:
+        with engine.begin() as conn:
+            found, head = migrations.upgrade(conn)
+    finally:
+        engine.dispose()
+    if found == head:
+        click.echo(f"already at version {head}")
+    else:
+        click.echo(f"upgraded from {'an empty database' if found is None else f'version {found}'} to version {head}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``flowdapt``."""
+    run_cli(flowdapt, "flowdapt", argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""What the command lines act on: a backend with one method per operation.
+
+:class:`LocalBackend` works on the embedded store and runs workflows in this process. The
+server brings an HTTP backend with the same methods; :func:`connect` picks one, so the commands
+never change. A backend for a server URL is registered with :func:`register_remote_backend`.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+from flowdapt.errors import FlowdaptError
+from flowdapt.events import Event
+from flowdapt.history.models import RunQuery
+from flowdapt.resources.models import Resource, WorkflowRun
+from flowdapt.settings import Settings
+
+
+class Backend(ABC):
+    """The operations behind ``flowctl`` (and ``%flowdapt``), local or remote."""
+
+    mode: str = ""
+
+    @abstractmethod
+    def apply(self, resources: list[Resource]) -> list[tuple[Resource, str]]:
+        """Create or update all resources at once; (resource, created|updated|unchanged) each."""
+
+    @abstractmethod
+    def get(self, kind: str, identifier: str) -> Resource:
+        """One resource by name or uid."""
+
+    @abstractmethod
+    def list(self, kind: str) -> list[Resource]:
+        """Every resource of a kind."""
+
+    @abstractmethod
+    def delete(self, kind: str, identifiers: list[str]) -> list[Resource]:
+        """Delete resources by name or uid, all or none."""
+
+    @abstractmethod
+    def list_runs(self, query: RunQuery) -> list[WorkflowRun]:
+        """Runs newest first."""
+
+    @abstractmethod
+    def get_run(self, identifier: str) -> WorkflowRun:
+        """One run with its stages."""
+
+    @abstractmethod
+    def run(self, workflow: str, input: dict[str, Any], *, wait: bool, executor: str | None,
+            namespace: str | None, on_event: Callable[[Event], None] | None = None) -> WorkflowRun:
+        """Start a workflow by name or uid; with ``wait``, return once it has ended."""
+
+    @abstractmethod
+    def cancel(self, identifier: str) -> WorkflowRun:
+        """Ask a running run to stop."""
+
+    @abstractmethod
+    def status(self) -> dict[str, Any]:
+        """What is configured and how much is stored."""
+
+    def close(self) -> None:
+        """Release what the backend holds (the local one writes out the history)."""
+
+
+class LocalBackend(Backend):
+    """The embedded history store, with workflows run in this process."""
+
+    mode = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        from flowdapt.history import open_store
+        from flowdapt.resources.catalog import set_catalog
+
+        self.settings = settings
+        self.store = open_store(settings)
+        set_catalog(self.store)
+
+    def apply(self, resources: list[Resource]) -> list[tuple[Resource, str]]:
+        return self.store.apply(resources)
+
+    def get(self, kind: str, identifier: str) -> Resource:
+        return self.store.get(kind, identifier)
+
+    def list(self, kind: str) -> list[Resource]:
+        return self.store.list(kind)
+
+    def delete(self, kind: str, identifiers: list[str]) -> list[Resource]:
+        for identifier in identifiers:
+            self.store.get(kind, identifier)  # every one must exist before any is deleted
+        return [self.store.delete(kind, identifier) for identifier in identifiers]
+
+    def list_runs(self, query: RunQuery) -> list[WorkflowRun]:
+        return self.store.list_runs(query)
+
+    def get_run(self, identifier: str) -> WorkflowRun:
+        return self.store.get_run(identifier)
+
+    def run(self, workflow: str, input: dict[str, Any], *, wait: bool, executor: str | None,
+            namespace: str | None, on_event: Callable[[Event], None] | None = None) -> WorkflowRun:
+        from flowdapt.compute.api import run_workflow
+
+        return run_workflow(workflow, input, executor=executor, namespace=namespace, wait=wait,
+                            on_event=on_event, source="manual")
+
+    def cancel(self, identifier: str) -> WorkflowRun:
+        run = self.store.request_cancel(identifier)
+        if run.done:
+            raise FlowdaptError(f"run '{run.name}' already ended ({run.state})")
+        return run
+
+    def status(self) -> dict[str, Any]:
+        from flowdapt.resources.models import RESOURCE_KINDS
+
+        database = self.store.status()
+        return {"mode": self.mode, "app_dir": str(self.settings.app_dir), "database": database.url,
+                "backend": database.backend, "schema_version": database.schema_version,
+                "executor": self.settings.executor.name, "namespace": self.settings.default_namespace,
+                "runs": database.runs, "running": database.running,
+                **{f"{kind}s": len(self.store.list(kind)) for kind in RESOURCE_KINDS}}
+
+    def close(self) -> None:
+        self.store.close()
+
+
+_remote_backend: Callable[[str, Settings], Backend] | None = None
+
+
+def register_remote_backend(factory: Callable[[str, Settings], Backend]) -> None:
+    """Let :func:`connect` reach servers: ``factory(url, settings)`` returns the HTTP backend."""
+    global _remote_backend
+    _remote_backend = factory
+
+
+def server_url(explicit: str | None) -> str | None:
+    """The server to talk to: ``--server``, else ``FLOWDAPT_URL``; ``None`` means work locally."""
+    return explicit or os.environ.get("FLOWDAPT_URL") or None
+
+
+def connect(settings: Settings, server: str | None = None) -> Backend:
+    """The backend for these settings: a running server's if one is named, else the local one."""
+    url = server_url(server)
+    if url is None:
+        return LocalBackend(settings)
+    if _remote_backend is None:
+        raise FlowdaptError(f"cannot talk to the server at {url}: this flowdapt has no HTTP client yet "
+                            f"(unset FLOWDAPT_URL / drop --server to work on the local store)")
+    return _remote_backend(url, settings)

@@ -1,0 +1,96 @@
+"""Printing resources and runs as a table, JSON or YAML."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Callable, Sequence
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from flowdapt.resources.models import Resource, WorkflowRun
+
+FORMATS = ("table", "json", "yaml")
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}s"
+
+
+def _selector(resource: Any) -> str:
+    selector = resource.spec.selector
+    return "-" if selector is None else f"{selector.type}={selector.value}"
+
+
+# Columns per kind: (header, getter).
+COLUMNS: dict[str, list[tuple[str, Callable[[Any], str]]]] = {
+    "workflow": [("NAME", lambda r: r.name), ("STAGES", lambda r: str(len(r.spec.stages))),
+                 ("UID", lambda r: r.uid), ("CREATED", lambda r: _when(r.metadata.created_at))],
+    "config": [("NAME", lambda r: r.name), ("SELECTOR", _selector), ("UID", lambda r: r.uid),
+               ("CREATED", lambda r: _when(r.metadata.created_at))],
+    "trigger_rule": [("NAME", lambda r: r.name), ("TYPE", lambda r: r.spec.type),
+                     ("ENABLED", lambda r: str(r.spec.enabled).lower()), ("ACTION", lambda r: r.spec.action.target),
+                     ("UID", lambda r: r.uid), ("CREATED", lambda r: _when(r.metadata.created_at))],
+    "workflow_run": [("NAME", lambda r: r.name), ("WORKFLOW", lambda r: r.workflow), ("STATE", lambda r: r.state),
+                     ("SOURCE", lambda r: r.source), ("STARTED", lambda r: _when(r.started_at)),
+                     ("DURATION", lambda r: _seconds(r.duration))],
+    "stage": [("STAGE", lambda s: s.name), ("TYPE", lambda s: s.type), ("STATE", lambda s: s.state),
+              ("ATTEMPTS", lambda s: str(s.attempts)), ("DURATION", lambda s: _seconds(s.duration)),
+              ("ITEMS", lambda s: "-" if s.items_total is None else f"{s.items_done}/{s.items_total}"
+               + (f" ({s.items_failed} failed)" if s.items_failed else ""))],
+}
+
+
+def document(item: Resource | WorkflowRun | dict) -> dict[str, Any]:
+    """The JSON-safe document of a resource, run or plain mapping."""
+    return item.to_document() if hasattr(item, "to_document") else item
+
+
+def dumps(data: Any, fmt: str) -> str:
+    """``data`` as JSON or YAML text."""
+    if fmt == "json":
+        return json.dumps(data, indent=2, default=str)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip()
+
+
+def console() -> Console:
+    """Standard output (wide enough that a table is not folded when piped)."""
+    return Console(soft_wrap=True, width=None if Console().is_terminal else 200)
+
+
+def print_items(items: Sequence[Any], kind: str, fmt: str) -> None:
+    """Print resources or runs of ``kind`` as a table or as a JSON/YAML list of documents."""
+    if fmt != "table":
+        print(dumps([document(item) for item in items], fmt))
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    columns = COLUMNS[kind]
+    for header, _ in columns:
+        table.add_column(header, no_wrap=True)
+    for item in items:
+        table.add_row(*(getter(item) for _, getter in columns))
+    console().print(table)
+
+
+def print_document(item: Any, fmt: str) -> None:
+    """Print one resource or run in full (``table`` prints YAML, as ``flowctl inspect`` does)."""
+    print(dumps(document(item), "json" if fmt == "json" else "yaml"))
+
+
+def print_mapping(data: dict[str, Any], fmt: str) -> None:
+    """Print ``key: value`` pairs (status) as a two-column table or JSON/YAML."""
+    if fmt != "table":
+        print(dumps(data, fmt))
+        return
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in data.items():
+        table.add_row(key, str(value))
+    console().print(table)
