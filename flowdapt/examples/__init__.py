@@ -1,0 +1,1 @@
+"""Stage functions of the example workflows in ``templates/`` (importable everywhere, workers too)."""
