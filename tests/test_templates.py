@@ -103,11 +103,13 @@ def test_predict_before_train_fails_with_a_clear_error(applied):
 
 def test_condition_trigger_matches_only_a_finished_train_run(applied):
     rule = applied[("trigger_rule", "predict-after-train")].spec.rule
-    finished = flowdapt.run_workflow("train", {"cities": 1}, executor="local")
-    assert evaluate(rule, RunFinished(run=finished).to_dict())
-    failed = flowdapt.run_workflow("predict", executor="local")  # nothing trained in this test's store
+    failed = flowdapt.run_workflow("train", {"cities": 1, "days": 10}, executor="local")  # too few days
     assert failed.state == "failed"
     assert not evaluate(rule, RunFinished(run=failed).to_dict())
+    finished = flowdapt.run_workflow("train", {"cities": 1}, executor="local")
+    assert evaluate(rule, RunFinished(run=finished).to_dict())
+    other = flowdapt.run_workflow("hello", executor="local")
+    assert not evaluate(rule, RunFinished(run=other).to_dict())
 
 
 def test_demo_runs_the_examples_and_prints_finished_runs(tmp_path):
