@@ -59,11 +59,10 @@ class StageCall:
     settings: Any = None  # the driver's Settings, so workers write artifacts where the driver reads them
 
     def __getstate__(self):
-        target = self.target
-        if callable(target):
-            target = _Pickled(cloudpickle.dumps(target))
+        target = _pickled(self.target) if callable(self.target) else self.target
+        settings = _pickled(self.settings) if self.settings is not None else None
         return (self.stage, target, self.context, self.root, self.map_on, self.timeout, self.retries,
-                self.retry_delay, self.allow_partial_failure, self.settings)
+                self.retry_delay, self.allow_partial_failure, settings)
 
     def __setstate__(self, state) -> None:
         (self.stage, self.target, self.context, self.root, self.map_on, self.timeout, self.retries,
@@ -71,25 +70,48 @@ class StageCall:
 
 
 class _Pickled:
+    """Cloudpickled bytes of an object sent to workers again and again (a target, the settings)."""
+
     __slots__ = ("payload",)
 
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
 
 
-_unpickled: dict[bytes, Callable[..., Any]] = {}
+_pickled_cache: dict[int, tuple[Any, _Pickled]] = {}
+_unpickled: dict[bytes, Any] = {}
+
+
+def _pickled(obj: Any) -> _Pickled:
+    """``obj`` cloudpickled once per object (the cache keeps the object alive, so ids stay unique)."""
+    cached = _pickled_cache.get(id(obj))
+    if cached is None or cached[0] is not obj:
+        if len(_pickled_cache) > 4096:
+            _pickled_cache.clear()
+        cached = _pickled_cache[id(obj)] = (obj, _Pickled(cloudpickle.dumps(obj)))
+    return cached[1]
+
+
+def _unpickle(value: Any) -> Any:
+    if not isinstance(value, _Pickled):
+        return value
+    obj = _unpickled.get(value.payload)
+    if obj is None:
+        if len(_unpickled) > 4096:
+            _unpickled.clear()
+        obj = _unpickled[value.payload] = cloudpickle.loads(value.payload)
+    return obj
 
 
 def _function(call: StageCall) -> Callable[..., Any]:
-    if call.settings is not None and get_settings() is not call.settings:
-        set_settings(call.settings)
+    if call.settings is not None:
+        call.settings = settings = _unpickle(call.settings)
+        if get_settings() is not settings:
+            set_settings(settings)
     target = call.target
     if isinstance(target, _Pickled):
-        function = _unpickled.get(target.payload)
-        if function is None:
-            function = _unpickled[target.payload] = cloudpickle.loads(target.payload)
-        call.target = function
-        return function
+        call.target = target = _unpickle(target)
+        return target
     return resolve_target(target)
 
 

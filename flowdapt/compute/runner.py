@@ -1,8 +1,8 @@
 """The runner: walks a workflow graph on an executor and keeps the run record.
 
-One thread (the caller's, or a background one) owns all run state; executors report completions
-into its inbox from any thread. A stage starts as soon as its own dependencies have finished.
-Timeouts and retry delays are deadlines on a heap that bound the inbox wait, so nothing polls.
+Executors report completions from any thread; the reports are handled one at a time under a lock
+(see :class:`Runner`). A stage starts as soon as its own dependencies have finished. Timeouts and
+retry delays are deadlines on a heap that bound the caller's sleep, so nothing polls.
 The runner emits events and knows nothing about storage or UIs.
 """
 
@@ -12,7 +12,7 @@ import heapq
 import threading
 import time
 from datetime import datetime, timezone
-from queue import Empty, SimpleQueue
+from collections import deque
 from typing import Any
 
 from flowdapt.compute.context import RunContext
@@ -36,12 +36,19 @@ from flowdapt.events import (
 from flowdapt.settings import get_settings
 from flowdapt.resources.models import ErrorInfo, ItemFailure, StageRun, WorkflowRun
 
-_DONE, _PROGRESS, _CANCEL = 0, 1, 2
+_DONE, _PROGRESS, _CANCEL, _START, _DEADLINES = 0, 1, 2, 3, 4
 _TIMEOUT, _RETRY = 0, 1
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _update(record: StageRun, **fields: Any) -> None:
+    # Stage records are updated several times per stage on the hot path; the values are already
+    # valid, so write them straight into the model's field storage (pydantic's __setattr__
+    # costs about 2.5 µs per field).
+    record.__dict__.update(fields)
 
 
 def error_info(error: TaskError, stage: str | None) -> ErrorInfo:
@@ -52,21 +59,28 @@ class RunControl:
     """Lets other threads wait for a run and cancel it."""
 
     def __init__(self) -> None:
-        self.inbox: SimpleQueue = SimpleQueue()
         self.finished = threading.Event()
         self.cancelled = threading.Event()
+        self.post: Any = None  # set by the runner
 
     def cancel(self) -> None:
         if not self.finished.is_set():
             self.cancelled.set()
-            self.inbox.put((_CANCEL, None, 0, None))
+            self.post((_CANCEL, None, 0, None))
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.finished.wait(timeout)
 
 
 class Runner:
-    """Executes one run of a workflow graph; :meth:`execute` returns when the run is over."""
+    """Executes one run of a workflow graph; :meth:`execute` returns when the run is over.
+
+    Run state is only touched while holding ``_lock``. Reports are posted to a queue and drained by
+    whichever thread posts while no other thread is draining (a trampoline): a worker thread that
+    finishes a stage thus submits the stage's dependents itself, with no hop through another thread,
+    and a report posted from inside a handler is queued, never handled recursively. The thread that
+    called :meth:`execute` only sleeps until the next deadline (timeouts, retry delays) or the end.
+    """
 
     def __init__(self, graph: WorkflowGraph, executor: BaseExecutor, run: WorkflowRun, context: RunContext,
                  listeners: tuple[Listener, ...] = (), control: RunControl | None = None) -> None:
@@ -75,6 +89,7 @@ class Runner:
         self.run = run
         self.listeners = listeners
         self.control = control or RunControl()
+        self.control.post = self._post
         self.context = context
         self.context._cancelled = self.control.cancelled
         run._control = self.control
@@ -90,60 +105,89 @@ class Runner:
         self.deadlines: list[tuple[float, int, int, str, int]] = []
         self.sequence = 0
         self.active = 0  # stages running or waiting for a retry
+        self.closed = False
+        self._queue: deque[tuple[int, Any, int, Any]] = deque()
+        self._lock = threading.Lock()
+        self._wakeup = threading.Event()  # the deadline sleeper re-reads the heap
 
     # -- events ---------------------------------------------------------------------------------
     def _emit(self, event_type: type[Event], **fields: Any) -> None:
         if self.listeners:
             dispatch(event_type(run=self.run, **fields), self.listeners)
 
-    # -- main loop --------------------------------------------------------------------------------
+    # -- reports ----------------------------------------------------------------------------------
+    def _post(self, message: tuple[int, Any, int, Any]) -> None:
+        queue = self._queue
+        queue.append(message)
+        while queue:
+            if not self._lock.acquire(blocking=False):
+                return  # the draining thread re-checks the queue after releasing the lock
+            try:
+                while queue:
+                    self._handle(queue.popleft())
+            finally:
+                self._lock.release()
+
+    def _handle(self, message: tuple[int, Any, int, Any]) -> None:
+        if self.closed:
+            return
+        kind, name, attempt, payload = message
+        try:
+            if kind == _DONE:
+                self._on_done(name, attempt, payload)
+            elif kind == _PROGRESS:
+                self._on_progress(name, attempt, payload)
+            elif kind == _START:
+                self._begin()
+            elif kind == _DEADLINES:
+                self._on_deadlines()
+            else:
+                self._stop("cancelled", None)
+            if self.active == 0:
+                if self.run.state == "running":
+                    self._finish()
+                self._close()
+        except BaseException as exc:  # noqa: BLE001 - a runner bug must still end the run, not hang it
+            self._stop("failed", ErrorInfo.from_exception(exc))
+            self._close()
+
+    # -- main thread ----------------------------------------------------------------------------
     def execute(self) -> WorkflowRun:
+        self._post((_START, None, 0, None))
+        try:
+            while not self.control.finished.is_set():
+                deadline = self.deadlines[0][0] if self.deadlines else None
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                self._wakeup.wait(timeout)
+                self._wakeup.clear()
+                if self.deadlines and self.deadlines[0][0] <= time.monotonic():
+                    self._post((_DEADLINES, None, 0, None))
+        except KeyboardInterrupt:
+            self.control.cancel()
+            self.control.finished.wait()
+            raise
+        return self.run
+
+    def _begin(self) -> None:
         run = self.run
         run.state = "running"
         run.started_at = _now()
         self._emit(RunStarted)
-        try:
-            for name in self.graph.roots:
-                self.upstream[name] = []
-                self._start(name)
-            inbox = self.control.inbox
-            while self.active:
-                if self.deadlines:
-                    wait = self.deadlines[0][0] - time.monotonic()
-                    if wait <= 0:
-                        self._on_deadline(*heapq.heappop(self.deadlines)[2:])
-                        continue
-                    try:
-                        message = inbox.get(timeout=wait)
-                    except Empty:
-                        continue
-                else:
-                    message = inbox.get()
-                kind, name, attempt, payload = message
-                if kind == _DONE:
-                    self._on_done(name, attempt, payload)
-                elif kind == _PROGRESS:
-                    self._on_progress(name, attempt, payload)
-                else:
-                    self._stop("cancelled", None)
-            if run.state == "running":
-                self._finish()
-        except KeyboardInterrupt:
-            self._stop("cancelled", None)
-            raise
-        except BaseException as exc:  # noqa: BLE001 - a runner bug must still end the run, not hang it
-            self._stop("failed", ErrorInfo.from_exception(exc))
-        finally:
-            self._close()
-        return run
+        for name in self.graph.roots:
+            self.upstream[name] = []
+            self._start(name)
 
     def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         run = self.run
         run.finished_at = _now()
         self.outputs.clear()
         self.upstream.clear()
         self._emit(RunFinished)
         self.control.finished.set()
+        self._wakeup.set()
 
     def _finish(self) -> None:
         resolve = self.executor.resolve
@@ -172,20 +216,21 @@ class Runner:
     def _start(self, name: str) -> None:
         stage = self.graph.stages[name]
         record = self.records[name]
-        attempt = record.attempts = record.attempts + 1
-        record.state = "running"
+        attempt = record.attempts + 1
         if attempt == 1:
             self.active += 1
-            record.started_at = _now()
+            _update(record, attempts=attempt, state="running", started_at=_now())
+        else:
+            _update(record, attempts=attempt, state="running")
         self.live[name] = attempt
         self._emit(StageStarted, stage=record)
-        inbox = self.control.inbox
+        post = self._post
 
         def on_done(outcome: Outcome) -> None:
-            inbox.put((_DONE, name, attempt, outcome))
+            post((_DONE, name, attempt, outcome))
 
         def on_progress(done: int, failed: int, total: int) -> None:
-            inbox.put((_PROGRESS, name, attempt, (done, failed, total)))
+            post((_PROGRESS, name, attempt, (done, failed, total)))
 
         try:
             handle = get_stage_type(stage.type).start(
@@ -201,6 +246,12 @@ class Runner:
     def _deadline(self, delay: float, action: int, name: str, attempt: int) -> None:
         self.sequence += 1
         heapq.heappush(self.deadlines, (time.monotonic() + delay, self.sequence, action, name, attempt))
+        self._wakeup.set()
+
+    def _on_deadlines(self) -> None:
+        now = time.monotonic()
+        while self.deadlines and self.deadlines[0][0] <= now:
+            self._on_deadline(*heapq.heappop(self.deadlines)[2:])
 
     def _on_deadline(self, action: int, name: str, attempt: int) -> None:
         if action == _RETRY:
@@ -257,9 +308,7 @@ class Runner:
 
     def _stage_succeeded(self, name: str, value: Any) -> None:
         record = self.records[name]
-        record.state = "finished"
-        record.error = None
-        record.finished_at = _now()
+        _update(record, state="finished", error=None, finished_at=_now())
         self.active -= 1
         self.outputs[name] = value
         del self.upstream[name]

@@ -7,6 +7,7 @@ checks that need the whole document (stage graph, importable targets) live in
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime, timezone
 from typing import Any, Callable, ClassVar, Literal, Union
@@ -88,7 +89,11 @@ class StageResources(BaseModel):
         return self
 
     def as_dict(self) -> dict[str, float]:
-        """Requested amounts only (unset ones left out)."""
+        """Requested amounts only (unset ones left out); computed once, do not mutate."""
+        return self._requested
+
+    @functools.cached_property
+    def _requested(self) -> dict[str, float]:
         out = {k: v for k, v in (("cpus", self.cpus), ("gpus", self.gpus), ("memory", self.memory)) if v is not None}
         out.update(self.model_extra or {})
         return out

@@ -38,13 +38,22 @@ OnProgress = Callable[[int, int, int], None]  # (items done, items failed, items
 class TaskHandle:
     """A submitted call or map; ``cancel()`` stops what has not started and flags the rest."""
 
-    __slots__ = ("stop", "futures", "cancelled", "slots")
+    __slots__ = ("_stop", "futures", "cancelled", "slots")
 
     def __init__(self) -> None:
-        self.stop = threading.Event()
+        self._stop: threading.Event | None = None
         self.futures: list[Any] = []
         self.cancelled = False
         self.slots: list[Any] = []  # executor-specific bookkeeping (e.g. capacity held)
+
+    @property
+    def stop(self) -> threading.Event:
+        """Set when the work should stop (created on first use: most calls never need it)."""
+        if self._stop is None:
+            self._stop = threading.Event()
+            if self.cancelled:
+                self._stop.set()
+        return self._stop
 
 
 class BaseExecutor(abc.ABC):
@@ -90,7 +99,8 @@ class BaseExecutor(abc.ABC):
     def cancel(self, handle: TaskHandle) -> None:
         """Stop a submitted call or map: queued work is dropped, running work told to stop."""
         handle.cancelled = True
-        handle.stop.set()
+        if handle._stop is not None:
+            handle._stop.set()
         for future in handle.futures:
             future.cancel()
 
