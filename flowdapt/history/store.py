@@ -29,7 +29,7 @@ from flowdapt.history.models import (
 )
 from flowdapt.history.recorder import HistoryRecorder
 from flowdapt.history.sqlfuncs import install_sqlite_functions
-from flowdapt.history.writer import HistoryWriter
+from flowdapt.history.writer import HistoryWriter, prune
 from flowdapt.resources.models import Resource, WorkflowRun
 from flowdapt.settings import Settings
 
@@ -109,6 +109,8 @@ class HistoryStore:
             with self.engine.begin() as conn:
                 migrations.ensure_current(conn)
                 self._mark_interrupted(conn)
+                if self.retention_seconds:
+                    prune(conn, self.retention_seconds)
         except (OperationalError, DBAPIError) as exc:
             self.engine.dispose()
             raise HistoryError(_explain(self.url, exc)) from None

@@ -1,0 +1,304 @@
+"""Contract tests of the history store, on DuckDB, SQLite and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text
+
+import flowdapt
+from flowdapt import events
+from flowdapt.errors import ResourceNotFoundError
+from flowdapt.history import TRIGGER_FIRED, HistoryStore, SchemaVersionError, migrations, orm
+from flowdapt.history.bulk import upsert
+from flowdapt.history.store import make_engine
+from flowdapt.resources import catalog
+from flowdapt.resources.loading import loads
+from tests.history_backends import BACKENDS, database_url, flowdapt_postgres_server  # noqa: F401
+
+WORKFLOWS = """
+kind: workflow
+metadata: {name: squares, annotations: {team: ml}}
+spec:
+  stages:
+    - {name: nums, target: tests.stages.numbers}
+    - {name: sq, target: tests.stages.fail_on_odd, type: parameterized, depends_on: [nums],
+       options: {allow_partial_failure: true}}
+    - {name: tot, target: tests.stages.total, depends_on: [sq]}
+---
+kind: workflow
+metadata: {name: flaky}
+spec:
+  stages:
+    - {name: boom, target: tests.stages.fail, options: {retries: 1}}
+---
+kind: workflow
+metadata: {name: slow}
+spec:
+  stages:
+    - {name: nap, target: tests.stages.sleep_for}
+---
+kind: config
+metadata: {name: squares-config}
+spec:
+  selector: {type: name, value: squares}
+  data: {scale: 2}
+"""
+
+
+@pytest.fixture(params=BACKENDS)
+def flowdapt_db_url(request, tmp_path):
+    return database_url(request.param, tmp_path, request)
+
+
+@pytest.fixture
+def flowdapt_store(flowdapt_db_url):
+    store = HistoryStore(flowdapt_db_url).open()
+    catalog.set_catalog(store)
+    yield store
+    store.close()
+
+
+def _apply(store):
+    return store.apply(loads(WORKFLOWS))
+
+
+def test_apply_creates_updates_and_keeps_unchanged_resources(flowdapt_store):
+    first = _apply(flowdapt_store)
+    assert [(r.kind, r.name, outcome) for r, outcome in first] == [
+        ("workflow", "squares", "created"), ("workflow", "flaky", "created"),
+        ("workflow", "slow", "created"), ("config", "squares-config", "created")]
+    assert [outcome for _, outcome in _apply(flowdapt_store)] == ["unchanged"] * 4
+
+    original = flowdapt_store.get("workflow", "squares")
+    changed = loads(WORKFLOWS.replace("team: ml", "team: research"))
+    outcomes = dict((r.name, o) for r, o in flowdapt_store.apply(changed))
+    assert outcomes["squares"] == "updated" and outcomes["flaky"] == "unchanged"
+    updated = flowdapt_store.get("workflow", original.uid)
+    assert updated.uid == original.uid
+    assert updated.metadata.created_at == original.metadata.created_at
+    assert updated.metadata.updated_at > original.metadata.updated_at
+    assert updated.metadata.annotations == {"team": "research"}
+
+    assert [w.name for w in flowdapt_store.list("workflow")] == ["flaky", "slow", "squares"]
+    assert flowdapt_store.delete("workflow", "flaky").name == "flaky"
+    with pytest.raises(ResourceNotFoundError, match="workflow 'flaky' not found"):
+        flowdapt_store.get("workflow", "flaky")
+    assert [c.name for c in flowdapt_store.list("config")] == ["squares-config"]
+
+
+def test_real_runs_are_recorded_with_stages_attempts_and_item_failures(flowdapt_store):
+    _apply(flowdapt_store)
+    ok = flowdapt.run_workflow("squares", {"n": 6})
+    failed = flowdapt.run_workflow("flaky")
+    flowdapt_store.flush()
+
+    stored = flowdapt_store.get_run(ok.name)
+    assert (stored.uid, stored.state, stored.result, stored.input) == (ok.uid, "finished", 6, {"n": 6})
+    assert [s.name for s in stored.stages] == ["nums", "sq", "tot"]
+    fan_out = stored.stage("sq")
+    assert (fan_out.items_total, fan_out.items_failed) == (6, 3)
+    assert sorted(f.index for f in fan_out.item_failures) == [1, 3, 5]
+    assert fan_out.item_failures[0].message.startswith("odd item")
+    assert stored.duration == pytest.approx(ok.duration, abs=1e-3)
+
+    bad = flowdapt_store.get_run(failed.uid)
+    assert bad.state == "failed"
+    assert (bad.error.type, bad.error.message, bad.error.stage) == ("ValueError", "stage exploded: bad value 42", "boom")
+    assert "Traceback" in bad.error.traceback
+    assert bad.stage("boom").attempts == 2
+    attempts = flowdapt_store.stage_attempts(failed.name)
+    assert [(a.stage, a.attempt, a.state) for a in attempts] == [("boom", 1, "failed"), ("boom", 2, "failed")]
+    assert all(a.error["message"] == "stage exploded: bad value 42" for a in attempts)
+
+
+def test_runs_are_listed_by_workflow_state_source_and_time_with_paging(flowdapt_store):
+    _apply(flowdapt_store)
+    started = datetime.now(timezone.utc)
+    names = [flowdapt.run_workflow("squares", {"n": 2}).name for _ in range(4)]
+    flowdapt.run_workflow("flaky")
+    flowdapt.run_workflow("squares", {"n": 2}, source="api")
+    flowdapt_store.flush()
+
+    newest_first = flowdapt_store.list_runs(workflow="squares", source="manual")
+    assert [r.name for r in newest_first] == names[::-1]
+    assert [r.name for r in flowdapt_store.list_runs(workflow="squares", source="manual", limit=2, offset=1)] == \
+        names[::-1][1:3]
+    assert [r.workflow for r in flowdapt_store.list_runs(state="failed")] == ["flaky"]
+    assert [r.source for r in flowdapt_store.list_runs(source="api")] == ["api"]
+    assert len(flowdapt_store.list_runs(since=started)) == 6
+    assert flowdapt_store.list_runs(until=started) == []
+    assert flowdapt_store.list_runs(since=datetime.now(timezone.utc) + timedelta(hours=1)) == []
+    with pytest.raises(ResourceNotFoundError, match="workflow_run 'no-such-run' not found"):
+        flowdapt_store.get_run("no-such-run")
+
+
+def _synthetic_run(uid: str, workflow: str, state: str, started: datetime, duration: float) -> dict:
+    return {"uid": uid, "name": f"run-{uid}", "workflow": workflow, "source": "manual", "state": state,
+            "executor": "local", "namespace": "default", "input": {}, "result": None, "error": None,
+            "started_at": started, "finished_at": started + timedelta(seconds=duration), "duration": duration,
+            "owner": None}
+
+
+def _synthetic_stage(run: dict, stage: str, state: str, duration: float) -> dict:
+    return {"id": f"{run['uid']}:{stage}:1", "run_uid": run["uid"], "workflow": run["workflow"], "stage": stage,
+            "position": 0, "type": "simple", "attempt": 1, "state": state, "started_at": run["started_at"],
+            "finished_at": run["started_at"] + timedelta(seconds=duration), "duration": duration, "error": None,
+            "items_total": None, "items_done": 0, "items_failed": 0, "item_failures": None, "output_notebook": None}
+
+
+def test_daily_success_rate_and_duration_percentiles_are_computed_in_sql(flowdapt_store):
+    day1, day2 = datetime(2024, 3, 1, 10), datetime(2024, 3, 2, 23, 59)
+    runs = [_synthetic_run(f"a{i}", "etl", state, day1 + timedelta(minutes=i), duration)
+            for i, (state, duration) in enumerate([("finished", 1), ("finished", 2), ("finished", 3), ("failed", 4)])]
+    runs.append(_synthetic_run("b0", "etl", "finished", day2, 10))
+    runs.append(_synthetic_run("c0", "other", "running", day2, 5))  # not ended: not counted
+    with flowdapt_store.engine.begin() as conn:
+        upsert(conn, orm.runs, runs)
+        upsert(conn, orm.stage_runs, [_synthetic_stage(r, "load", "finished", r["duration"]) for r in runs[:4]])
+
+    stats = flowdapt_store.daily_workflow_stats()
+    assert [(s.workflow, s.day, s.runs, s.finished, s.failed) for s in stats] == [
+        ("etl", "2024-03-01", 4, 3, 1), ("etl", "2024-03-02", 1, 1, 0)]
+    assert stats[0].success_rate == pytest.approx(0.75)
+    assert stats[0].mean_duration == pytest.approx(2.5)
+    assert stats[0].p50_duration == pytest.approx(2.5)
+    assert stats[0].p95_duration == pytest.approx(3.85)
+    assert flowdapt_store.daily_workflow_stats(since=datetime(2024, 3, 2, tzinfo=timezone.utc))[0].day == "2024-03-02"
+
+    (load,) = flowdapt_store.stage_stats(workflow="etl")
+    assert (load.stage, load.attempts, load.failed, load.max_duration) == ("load", 4, 0, 4)
+    assert load.p50_duration == pytest.approx(2.5)
+
+
+def test_trigger_firings_are_logged_newest_first(flowdapt_store):
+    for number, ok in enumerate([True, False, True]):
+        data = {"trigger": "nightly" if number < 2 else "hourly", "action": "run_workflow",
+                "run_uid": f"r{number}", "ok": ok, "error": None if ok else "workflow 'x' not found"}
+        events.dispatch(events.Event(type=TRIGGER_FIRED, source="triggers", data=data, time=1_700_000_000 + number),
+                        events.listeners())
+    flowdapt_store.flush()
+    nightly = flowdapt_store.trigger_firings(trigger="nightly")
+    assert [(f.run_uid, f.ok, f.error) for f in nightly] == [("r1", False, "workflow 'x' not found"), ("r0", True, None)]
+    assert nightly[0].fired_at == datetime.fromtimestamp(1_700_000_001, timezone.utc)
+    assert len(flowdapt_store.trigger_firings(limit=1)) == 1
+
+
+def test_retention_drops_runs_older_than_the_limit(flowdapt_db_url):
+    old = _synthetic_run("old", "etl", "finished", datetime.utcnow() - timedelta(days=3), 1)
+    with HistoryStore(flowdapt_db_url, listen=False) as store, store.engine.begin() as conn:
+        upsert(conn, orm.runs, [old])
+        upsert(conn, orm.stage_runs, [_synthetic_stage(old, "load", "finished", 1)])
+    with HistoryStore(flowdapt_db_url, retention_seconds=86400) as store:
+        store.apply(loads(WORKFLOWS))
+        catalog.set_catalog(store)
+        recent = flowdapt.run_workflow("squares", {"n": 2})
+        store.flush()
+        assert [r.name for r in store.list_runs()] == [recent.name]
+        assert store.stage_stats(workflow="etl") == []
+
+
+def test_zero_retention_persists_no_runs(flowdapt_db_url):
+    with HistoryStore(flowdapt_db_url, retention_seconds=0) as store:
+        store.apply(loads(WORKFLOWS))
+        catalog.set_catalog(store)
+        assert flowdapt.run_workflow("squares", {"n": 2}).state == "finished"
+        store.flush()
+        assert store.list_runs() == []
+
+
+V1_SCHEMA = [
+    "CREATE TABLE flowdapt_schema (id VARCHAR PRIMARY KEY, version INTEGER NOT NULL)",
+    "INSERT INTO flowdapt_schema VALUES ('flowdapt', 1)",
+    "CREATE TABLE resources (uid VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, name VARCHAR NOT NULL, "
+    "document TEXT NOT NULL, created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL, UNIQUE (kind, name))",
+    "CREATE TABLE runs (uid VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, workflow VARCHAR NOT NULL, "
+    "source VARCHAR NOT NULL, state VARCHAR NOT NULL, executor VARCHAR, namespace VARCHAR, input TEXT, result TEXT, "
+    "error TEXT, started_at TIMESTAMP, finished_at TIMESTAMP, duration DOUBLE PRECISION)",
+    "CREATE TABLE stage_runs (id VARCHAR PRIMARY KEY, run_uid VARCHAR NOT NULL, workflow VARCHAR NOT NULL, "
+    "stage VARCHAR NOT NULL, position INTEGER NOT NULL, type VARCHAR NOT NULL, attempt INTEGER NOT NULL, "
+    "state VARCHAR NOT NULL, started_at TIMESTAMP, finished_at TIMESTAMP, duration DOUBLE PRECISION, error TEXT, "
+    "items_total INTEGER, items_done INTEGER, items_failed INTEGER, item_failures TEXT, output_notebook VARCHAR)",
+    "CREATE TABLE trigger_firings (id VARCHAR PRIMARY KEY, \"trigger\" VARCHAR NOT NULL, fired_at TIMESTAMP NOT NULL, "
+    "action VARCHAR NOT NULL, run_uid VARCHAR, ok BOOLEAN NOT NULL, error TEXT)",
+    "INSERT INTO runs VALUES ('0123abcd', 'old-run-0123abcd', 'etl', 'manual', 'finished', 'local', 'default', "
+    "'{\"n\": 1}', '42', NULL, '2024-01-01 10:00:00', '2024-01-01 10:00:02', 2.0)",
+]
+
+
+def test_an_older_schema_is_refused_then_upgraded_keeping_its_runs(flowdapt_db_url):
+    engine = make_engine(flowdapt_db_url)
+    with engine.begin() as conn:
+        for statement in V1_SCHEMA:
+            conn.execute(text(statement))
+    with pytest.raises(SchemaVersionError, match="version 1, this flowdapt needs 2: run `flowdapt db upgrade`"):
+        HistoryStore(flowdapt_db_url).open()
+    with engine.begin() as conn:
+        assert migrations.upgrade(conn) == (1, orm.SCHEMA_VERSION)
+    with engine.connect() as conn:
+        assert migrations.current_version(conn) == orm.SCHEMA_VERSION
+    engine.dispose()
+    with HistoryStore(flowdapt_db_url) as store:
+        old = store.get_run("old-run-0123abcd")
+        assert (old.state, old.result, old.input, old.duration) == ("finished", 42, {"n": 1}, 2.0)
+        store.apply(loads(WORKFLOWS))
+        catalog.set_catalog(store)
+        run = flowdapt.run_workflow("squares", {"n": 2})
+        store.flush()
+        assert store.get_run(run.uid).state == "finished"
+
+
+CRASHING_PROCESS = """
+import sys, time
+sys.path.insert(0, {root!r})
+import flowdapt
+from flowdapt.history import HistoryStore
+from flowdapt.resources import catalog
+from flowdapt.resources.loading import loads
+store = HistoryStore({url!r}).open()
+catalog.set_catalog(store)
+store.apply(loads({workflows!r}))
+run = flowdapt.run_workflow("slow", {{"seconds": 60}}, wait=False)
+while store.list_runs(state="running") == []:
+    time.sleep(0.05)
+print(run.uid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_runs_in_flight_when_the_process_dies_become_interrupted(flowdapt_db_url):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = CRASHING_PROCESS.format(root=root, url=flowdapt_db_url, workflows=WORKFLOWS)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=root)
+    try:
+        uid = child.stdout.readline().strip()
+        assert uid, "the child process did not start its run"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    with HistoryStore(flowdapt_db_url) as store:
+        run = store.get_run(uid)
+        assert run.state == "interrupted"
+        assert run.error.type == "Interrupted" and "stopped before the run ended" in run.error.message
+        assert run.finished_at is not None
+        assert run.stage("nap").state == "cancelled"
+
+
+def test_a_cancel_request_in_the_database_stops_the_run(flowdapt_store):
+    _apply(flowdapt_store)
+    run = flowdapt.run_workflow("slow", {"seconds": 30}, wait=False)
+    deadline = time.monotonic() + 10
+    while not flowdapt_store.list_runs(state="running") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert flowdapt_store.request_cancel(run.name).name == run.name
+    run.wait(timeout=10)
+    assert run.state == "cancelled"
+    flowdapt_store.flush()
+    assert flowdapt_store.get_run(run.uid).state == "cancelled"
