@@ -60,6 +60,7 @@ def run_workflow(
     source: Literal["manual", "api", "trigger", "notebook"] = "manual",
     wait: bool = True,
     on_event: Callable[[Event], None] | None = None,
+    uid: str | None = None,
 ) -> WorkflowRun:
     """Run ``workflow`` in this process and return its :class:`WorkflowRun`.
 
@@ -73,6 +74,7 @@ def run_workflow(
     configs : the config resources to select from (default: those in the catalog)
     wait : if False, return at once; use ``run.wait()`` and ``run.cancel()``
     on_event : called with every event of this run (in the runner's thread)
+    uid : the run's uid, when the caller announced the run before starting it (a server's queue)
 
     A failed run does not raise: ``run.state`` is ``failed`` and ``run.error`` holds the type, message,
     traceback and stage of the exception.
@@ -82,8 +84,8 @@ def run_workflow(
     running = resolve_executor(executor)
     data = merged_config(definition, catalog.list_configs() if configs is None else configs)
     data.update(config or {})
-    run = WorkflowRun(workflow=definition.metadata.name, source=source, executor=running.kind,
-                      namespace=namespace or get_settings().default_namespace, input=dict(input or {}))
+    run = WorkflowRun(**({"uid": uid} if uid else {}), workflow=definition.metadata.name, source=source,
+                      executor=running.kind, namespace=namespace or get_settings().default_namespace, input=dict(input or {}))
     context = RunContext(input=run.input, config=data, namespace=run.namespace,
                          run=RunInfo(run.uid, run.name, run.workflow), executor=running.kind)
     listeners = global_listeners() + ((on_event,) if on_event else ())
