@@ -33,17 +33,32 @@ from flowdapt.errors import ExecutorError
 _EPSILON = 1e-9
 
 
+class _Slot:
+    """The capacity one scheduled call holds once launched; given back exactly once."""
+
+    __slots__ = ("need", "held", "released")
+
+    def __init__(self, need: dict[str, float]) -> None:
+        self.need = need
+        self.held = False
+        self.released = False
+
+
 class _Capacity:
     """Counts free resources; calls that do not fit wait in FIFO order."""
 
     def __init__(self, total: dict[str, float]) -> None:
         self.total = total
         self.free = dict(total)
-        self.waiting: deque[tuple[dict[str, float], Callable[[], None]]] = deque()
+        self.waiting: deque[tuple[_Slot, Callable[[], None]]] = deque()
         self.lock = threading.Lock()
+        self._needs: dict[int, tuple[dict[str, float], dict[str, float]]] = {}
 
     def need(self, stage: str, resources: dict[str, float]) -> dict[str, float]:
-        """The amounts ``stage`` holds while a call runs."""
+        """The amounts ``stage`` holds while a call runs (cached per resources dict)."""
+        cached = self._needs.get(id(resources))
+        if cached is not None and cached[0] is resources:
+            return cached[1]
         need = {"cpus": min(resources.get("cpus") or 1.0, self.total["cpus"])}
         for key, amount in resources.items():
             if key in self.total and key != "cpus" and amount:
@@ -52,57 +67,47 @@ class _Capacity:
                         f"stage '{stage}' needs {key}={amount:g} but the local executor has {key}={self.total[key]:g}"
                     )
                 need[key] = amount
+        if len(self._needs) > 1024:
+            self._needs.clear()
+        self._needs[id(resources)] = (resources, need)
         return need
 
-    def acquire_or_wait(self, need: dict[str, float], launch: Callable[[], None]) -> bool:
+    def acquire_or_wait(self, slot: _Slot, launch: Callable[[], None]) -> bool:
+        """Take ``slot.need`` now (True) or queue ``launch`` until it fits (False)."""
         with self.lock:
-            if not self.waiting and self._fits(need):
-                self._take(need)
+            if not self.waiting and self._fits(slot.need):
+                self._take(slot.need)
+                slot.held = True
                 return True
-            self.waiting.append((need, launch))
+            self.waiting.append((slot, launch))
             return False
 
-    def release(self, need: dict[str, float]) -> list[Callable[[], None]]:
+    def release(self, slot: _Slot) -> list[Callable[[], None]]:
+        """Give back what ``slot`` holds; returns the queued launches that now fit."""
         ready = []
         with self.lock:
-            for key, amount in need.items():
+            if slot.released or not slot.held:
+                return ready
+            slot.released = True
+            for key, amount in slot.need.items():
                 self.free[key] += amount
-            while self.waiting and self._fits(self.waiting[0][0]):
-                waiting_need, launch = self.waiting.popleft()
-                self._take(waiting_need)
+            while self.waiting and self._fits(self.waiting[0][0].need):
+                waiting, launch = self.waiting.popleft()
+                self._take(waiting.need)
+                waiting.held = True
                 ready.append(launch)
         return ready
 
     def _fits(self, need: dict[str, float]) -> bool:
-        return all(self.free[key] + _EPSILON >= amount for key, amount in need.items())
+        free = self.free
+        for key, amount in need.items():
+            if free[key] + _EPSILON < amount:
+                return False
+        return True
 
     def _take(self, need: dict[str, float]) -> None:
         for key, amount in need.items():
             self.free[key] -= amount
-
-
-class _Slot:
-    """The capacity one scheduled call holds once launched; released exactly once."""
-
-    __slots__ = ("capacity", "need", "held", "released")
-
-    def __init__(self, capacity: _Capacity, need: dict[str, float]) -> None:
-        self.capacity = capacity
-        self.need = need
-        self.held = False
-        self.released = False
-
-    def hold(self) -> None:
-        with self.capacity.lock:
-            self.held = True
-
-    def release(self) -> None:
-        with self.capacity.lock:
-            if self.released or not self.held:
-                return
-            self.released = True
-        for ready in self.capacity.release(self.need):
-            ready()
 
 
 def _init_process_worker(memory_path: str, sys_path: list[str]) -> None:
@@ -196,11 +201,11 @@ class LocalExecutor(BaseExecutor):
     def _schedule(self, handle: TaskHandle, need: dict[str, float], work: Callable[[], Future],
                   finished: Callable[[Future | None], None]) -> None:
         """Run ``work`` once ``need`` fits; call ``finished`` with its future (``None`` if dropped)."""
-        slot = _Slot(self._capacity, need)
+        slot = _Slot(need)
         handle.slots.append(slot)
+        capacity = self._capacity
 
         def launch() -> None:
-            slot.hold()
             if handle.cancelled:
                 done(None)
                 return
@@ -213,10 +218,11 @@ class LocalExecutor(BaseExecutor):
             future.add_done_callback(done)
 
         def done(future: Future | None) -> None:
-            slot.release()
+            for ready in capacity.release(slot):
+                ready()
             finished(future)
 
-        if self._capacity.acquire_or_wait(need, launch):
+        if capacity.acquire_or_wait(slot, launch):
             launch()
 
     def cancel(self, handle: TaskHandle) -> None:
@@ -224,10 +230,12 @@ class LocalExecutor(BaseExecutor):
 
         A thread cannot be stopped from outside: a cancelled or timed-out call may go on in the
         background, but it no longer holds the executor's capacity, so the next runs move on.
+        In process mode the worker process stays busy until the call returns.
         """
         super().cancel(handle)
         for slot in handle.slots:
-            slot.release()
+            for ready in self._capacity.release(slot):
+                ready()
 
     def submit(self, call: StageCall, upstream: list[Any], resources: dict[str, float], on_done: OnDone) -> TaskHandle:
         handle = TaskHandle()
