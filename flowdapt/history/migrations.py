@@ -24,8 +24,13 @@ def _v2_owner_and_cancel_requests(conn: Connection) -> None:
     orm.cancel_requests.create(conn)
 
 
+def _v3_trigger_state(conn: Connection) -> None:
+    """v3: ``trigger_state`` (last fire time and firing lease per trigger, so schedules never fire twice)."""
+    orm.trigger_state.create(conn)
+
+
 # STEPS[v] upgrades a database from version v to v + 1.
-STEPS: dict[int, Callable[[Connection], None]] = {1: _v2_owner_and_cancel_requests}
+STEPS: dict[int, Callable[[Connection], None]] = {1: _v2_owner_and_cancel_requests, 2: _v3_trigger_state}
 
 
 def current_version(conn: Connection) -> int | None:

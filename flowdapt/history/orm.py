@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 metadata = MetaData()
 
 
@@ -113,6 +113,14 @@ trigger_firings = Table(
     Column("run_uid", String),
     Column("ok", Boolean, nullable=False),
     Column("error", Text),
+)
+
+trigger_state = Table(  # schema v3: the last fire time and the firing lease of each trigger
+    "trigger_state", metadata,
+    Column("trigger_uid", String, primary_key=True),
+    Column("last_fire_time", DateTime),
+    Column("lease_owner", String),
+    Column("lease_until", DateTime),
 )
 
 cancel_requests = Table(
