@@ -26,7 +26,9 @@ from flowdapt.events.models import (
 )
 
 __all__ = ["Event", "RunEvent", "RunStarted", "RunFinished", "StageEvent", "StageStarted", "StageFinished",
-           "StageFailed", "StageRetried", "ItemsProgress", "Listener", "subscribe", "listeners", "dispatch"]
+           "StageFailed", "StageRetried", "ItemsProgress", "Listener", "subscribe", "listeners", "dispatch",
+           "BaseEventBus", "MemoryEventBus", "create_event_bus", "register_event_bus"]
+_BUS_NAMES = ("BaseEventBus", "MemoryEventBus", "create_event_bus", "register_event_bus")
 
 Listener = Callable[[Event], None]
 _log = logging.getLogger("flowdapt.events")
@@ -60,3 +62,12 @@ def dispatch(event: Event, targets: tuple[Listener, ...]) -> None:
             listener(event)
         except Exception:  # noqa: BLE001 - a listener must never break a run
             _log.exception("event listener %r failed on %s", listener, event.type)
+
+
+def __getattr__(name: str):
+    # The bus lives in its own module (it imports this one); its names are exported lazily.
+    if name in _BUS_NAMES:
+        from flowdapt.events import bus
+
+        return getattr(bus, name)
+    raise AttributeError(f"module 'flowdapt.events' has no attribute '{name}'")
