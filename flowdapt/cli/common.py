@@ -78,4 +78,19 @@ def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> Non
             traceback.print_exc()
         click.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
         code = 1
-    sys.exit(code if isinstance(code, int) else 0)
+    _exit(code if isinstance(code, int) else 0)
+
+
+def _exit(code: int) -> None:
+    """Close the executors and leave, without waiting for abandoned stage threads.
+
+    A cancelled or timed-out stage may still be running in a thread that cannot be stopped; its run
+    has ended and been recorded (the backend closed when the command did), so the command returns
+    now instead of when the thread does.
+    """
+    from flowdapt.compute.executors import close_shared_executors
+
+    close_shared_executors()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
