@@ -279,6 +279,8 @@ class Runner:
         record = self.records[name]
         stage = self.graph.stages[name]
         error = outcome.error
+        if outcome.output_notebook is not None:
+            record.output_notebook = outcome.output_notebook
         if outcome.items_total is not None:
             failures = outcome.item_failures
             record.items_total = outcome.items_total

@@ -21,7 +21,8 @@ class Outcome:
     """What an executor reports when a submitted call or map is over.
 
     ``value`` is the output (for a map: the successful items' outputs in input order);
-    ``error`` is set when the call failed; ``item_failures`` lists (index, error) of failed items.
+    ``error`` is set when the call failed; ``item_failures`` lists (index, error) of failed items;
+    ``output_notebook`` is set by notebook stages and copied to the stage record.
     """
 
     value: Any = None
@@ -29,6 +30,7 @@ class Outcome:
     item_failures: list[tuple[int, TaskError]] = field(default_factory=list)
     items_total: int | None = None
     item_retries: int = 0
+    output_notebook: str | None = None
 
 
 OnDone = Callable[[Outcome], None]

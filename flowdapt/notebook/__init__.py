@@ -1,0 +1,35 @@
+"""Notebook integration: ``%flowdapt`` magics, cell stages, notebook stages, live run views.
+
+Inside a notebook that runs as a stage: :func:`set_result`, :func:`fetch`, :func:`get_run_context`.
+IPython, ipywidgets and papermill are imported only when the features that need them are used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowdapt.notebook.kernel import attach, fetch, get_run_context, set_result
+
+__all__ = ["set_result", "fetch", "get_run_context", "attach", "load_ipython_extension",
+           "unload_ipython_extension", "run_notebook"]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext flowdapt``: register the magics and the run display."""
+    from flowdapt.notebook.magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext flowdapt``: close the backend the magics opened."""
+    from flowdapt.notebook.magics import unload
+
+    unload(ipython)
+
+
+def run_notebook(*args: Any, **kwargs: Any) -> Any:
+    """Run one notebook as a recorded one-stage workflow; see :func:`flowdapt.notebook.actions.run_notebook`."""
+    from flowdapt.notebook.actions import run_notebook as run
+
+    return run(*args, **kwargs)
