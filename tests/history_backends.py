@@ -7,6 +7,7 @@ tests are skipped with the reason, except under ``CI=true``, where that is a fai
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -41,14 +43,12 @@ def _as_postgres(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args]
 
 
-@pytest.fixture(scope="session")
-def flowdapt_postgres_server():
-    """``postgresql+psycopg://...`` of a PostgreSQL server for this session (stopped at the end)."""
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """Start a throw-away PostgreSQL server; yields its ``postgresql+psycopg://`` URL (no database part)."""
     bindir = _pg_bin()
     if bindir is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("PostgreSQL binaries (initdb, pg_ctl) not found; CI must install Debian's postgresql")
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found: apt-get install postgresql")
+        raise FileNotFoundError("PostgreSQL binaries (initdb, pg_ctl) not found: apt-get install postgresql")
     root = Path(tempfile.mkdtemp(prefix="flowdapt-pg-"))
     data = root / "data"
     if os.geteuid() == 0:
@@ -65,6 +65,17 @@ def flowdapt_postgres_server():
         subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
                        capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def flowdapt_postgres_server():
+    """``postgresql+psycopg://...`` of a PostgreSQL server for this session (stopped at the end)."""
+    if _pg_bin() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("PostgreSQL binaries (initdb, pg_ctl) not found; CI must install Debian's postgresql")
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found: apt-get install postgresql")
+    with postgres_server() as url:
+        yield url
 
 
 def new_postgres_database(server: str) -> str:

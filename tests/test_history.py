@@ -238,7 +238,7 @@ def test_an_older_schema_is_refused_then_upgraded_keeping_its_runs(flowdapt_db_u
     with engine.begin() as conn:
         for statement in V1_SCHEMA:
             conn.execute(text(statement))
-    with pytest.raises(SchemaVersionError, match="version 1, this flowdapt needs 2: run `flowdapt db upgrade`"):
+    with pytest.raises(SchemaVersionError, match=f"version 1, this flowdapt needs {orm.SCHEMA_VERSION}: run `flowdapt db upgrade`"):
         HistoryStore(flowdapt_db_url).open()
     with engine.begin() as conn:
         assert migrations.upgrade(conn) == (1, orm.SCHEMA_VERSION)
