@@ -9,4 +9,20 @@ import flowdapt.notebook.stage  # noqa: F401,E402 - registers the ``notebook`` s
 
 __version__ = "0.1.0"
 __all__ = ["load", "run_workflow", "get_run_context", "object_store", "load_ipython_extension",
-           "unload_ipython_extension", "__version__"]
+           "unload_ipython_extension", "Client", "__version__"]
+
+
+def __getattr__(name: str):
+    # Client imports httpx; it is loaded on first use.
+    if name == "Client":
+        from flowdapt.client import Client
+
+        return Client
+    raise AttributeError(f"module 'flowdapt' has no attribute '{name}'")
+
+
+def _jupyter_server_extension_points() -> list[dict]:
+    """The Jupyter server extension of this package (``jupyter server extension enable flowdapt``)."""
+    from flowdapt.server.app import FlowdaptApp
+
+    return [{"module": "flowdapt.server.app", "app": FlowdaptApp}]
