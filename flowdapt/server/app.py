@@ -1,0 +1,73 @@
+"""``FlowdaptApp``: the jupyter_server extension that runs flowdapt's services.
+
+Loaded by ``jupyter lab`` / ``jupyter server`` (enabled by ``jupyter_server_config.d/flowdapt.json``),
+by ``flowdapt lab``, and headless by ``flowdapt serve``. The services start once the server's
+event loop runs and stop with the server (runs drained, executor closed, history flushed).
+While they run, kernels started by the server inherit ``FLOWDAPT_URL`` / ``FLOWDAPT_TOKEN``, and
+``server.json`` in the app dir tells local clients where the server is.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+from traitlets import Float, Int, Unicode
+
+from flowdapt.server.handlers import ROUTES
+from flowdapt.server.runtime import remove_runtime_file, write_runtime_file
+from flowdapt.server.services import ServerOptions, Services
+from flowdapt.settings import get_settings
+
+KERNEL_ENV = ("FLOWDAPT_URL", "FLOWDAPT_TOKEN")
+
+
+class FlowdaptApp(ExtensionApp):
+    """Workflows, triggers, events and run history inside the Jupyter server, under ``flowdapt/api/v1``."""
+
+    name = "flowdapt"
+    description = "flowdapt workflow, trigger and event services with a REST API"
+    open_browser = False
+
+    max_concurrent_runs = Int(8, config=True, help="Runs that execute at once; more wait in a queue (0: no limit).")
+    drain_timeout = Float(30.0, config=True, help="Seconds to let runs finish on shutdown before cancelling them.")
+    event_bus_url = Unicode("memory://", config=True, help="Event broker URL (memory:// is in-process).")
+    trigger_lease_seconds = Float(30.0, config=True, help="How long a firing keeps other servers off a trigger.")
+    trigger_refresh_seconds = Float(10.0, config=True,
+                                    help="How often trigger definitions changed by other processes are re-read.")
+
+    def initialize_settings(self) -> None:
+        options = ServerOptions(max_concurrent_runs=self.max_concurrent_runs, drain_timeout=self.drain_timeout,
+                                event_bus_url=self.event_bus_url, trigger_lease_seconds=self.trigger_lease_seconds,
+                                trigger_refresh_seconds=self.trigger_refresh_seconds)
+        self.services = Services(get_settings(), options)
+        self.settings["flowdapt_services"] = self.services
+        self._saved_env: dict[str, str | None] = {}
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(ROUTES)
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        await self.services.start()
+        url, token = serverapp.connection_url, serverapp.identity_provider.token or ""
+        self._saved_env = {name: os.environ.get(name) for name in KERNEL_ENV}
+        os.environ.update(FLOWDAPT_URL=url, FLOWDAPT_TOKEN=token)  # inherited by the kernels the server starts
+        write_runtime_file(self.services.settings.app_dir, url, token)
+        self.log.info("flowdapt services running; REST API at %s", url_path_join(url, "flowdapt/api/v1/"))
+
+    async def stop_extension(self) -> None:
+        remove_runtime_file(self.services.settings.app_dir)
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        await self.services.stop()
+
+
+class HeadlessFlowdaptApp(FlowdaptApp):
+    """``flowdapt serve``: the same services, without JupyterLab or other server extensions."""
+
+    load_other_extensions = False

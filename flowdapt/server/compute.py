@@ -1,0 +1,237 @@
+"""The compute service: runs workflows for the server without blocking its event loop.
+
+At most ``max_concurrent_runs`` runs execute at once; more wait in a FIFO queue as ``pending``
+runs (recorded, so they can be listed, polled and cancelled). Workflows are resolved and started
+in a worker thread and execute on the configured executor; the service learns that a run ended
+from its ``workflow_finished`` event on the bus. :meth:`drain` stops accepting runs and waits for
+the queued and running ones; :meth:`stop` drains with a deadline, then cancels what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from datetime import datetime, timezone
+from typing import Any
+from uuid import uuid4
+
+from flowdapt.compute.api import run_workflow
+from flowdapt.events import Event, RunFinished
+from flowdapt.events.bus import BaseEventBus
+from flowdapt.history.models import RunQuery, StageAttempt
+from flowdapt.history.recorder import HistoryRecorder
+from flowdapt.history.store import HistoryStore, this_owner
+from flowdapt.resources.models import ErrorInfo, Workflow, WorkflowRun
+from flowdapt.server.errors import RunStateError, ServiceUnavailableError
+from flowdapt.settings import get_settings
+
+_log = logging.getLogger("flowdapt.server")
+
+
+class ComputeService:
+    """Starts, queues, waits for and cancels workflow runs.
+
+    Parameters
+    ----------
+    store : the open history store (workflow lookups, pending records, finished runs)
+    bus : the event bus the engine's events arrive on
+    max_concurrent_runs : how many runs execute at once (0: no limit)
+    """
+
+    def __init__(self, store: HistoryStore, bus: BaseEventBus, *, max_concurrent_runs: int = 8) -> None:
+        self.store = store
+        self.bus = bus
+        self.max_concurrent_runs = max_concurrent_runs
+        self.draining = False
+        self._live: dict[str, WorkflowRun] = {}  # running, by uid
+        self._queue: deque[tuple[WorkflowRun, Workflow, dict[str, Any]]] = deque()
+        self._starting: set[str] = set()  # being started in a worker thread
+        self._ended_early: set[str] = set()  # ended while still being started
+        self._ended: dict[str, asyncio.Future[WorkflowRun]] = {}  # queued, starting or running, by uid
+        self._recorder = HistoryRecorder(lambda row: None, this_owner())
+        self._unsubscribe: Any = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the configured executor and listen for finished runs."""
+        from flowdapt.compute.api import resolve_executor
+
+        self._unsubscribe = self.bus.subscribe(self._on_finished, types=[RunFinished.TYPE])
+        await asyncio.to_thread(resolve_executor, None)
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Refuse new runs and wait until the queued and running ones end; False if ``timeout`` passed first."""
+        self.draining = True
+        pending = list(self._ended.values())
+        if not pending:
+            return True
+        done, _ = await asyncio.wait([asyncio.shield(f) for f in pending], timeout=timeout)
+        return len(done) == len(pending)
+
+    def resume(self) -> None:
+        """Accept runs again after :meth:`drain`."""
+        self.draining = False
+
+    async def stop(self, timeout: float) -> None:
+        """Drain for up to ``timeout`` seconds, cancel what still runs, close the executors."""
+        from flowdapt.compute.executors import close_shared_executors
+
+        if not await self.drain(timeout):
+            _log.warning("cancelling %d runs still going after %.0fs of draining", len(self._ended), timeout)
+            for run, _, _ in list(self._queue):
+                self._end_queued(run, "cancelled")
+            for run in list(self._live.values()):
+                run.cancel()
+            await self.drain(10.0)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        await asyncio.to_thread(close_shared_executors)
+
+    # -- runs ----------------------------------------------------------------------------------------------
+    async def submit(self, workflow: str, input: dict[str, Any] | None = None, *, source: str = "api",
+                     namespace: str | None = None, executor: str | None = None) -> WorkflowRun:
+        """Start a run of ``workflow`` (name or uid), or queue it when the concurrency limit is reached."""
+        if self.draining:
+            raise ServiceUnavailableError("the server is draining: it accepts no new runs")
+        definition: Workflow = await asyncio.to_thread(self.store.get, "workflow", workflow)  # type: ignore[assignment]
+        settings = get_settings()
+        options = {"input": dict(input or {}), "source": source, "namespace": namespace, "executor": executor}
+        uid = uuid4().hex
+        self._ended[uid] = asyncio.get_running_loop().create_future()
+        if self.max_concurrent_runs and self.running >= self.max_concurrent_runs:
+            run = WorkflowRun(uid=uid, workflow=definition.name, source=source, input=options["input"],
+                              namespace=namespace or settings.default_namespace,
+                              executor=executor or settings.executor.name)
+            self._queue.append((run, definition, options))
+            self._record(run)
+            return run
+        try:
+            return await self._start(uid, definition, options)
+        except BaseException:
+            self._ended.pop(uid).cancel()
+            raise
+
+    async def _start(self, uid: str, definition: Workflow, options: dict[str, Any]) -> WorkflowRun:
+        self._starting.add(uid)
+        try:
+            run = await asyncio.to_thread(run_workflow, definition, options["input"], source=options["source"],
+                                          namespace=options["namespace"], executor=options["executor"],
+                                          wait=False, uid=uid)
+        finally:
+            self._starting.discard(uid)
+        if uid in self._ended_early:  # a very short run ended before its thread handed it back
+            self._ended_early.discard(uid)
+            self._resolve(uid, run)
+            self._start_next()
+        else:
+            self._live[uid] = run
+        return run
+
+    async def _start_queued(self, queued: WorkflowRun, definition: Workflow, options: dict[str, Any]) -> None:
+        try:
+            await self._start(queued.uid, definition, options)
+        except Exception as exc:  # noqa: BLE001 - recorded on the run, like a failure of the run itself
+            queued.state = "failed"
+            queued.error = ErrorInfo.from_exception(exc)
+            queued.finished_at = datetime.now(timezone.utc)
+            self._record(queued)
+            self._resolve(queued.uid, queued)
+            self._start_next()
+
+    async def wait(self, run: WorkflowRun) -> WorkflowRun:
+        """The run once it has ended (at once if it already has)."""
+        ended = self._ended.get(run.uid)
+        return run if ended is None else await asyncio.shield(ended)
+
+    def get_live(self, identifier: str) -> WorkflowRun | None:
+        """A queued or running run of this server by uid or name, as it is now."""
+        for run in (*self._live.values(), *(item[0] for item in self._queue)):
+            if identifier in (run.uid, run.name):
+                return run
+        return None
+
+    async def get_run(self, identifier: str) -> WorkflowRun:
+        """A run by uid or name: live ones as they are now, others from the history."""
+        return self.get_live(identifier) or await asyncio.to_thread(self.store.get_run, identifier)
+
+    async def list_runs(self, query: RunQuery) -> list[WorkflowRun]:
+        """Runs newest first from the history (written up to now first, when runs are live)."""
+        if self._live:
+            await asyncio.to_thread(self.store.flush)
+        return await asyncio.to_thread(self.store.list_runs, query)
+
+    async def stage_attempts(self, identifier: str) -> list[StageAttempt]:
+        """Every stage attempt of a run (written up to now first, when runs are live)."""
+        if self._live:
+            await asyncio.to_thread(self.store.flush)
+        return await asyncio.to_thread(self.store.stage_attempts, identifier)
+
+    async def cancel(self, identifier: str) -> WorkflowRun:
+        """Cancel a queued or running run (of this server, or of another process through the history)."""
+        run = self.get_live(identifier)
+        if run is not None and run.uid in self._live:
+            run.cancel()
+            return run
+        if run is not None:
+            return self._end_queued(run, "cancelled")
+        stored = await asyncio.to_thread(self.store.request_cancel, identifier)
+        if stored.done:
+            raise RunStateError(f"run '{stored.name}' already ended ({stored.state})")
+        return stored
+
+    async def delete_run(self, identifier: str) -> WorkflowRun:
+        """Delete an ended run from the history."""
+        if self.get_live(identifier) is not None:
+            raise RunStateError(f"run '{identifier}' has not ended: cancel it first")
+        return await asyncio.to_thread(self.store.delete_run, identifier)
+
+    @property
+    def running(self) -> int:
+        """Runs executing or being started."""
+        return len(self._live) + len(self._starting)
+
+    @property
+    def queued(self) -> int:
+        """Runs waiting for a slot."""
+        return len(self._queue)
+
+    # -- internals -----------------------------------------------------------------------------------------
+    def _record(self, run: WorkflowRun) -> None:
+        if self.store.writer is not None and self.store.retention_seconds != 0:
+            self.store.writer.put((_runs_table(), self._recorder.run_row(run)))
+
+    def _end_queued(self, run: WorkflowRun, state: str) -> WorkflowRun:
+        self._queue = deque(item for item in self._queue if item[0] is not run)
+        run.state = state  # type: ignore[assignment]
+        run.finished_at = datetime.now(timezone.utc)
+        self._record(run)
+        self._resolve(run.uid, run)
+        return run
+
+    def _resolve(self, uid: str, run: WorkflowRun) -> None:
+        ended = self._ended.pop(uid, None)
+        if ended is not None and not ended.done():
+            ended.set_result(run)
+
+    def _on_finished(self, event: Event) -> None:
+        uid = event.data["uid"]
+        if uid in self._starting:
+            self._ended_early.add(uid)
+            return
+        run = self._live.pop(uid, None)
+        if run is not None:
+            self._resolve(uid, run)
+            self._start_next()
+
+    def _start_next(self) -> None:
+        while self._queue and (not self.max_concurrent_runs or self.running < self.max_concurrent_runs):
+            run, definition, options = self._queue.popleft()
+            self._starting.add(run.uid)  # holds the slot from now on
+            asyncio.ensure_future(self._start_queued(run, definition, options))
+
+
+def _runs_table() -> Any:
+    from flowdapt.history import orm
+
+    return orm.runs

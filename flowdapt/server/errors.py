@@ -1,0 +1,70 @@
+"""Errors of the server's services, and the one table that maps every error to an HTTP status."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from flowdapt.errors import (
+    ExecutorError,
+    FlowdaptError,
+    ResourceConflictError,
+    ResourceError,
+    ResourceNotFoundError,
+    UnknownNameError,
+)
+from flowdapt.history.errors import HistoryError
+
+
+class ServiceUnavailableError(FlowdaptError):
+    """The services are starting, stopping or draining; the request may succeed later."""
+
+
+class RunStateError(FlowdaptError):
+    """The run is not in a state that allows this (e.g. cancelling a run that already ended)."""
+
+
+class RequestError(FlowdaptError):
+    """A malformed request: ``status_code`` 400 (query, JSON) or 422 (a well-formed but invalid body)."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message, status_code)
+        self.message = message
+        self.status_code = status_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# First match wins: specific classes before their bases.
+STATUS_BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
+    (ResourceNotFoundError, 404),
+    (ResourceConflictError, 409),
+    (RunStateError, 409),
+    (ResourceError, 422),
+    (ServiceUnavailableError, 503),
+    (HistoryError, 503),
+    (ExecutorError, 503),
+    (UnknownNameError, 400),
+)
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of a known error; ``None`` for a bug (answered as 500)."""
+    if isinstance(exc, RequestError):
+        return exc.status_code
+    for kind, status in STATUS_BY_ERROR:
+        if isinstance(exc, kind):
+            return status
+    return None
+
+
+def describe_validation(exc: ValidationError, where: str) -> str:
+    """One line naming the first invalid field of a request: ``query parameter 'limit': ...``."""
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        message = "required field is missing"
+    elif error["type"] == "extra_forbidden":
+        message = "unknown field"
+    return f"{where} '{field}': {message}" if field else f"{where}: {message}"

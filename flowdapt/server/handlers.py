@@ -1,0 +1,342 @@
+"""REST handlers under ``{base_url}flowdapt/api/v1/``: thin tornado handlers over the services.
+
+Every verb is ``@web.authenticated`` and ``@authorized`` (Jupyter's identity provider and
+authorizer, resource ``flowdapt``). Errors are mapped to statuses once, in
+:meth:`FlowdaptHandler.write_error`, and answered as ``{"detail", "status_code"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, TypeVar
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tornado import web
+
+from flowdapt.events import Event
+from flowdapt.history.models import RunQuery
+from flowdapt.server.errors import RequestError, describe_validation, status_of
+from flowdapt.server.services import Services
+
+API = "flowdapt/api/v1"
+KINDS = {"workflows": "workflow", "configs": "config", "triggers": "trigger_rule"}
+M = TypeVar("M", bound=BaseModel)
+
+
+class Page(BaseModel):
+    """Paging of list routes."""
+
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(default=100, ge=1, le=10_000)
+    offset: int = Field(default=0, ge=0)
+
+
+class RunOptions(BaseModel):
+    """Query of ``POST workflows/{id}/run``."""
+
+    model_config = ConfigDict(extra="forbid")
+    wait: bool = True
+    namespace: str | None = None
+    executor: str | None = None
+
+
+class RunsQuery(RunQuery):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FiringsQuery(Page):
+    since: datetime | None = None
+
+
+class EventIn(BaseModel):
+    """Body of ``POST events``."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str = Field(min_length=1)
+    data: Any = None
+    source: str = "user"
+    channel: str = "events"
+
+
+class DrainOptions(BaseModel):
+    """Query of ``POST drain``: wait at most ``timeout`` seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+    timeout: float | None = Field(default=None, ge=0)
+
+
+class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
+    """Base of every flowdapt route: services, request parsing, JSON answers and errors."""
+
+    auth_resource = "flowdapt"
+
+    @property
+    def services(self) -> Services:
+        return self.settings["flowdapt_services"].require_ready()
+
+    def query(self, model: type[M]) -> M:
+        """The query string as ``model``; 400 naming the parameter when it does not fit."""
+        try:
+            return model.model_validate({key: self.get_query_argument(key) for key in self.request.query_arguments})
+        except ValidationError as exc:
+            raise RequestError(describe_validation(exc, "query parameter"), 400) from None
+
+    def body(self, model: type[M] | None = None, default: Any = None) -> Any:
+        """The JSON body (``default`` when empty), as ``model`` if given; 400 if not JSON, 422 if invalid."""
+        if not self.request.body.strip():
+            data = default
+        else:
+            try:
+                data = json.loads(self.request.body)
+            except ValueError as exc:
+                raise RequestError(f"body: invalid JSON: {exc}", 400) from None
+        if model is None:
+            return data
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise RequestError(describe_validation(exc, "body field"), 422) from None
+
+    def answer(self, data: Any, status: int = 200) -> None:
+        """Finish with ``data`` as JSON."""
+        self.set_status(status)
+        self.finish(json.dumps(data, default=str))
+
+    def answer_page(self, items: list[Any], total: int) -> None:
+        """Finish with one page of a list; ``X-Total-Count`` tells how many there are."""
+        self.set_header("X-Total-Count", str(total))
+        self.answer(items)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError):
+            detail = exc.log_message or exc.reason or self._reason
+        elif exc is not None and status_of(exc) is not None:
+            status_code = status_of(exc)  # type: ignore[assignment]
+            detail = str(exc)
+        else:
+            detail = "Internal Server Error"
+        self.set_status(status_code)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"detail": detail, "status_code": status_code}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if value is not None and status_of(value) is not None:
+            self.log.info("%s %s: %s", self.request.method, self.request.uri, value)
+        else:
+            super().log_exception(typ, value, tb)
+
+
+class RootHandler(FlowdaptHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from flowdapt import __version__
+
+        self.answer({"app": "flowdapt", "version": __version__, "api_version": "v1"})
+
+
+class CollectionHandler(FlowdaptHandler):
+    """``workflows``, ``configs``, ``triggers``: list (paged) and create."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, collection: str) -> None:
+        page = self.query(Page)
+        resources = self.services.resources
+        items, total = await resources.list(KINDS[collection], page.limit, page.offset)
+        self.answer_page([resources.to_wire(item) for item in items], total)
+
+    @web.authenticated
+    @authorized
+    async def post(self, collection: str) -> None:
+        resources = self.services.resources
+        created = await resources.create(KINDS[collection], self.body())
+        self.answer(resources.to_wire(created), 201)
+
+
+class ResourceHandler(FlowdaptHandler):
+    """One workflow, config or trigger by name or uid: get, replace, delete."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, collection: str, identifier: str) -> None:
+        resources = self.services.resources
+        self.answer(resources.to_wire(await resources.get(KINDS[collection], identifier)))
+
+    @web.authenticated
+    @authorized
+    async def put(self, collection: str, identifier: str) -> None:
+        resources = self.services.resources
+        self.answer(resources.to_wire(await resources.replace(KINDS[collection], identifier, self.body())))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, collection: str, identifier: str) -> None:
+        resources = self.services.resources
+        self.answer(resources.to_wire(await resources.delete(KINDS[collection], identifier)))
+
+
+class ApplyHandler(FlowdaptHandler):
+    """Create or update a list of resources of any kinds, all or nothing (``flowctl apply``)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        resources = self.services.resources
+        outcome = await resources.apply(self.body())
+        self.answer([{"resource": resources.to_wire(item), "outcome": result} for item, result in outcome])
+
+
+class TriggerSwitchHandler(FlowdaptHandler):
+    """``triggers/{id}/enable`` and ``/disable``."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, identifier: str, switch: str) -> None:
+        resources = self.services.resources
+        self.answer(resources.to_wire(await resources.set_enabled(identifier, switch == "enable")))
+
+
+class TriggerFiringsHandler(FlowdaptHandler):
+    """The firing log of one trigger, newest first."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, identifier: str) -> None:
+        query = self.query(FiringsQuery)
+        services = self.services
+        trigger = await services.resources.get("trigger_rule", identifier)
+        firings = await services.triggers.firings(trigger.name, query.since, query.limit, query.offset)
+        self.answer([firing.model_dump(mode="json") for firing in firings])
+
+
+class RunWorkflowHandler(FlowdaptHandler):
+    """Start a run: body = input; ``?wait=true`` (default) answers once it has ended."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, identifier: str) -> None:
+        options = self.query(RunOptions)
+        data = self.body(default={})
+        if not isinstance(data, dict):
+            raise RequestError("body: the run input must be a JSON object", 422)
+        compute = self.services.compute
+        run = await compute.submit(identifier, data, source="api", namespace=options.namespace,
+                                   executor=options.executor)
+        if options.wait:
+            run = await compute.wait(run)
+        self.answer(run.to_document(), 200 if options.wait else 202)
+
+
+class RunsHandler(FlowdaptHandler):
+    """Runs newest first; filters ``workflow state source since until``, paging ``limit offset``."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        query = self.query(RunsQuery)
+        runs = await self.services.compute.list_runs(query)
+        self.answer([run.to_document() for run in runs])
+
+
+class RunHandler(FlowdaptHandler):
+    """One run by uid or name: get, delete (ended runs only)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, identifier: str) -> None:
+        self.answer((await self.services.compute.get_run(identifier)).to_document())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, identifier: str) -> None:
+        self.answer((await self.services.compute.delete_run(identifier)).to_document())
+
+
+class CancelRunHandler(FlowdaptHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, identifier: str) -> None:
+        self.answer((await self.services.compute.cancel(identifier)).to_document(), 202)
+
+
+class RunStagesHandler(FlowdaptHandler):
+    """Every stage attempt of a run."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, identifier: str) -> None:
+        attempts = await self.services.compute.stage_attempts(identifier)
+        self.answer([attempt.model_dump(mode="json") for attempt in attempts])
+
+
+class EventsHandler(FlowdaptHandler):
+    """Publish an event on the bus (condition triggers evaluate it)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        event = self.services.publish(Event(**self.body(EventIn).model_dump()))
+        self.answer(event.to_dict(), 202)
+
+
+class StatusHandler(FlowdaptHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.answer(await self.services.status())
+
+
+class DrainHandler(FlowdaptHandler):
+    """``POST``: stop accepting runs and wait for the running ones; ``DELETE``: accept runs again."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        compute = self.services.compute
+        options = self.query(DrainOptions)
+        drained = await compute.drain(options.timeout)
+        self.answer({"draining": True, "drained": drained, "running": compute.running, "queued": compute.queued})
+
+    @web.authenticated
+    @authorized
+    async def delete(self) -> None:
+        compute = self.services.compute
+        compute.resume()
+        self.answer({"draining": False, "running": compute.running, "queued": compute.queued})
+
+
+class OpenAPIHandler(FlowdaptHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from jupyter_server.utils import url_path_join
+
+        from flowdapt.server.openapi import openapi_document
+
+        self.answer(openapi_document(url_path_join(self.base_url, API)))
+
+
+_ID = r"(?P<identifier>[^/]+)"
+ROUTES: list[tuple[str, type[FlowdaptHandler]]] = [
+    (rf"/{API}/?", RootHandler),
+    (rf"/{API}/openapi.json", OpenAPIHandler),
+    (rf"/{API}/(?P<collection>workflows|configs|triggers)/?", CollectionHandler),
+    (rf"/{API}/(?P<collection>workflows|configs|triggers)/{_ID}/?", ResourceHandler),
+    (rf"/{API}/workflows/{_ID}/run/?", RunWorkflowHandler),
+    (rf"/{API}/triggers/{_ID}/(?P<switch>enable|disable)/?", TriggerSwitchHandler),
+    (rf"/{API}/triggers/{_ID}/firings/?", TriggerFiringsHandler),
+    (rf"/{API}/apply/?", ApplyHandler),
+    (rf"/{API}/runs/?", RunsHandler),
+    (rf"/{API}/runs/{_ID}/?", RunHandler),
+    (rf"/{API}/runs/{_ID}/cancel/?", CancelRunHandler),
+    (rf"/{API}/runs/{_ID}/stages/?", RunStagesHandler),
+    (rf"/{API}/events/?", EventsHandler),
+    (rf"/{API}/status/?", StatusHandler),
+    (rf"/{API}/drain/?", DrainHandler),
+]

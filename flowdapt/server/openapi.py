@@ -1,0 +1,138 @@
+"""The OpenAPI 3 document of the REST API (served at ``.../openapi.json``).
+
+Operations are written here as data next to the schemas pydantic generates for the models on the
+wire; ``tests/test_server_api.py`` checks that every route and verb of
+:data:`flowdapt.server.handlers.ROUTES` is documented here and nothing else is.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from flowdapt import __version__
+from flowdapt.history.models import StageAttempt, TriggerFiring
+from flowdapt.resources.models import Config, TriggerRule, Workflow, WorkflowRun
+
+COLLECTIONS = {"workflows": "Workflow", "configs": "Config", "triggers": "TriggerRule"}
+_REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _param(name: str, kind: str = "string", where: str = "query", description: str = "") -> dict[str, Any]:
+    return {"name": name, "in": where, "required": where == "path", "schema": {"type": kind},
+            "description": description}
+
+
+ID = _param("identifier", where="path", description="name or uid")
+PAGE = [_param("limit", "integer", description="page size"), _param("offset", "integer", description="items to skip")]
+
+
+def _op(operation_id: str, summary: str, *, ok: int | tuple[int, ...] = 200, response: dict[str, Any] | None = None,
+        params: list[dict[str, Any]] = (), body: dict[str, Any] | None = None,  # type: ignore[assignment]
+        errors: tuple[int, ...] = ()) -> dict[str, Any]:
+    responses: dict[str, Any] = {str(status): {"description": "OK", **(_json(response) if response else {})}
+                                 for status in (ok if isinstance(ok, tuple) else (ok,))}
+    for status in (403, *errors):
+        responses[str(status)] = {"description": "Error", **_json(_ref("Error"))}
+    operation = {"operationId": operation_id, "summary": summary, "parameters": list(params), "responses": responses}
+    if body is not None:
+        operation["requestBody"] = {"required": True, **_json(body)}
+    return operation
+
+
+def _paths() -> dict[str, dict[str, Any]]:
+    paths: dict[str, dict[str, Any]] = {
+        "/": {"get": _op("root", "API name and version", response={"type": "object"})},
+        "/openapi.json": {"get": _op("openapi", "This document", response={"type": "object"})},
+        "/apply": {"post": _op("apply_resources", "Create or update resources of any kinds, all or nothing",
+                               body={"type": "array", "items": {"type": "object"}},
+                               response={"type": "array", "items": {"type": "object"}}, errors=(400, 422, 503))},
+        "/workflows/{identifier}/run": {"post": _op(
+            "run_workflow", "Run a workflow; the body is the input. wait=true answers when it has ended",
+            ok=(200, 202), params=[ID, _param("wait", "boolean"), _param("namespace"), _param("executor")],
+            body={"type": "object"}, response=_ref("WorkflowRun"), errors=(400, 404, 422, 503))},
+        "/triggers/{identifier}/enable": {"post": _op("enable_trigger", "Enable a trigger", params=[ID],
+                                                      response=_ref("TriggerRule"), errors=(404,))},
+        "/triggers/{identifier}/disable": {"post": _op("disable_trigger", "Disable a trigger", params=[ID],
+                                                       response=_ref("TriggerRule"), errors=(404,))},
+        "/triggers/{identifier}/firings": {"get": _op(
+            "list_trigger_firings", "Firings of a trigger with their outcome, newest first",
+            params=[ID, *PAGE, _param("since")],
+            response={"type": "array", "items": _ref("TriggerFiring")}, errors=(400, 404))},
+        "/runs": {"get": _op("list_runs", "Runs, newest first", params=[
+            _param("workflow"), _param("state"), _param("source"), _param("since"), _param("until"), *PAGE],
+            response={"type": "array", "items": _ref("WorkflowRun")}, errors=(400,))},
+        "/runs/{identifier}": {
+            "get": _op("get_run", "One run with its stages", params=[ID], response=_ref("WorkflowRun"),
+                       errors=(404,)),
+            "delete": _op("delete_run", "Delete an ended run", params=[ID], response=_ref("WorkflowRun"),
+                          errors=(404, 409)),
+        },
+        "/runs/{identifier}/cancel": {"post": _op("cancel_run", "Cancel a queued or running run", ok=202,
+                                                  params=[ID], response=_ref("WorkflowRun"), errors=(404, 409))},
+        "/runs/{identifier}/stages": {"get": _op("list_run_stages", "Every stage attempt of a run", params=[ID],
+                                                 response={"type": "array", "items": _ref("StageAttempt")},
+                                                 errors=(404,))},
+        "/events": {"post": _op("publish_event", "Publish an event (condition triggers evaluate it)", ok=202,
+                                body=_ref("EventIn"), response={"type": "object"}, errors=(400, 422))},
+        "/status": {"get": _op("status", "Services, executor, database and counts", response={"type": "object"})},
+        "/drain": {
+            "post": _op("drain", "Stop accepting runs and wait for the running ones", params=[
+                _param("timeout", "number", description="seconds to wait at most")], response={"type": "object"}),
+            "delete": _op("undrain", "Accept runs again", response={"type": "object"}),
+        },
+    }
+    for collection, model in COLLECTIONS.items():
+        one, many = collection.rstrip("s"), collection
+        paths[f"/{collection}"] = {
+            "get": _op(f"list_{many}", f"List {many} (paged; X-Total-Count has the total)", params=PAGE,
+                       response={"type": "array", "items": _ref(model)}, errors=(400,)),
+            "post": _op(f"create_{one}", f"Create a {one}", ok=201, body=_ref(model), response=_ref(model),
+                        errors=(400, 409, 422)),
+        }
+        paths[f"/{collection}/{{identifier}}"] = {
+            "get": _op(f"get_{one}", f"One {one} by name or uid", params=[ID], response=_ref(model), errors=(404,)),
+            "put": _op(f"replace_{one}", f"Replace a {one}'s spec and annotations", params=[ID], body=_ref(model),
+                       response=_ref(model), errors=(400, 404, 422)),
+            "delete": _op(f"delete_{one}", f"Delete a {one}", params=[ID], response=_ref(model), errors=(404,)),
+        }
+    return paths
+
+
+@lru_cache(maxsize=1)
+def _schemas() -> dict[str, Any]:
+    from flowdapt.server.handlers import EventIn
+
+    models = [(Workflow, "validation"), (Config, "validation"), (TriggerRule, "validation"),
+              (WorkflowRun, "serialization"), (StageAttempt, "serialization"), (TriggerFiring, "serialization"),
+              (EventIn, "validation")]
+    _, top = models_json_schema(models, ref_template=_REF)
+    schemas = dict(top.get("$defs", {}))
+    schemas["Error"] = {"type": "object", "required": ["detail", "status_code"],
+                        "properties": {"detail": {"type": "string"}, "status_code": {"type": "integer"}}}
+    return schemas
+
+
+def openapi_document(api_root: str = "/flowdapt/api/v1") -> dict[str, Any]:
+    """The OpenAPI 3.0 document; ``api_root`` is the API's URL path on this server (with its base URL)."""
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "flowdapt", "version": __version__,
+                 "description": "Workflows, configs, triggers, runs and events of a flowdapt server. "
+                                "Authenticate as for Jupyter: 'Authorization: token <token>'."},
+        "servers": [{"url": api_root}],
+        "components": {"schemas": _schemas(),
+                       "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}}},
+        "security": [{"token": []}],
+        "paths": _paths(),
+    }

@@ -1,0 +1,199 @@
+"""The server's services, built together and started/stopped with the Jupyter server.
+
+:class:`ResourceService` is the catalog over HTTP (workflows, configs, triggers: CRUD, paging,
+all-or-nothing apply). :class:`Services` owns the history store, the event bus, the compute and
+trigger services, and answers ``status``. Every blocking database call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from flowdapt import __version__
+from flowdapt.errors import ResourceConflictError, ResourceError, ResourceNotFoundError
+from flowdapt.events import Event
+from flowdapt.events.bus import BaseEventBus, bridge_engine_events, create_event_bus
+from flowdapt.history.store import HistoryStore, this_owner
+from flowdapt.resources import catalog
+from flowdapt.resources.loading import parse_resource
+from flowdapt.resources.models import RESOURCE_KINDS, Resource, TriggerRule
+from flowdapt.server.compute import ComputeService
+from flowdapt.server.errors import RequestError, ServiceUnavailableError
+from flowdapt.settings import Settings
+from flowdapt.triggers.service import TriggerService
+
+_log = logging.getLogger("flowdapt.server")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """The extension's configurable options (see :class:`~flowdapt.server.app.FlowdaptApp`)."""
+
+    max_concurrent_runs: int = 8
+    drain_timeout: float = 30.0
+    event_bus_url: str = "memory://"
+    trigger_lease_seconds: float = 30.0
+    trigger_refresh_seconds: float = 10.0
+
+
+class ResourceService:
+    """Workflows, configs and trigger rules: list, get, create, replace, delete, apply.
+
+    Parameters
+    ----------
+    store : the open history store (the catalog)
+    on_change : called with the kind of every resource created, changed or deleted
+    describe : extra read-only ``status`` per kind (triggers: next and last fire time)
+    """
+
+    def __init__(self, store: HistoryStore, on_change: Callable[[str], None],
+                 describe: dict[str, Callable[[Resource], dict[str, Any]]]) -> None:
+        self.store = store
+        self.on_change = on_change
+        self.describe = describe
+
+    def to_wire(self, resource: Resource) -> dict[str, Any]:
+        """The resource as served: its document, plus ``status`` where the kind has one."""
+        document = resource.to_document()
+        if resource.kind in self.describe:
+            document["status"] = self.describe[resource.kind](resource)
+        return document
+
+    async def list(self, kind: str, limit: int, offset: int) -> tuple[list[Resource], int]:
+        """One page of the resources of ``kind`` by name, and how many there are."""
+        items = await asyncio.to_thread(self.store.list, kind)
+        return items[offset:offset + limit], len(items)
+
+    async def get(self, kind: str, identifier: str) -> Resource:
+        return await asyncio.to_thread(self.store.get, kind, identifier)
+
+    async def create(self, kind: str, document: Any) -> Resource:
+        """Store a new resource; 409 if one of this kind has the name already."""
+        resource = parse(kind, document)
+        try:
+            await self.get(kind, resource.name)
+        except ResourceNotFoundError:
+            pass
+        else:
+            raise ResourceConflictError(kind, resource.name)
+        return await self._apply([resource])
+
+    async def replace(self, kind: str, identifier: str, document: Any) -> Resource:
+        """Replace an existing resource's spec and annotations (its name and uid stay)."""
+        current = await self.get(kind, identifier)
+        if isinstance(document, dict):
+            metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+            if metadata.get("name", current.name) != current.name:
+                raise ResourceError("renaming is not supported", kind=kind, resource=current.name,
+                                    field="metadata.name")
+            document = {**document, "metadata": {**metadata, "name": current.name}}
+        return await self._apply([parse(kind, document)])
+
+    async def set_enabled(self, identifier: str, enabled: bool) -> Resource:
+        """Enable or disable a trigger."""
+        trigger: TriggerRule = await self.get("trigger_rule", identifier)  # type: ignore[assignment]
+        changed = trigger.model_copy(deep=True)
+        changed.spec.enabled = enabled
+        return await self._apply([changed])
+
+    async def delete(self, kind: str, identifier: str) -> Resource:
+        resource = await asyncio.to_thread(self.store.delete, kind, identifier)
+        self.on_change(kind)
+        return resource
+
+    async def apply(self, documents: Any) -> list[tuple[Resource, str]]:
+        """Create or update several resources of any kind, all or nothing."""
+        if not isinstance(documents, list) or not documents:
+            raise RequestError("body: expected a non-empty JSON list of resources", 422)
+        resources = [parse(None, document) for document in documents]
+        outcome = await asyncio.to_thread(self.store.apply, resources)
+        for kind in {resource.kind for resource in resources}:
+            self.on_change(kind)
+        return outcome
+
+    async def _apply(self, resources: list[Resource]) -> Resource:
+        (resource, _), = await asyncio.to_thread(self.store.apply, resources)
+        self.on_change(resource.kind)
+        return resource
+
+
+def parse(kind: str | None, document: Any) -> Resource:
+    """A validated resource from a request body; the route's ``kind`` is the default and must match."""
+    if not isinstance(document, dict):
+        raise RequestError("body: expected a JSON object with metadata and spec", 422)
+    if kind is not None:
+        given = document.get("kind", kind)
+        if given != kind:
+            raise ResourceError(f"expected kind '{kind}' on this route, got '{given}'", kind=kind, field="kind")
+        document = {**document, "kind": kind}
+    return parse_resource(document)
+
+
+class Services:
+    """Everything the extension runs; :meth:`start` and :meth:`stop` follow the Jupyter server."""
+
+    def __init__(self, settings: Settings, options: ServerOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.ready = False
+        self.store = HistoryStore.from_settings(settings)
+        self.bus: BaseEventBus = create_event_bus(options.event_bus_url)
+        self.compute = ComputeService(self.store, self.bus, max_concurrent_runs=options.max_concurrent_runs)
+        self.triggers = TriggerService(self.store, self.bus, self.compute.submit, owner=this_owner(),
+                                       lease_seconds=options.trigger_lease_seconds,
+                                       refresh_seconds=options.trigger_refresh_seconds)
+        self.resources = ResourceService(self.store, self._changed, {"trigger_rule": self.triggers.status})
+        self._unbridge: Any = None
+
+    def require_ready(self) -> "Services":
+        """These services, or 503 while they start or stop."""
+        if not self.ready:
+            raise ServiceUnavailableError("the flowdapt services are not running (starting or stopping)")
+        return self
+
+    async def start(self) -> None:
+        """Open the history (runs a crash left ``running`` become ``interrupted``), start every service."""
+        await asyncio.to_thread(self.store.open)
+        catalog.set_catalog(self.store)
+        await self.bus.start()
+        self._unbridge = bridge_engine_events(self.bus)
+        await self.compute.start()
+        await self.triggers.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        """Stop triggers, drain runs (then cancel), flush the history, close the bus and executors."""
+        self.ready = False
+        await self.triggers.stop()
+        await self.compute.stop(self.options.drain_timeout)
+        if self._unbridge is not None:
+            self._unbridge()
+        await self.bus.close()
+        await asyncio.to_thread(self.store.close)
+        catalog.set_catalog(catalog.MemoryCatalog())
+
+    def publish(self, event: Event) -> Event:
+        """Publish a user event on the bus (condition triggers see it)."""
+        self.bus.publish(event)
+        return event
+
+    async def status(self) -> dict[str, Any]:
+        """What the server runs and what is stored (the keys of the local ``flowctl status`` and more)."""
+        database = await asyncio.to_thread(self.store.status)
+        counts = {}
+        for kind in RESOURCE_KINDS:
+            counts[f"{kind}s"] = len(await asyncio.to_thread(self.store.list, kind))
+        return {"app": "flowdapt", "version": __version__, "api_version": "v1", "mode": "server",
+                "app_dir": str(self.settings.app_dir), "database": database.url, "backend": database.backend,
+                "schema_version": database.schema_version, "executor": self.settings.executor.name,
+                "namespace": self.settings.default_namespace, "runs": database.runs, "running": self.compute.running,
+                "queued": self.compute.queued, "draining": self.compute.draining, **counts,
+                "schedules": len(self.triggers.schedules), "conditions": len(self.triggers.conditions),
+                "trigger_firings": self.triggers.fired}
+
+    def _changed(self, kind: str) -> None:
+        if kind == TriggerRule.KIND:
+            self.triggers.reload()

@@ -1,0 +1,80 @@
+"""What a trigger does when it fires: actions by name, or any callable by import path.
+
+An action is ``async def action(context, parameters) -> str | None`` returning the uid of the
+run it started, if any. Built in: ``run_workflow`` (``parameters.workflow`` and ``input``) and
+``run_notebook`` (a placeholder until notebook runs arrive; it fails with a clear message that
+is recorded as the firing's outcome). Any other target is an import path ``pkg.mod.func``,
+called in a worker thread with the parameters as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from flowdapt.errors import FlowdaptError
+from flowdapt.events.models import Event
+from flowdapt.resources.models import TriggerRule, WorkflowRun
+
+Submit = Callable[..., Awaitable[WorkflowRun]]
+
+
+class ActionUnavailableError(FlowdaptError):
+    """The action exists but cannot run in this installation yet."""
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What an action gets besides its parameters."""
+
+    trigger: TriggerRule
+    event: Event | None
+    submit: Submit  # ComputeService.submit: starts a workflow run on the server
+
+
+Action = Callable[[ActionContext, dict[str, Any]], Awaitable[str | None]]
+_ACTIONS: dict[str, Action] = {}
+
+
+def register_action(name: str, action: Action) -> None:
+    """Make ``action`` available as ``spec.action.target: <name>``."""
+    _ACTIONS[name] = action
+
+
+def get_action(target: str) -> Action:
+    """The action a trigger names: a registered one, else a callable imported from ``target``."""
+    if target in _ACTIONS:
+        return _ACTIONS[target]
+    return _callable_action(target)
+
+
+def _callable_action(target: str) -> Action:
+    async def call(context: ActionContext, parameters: dict[str, Any]) -> str | None:
+        from flowdapt.compute.targets import resolve_target
+
+        function = await asyncio.to_thread(resolve_target, target)
+        outcome = await asyncio.to_thread(function, **parameters)
+        if inspect.isawaitable(outcome):
+            await outcome
+        return None
+
+    return call
+
+
+async def run_workflow(context: ActionContext, parameters: dict[str, Any]) -> str | None:
+    """Start ``parameters.workflow`` with ``parameters.input`` (source ``trigger``)."""
+    run = await context.submit(parameters["workflow"], parameters.get("input") or {}, source="trigger",
+                               namespace=parameters.get("namespace"), executor=parameters.get("executor"))
+    return run.uid
+
+
+async def run_notebook(context: ActionContext, parameters: dict[str, Any]) -> str | None:
+    """Placeholder: notebook runs arrive with the notebook integration."""
+    raise ActionUnavailableError(f"run_notebook is not available yet: cannot run notebook "
+                                 f"'{parameters.get('notebook')}' (the notebook integration is not installed)")
+
+
+register_action("run_workflow", run_workflow)
+register_action("run_notebook", run_notebook)

@@ -1,0 +1,224 @@
+"""The trigger service: fires schedule triggers on time and condition triggers on matching events.
+
+Schedules: one task sleeps until the earliest next fire time of all enabled schedule triggers
+(or until a trigger changes), so a firing is late by the loop's wake-up time only; there is no
+polling interval. A trigger's *anchor* is its last fire time (from the database) or, if later,
+its last update: due times are the cron times after the anchor up to now. With ``catchup: false``
+(the default) all missed times fire once, as the latest; with ``catchup: true`` each fires, up to
+:data:`MAX_CATCHUP`. Every firing is claimed through :class:`~flowdapt.history.triggers.TriggerLedger`,
+which stores the last fire time with the firing record in one transaction and honours leases, so a
+time never fires twice: not after a restart, not with two servers on one database.
+
+Conditions: every event on the bus is evaluated against each enabled condition trigger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flowdapt.events.bus import BaseEventBus
+from flowdapt.events.models import Event
+from flowdapt.history.models import TriggerFiring
+from flowdapt.history.recorder import TRIGGER_FIRED
+from flowdapt.history.store import HistoryStore
+from flowdapt.history.triggers import TriggerLedger
+from flowdapt.resources.models import TriggerRule
+from flowdapt.triggers.actions import ActionContext, Submit, get_action
+from flowdapt.triggers.conditions import evaluate
+
+_log = logging.getLogger("flowdapt.triggers")
+MAX_CATCHUP = 100
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Schedule:
+    """An enabled schedule trigger and the first time it is due."""
+
+    trigger: TriggerRule
+    anchor: datetime
+
+    @property
+    def next_due(self) -> datetime:
+        """The first cron time after the anchor (aware UTC)."""
+        return min(_cron(expression, self.trigger.spec.timezone, self.anchor).get_next(datetime)
+                   for expression in self.trigger.spec.rule).astimezone(timezone.utc)
+
+    def due_times(self, now: datetime) -> list[datetime]:
+        """The times to fire now, oldest first: the latest due one, or every one with catch-up."""
+        spec = self.trigger.spec
+        if not spec.catchup:
+            latest = max(_cron(expression, spec.timezone, now + timedelta(microseconds=1)).get_prev(datetime)
+                         for expression in spec.rule).astimezone(timezone.utc)
+            return [latest] if latest > self.anchor else []
+        times: set[datetime] = set()
+        for expression in spec.rule:
+            cron = _cron(expression, spec.timezone, self.anchor)
+            while len(times) <= MAX_CATCHUP * len(spec.rule):
+                when = cron.get_next(datetime).astimezone(timezone.utc)
+                if when > now:
+                    break
+                times.add(when)
+        return sorted(times)[-MAX_CATCHUP:]
+
+
+def _cron(expression: str, zone: str, start: datetime) -> Any:
+    from croniter import croniter
+
+    return croniter(expression, start.astimezone(ZoneInfo(zone)))
+
+
+class TriggerService:
+    """Fires triggers and records each firing with its outcome.
+
+    Parameters
+    ----------
+    store : the open history store (trigger definitions, last fire times, firing log)
+    bus : events to evaluate condition triggers on; firings are published there too
+    submit : starts a workflow run (the compute service's ``submit``)
+    owner : who claims firings (``host:pid``)
+    lease_seconds : how long a claim keeps another server from firing the same trigger
+    refresh_seconds : how often to re-read trigger definitions changed by other processes
+    """
+
+    def __init__(self, store: HistoryStore, bus: BaseEventBus, submit: Submit, *, owner: str,
+                 lease_seconds: float = 30.0, refresh_seconds: float = 10.0) -> None:
+        self.store = store
+        self.bus = bus
+        self.submit = submit
+        self.ledger = TriggerLedger(store, owner, lease_seconds)
+        self.refresh_seconds = refresh_seconds
+        self.schedules: dict[str, Schedule] = {}
+        self.conditions: list[TriggerRule] = []
+        self.fired = 0
+        self._last_fire: dict[str, datetime] = {}
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._firings: set[asyncio.Task] = set()
+        self._unsubscribe: Any = None
+
+    async def start(self) -> None:
+        """Load the triggers, start the schedule loop and listen for events."""
+        await self._load()
+        self._unsubscribe = self.bus.subscribe(self._on_event)
+        self._task = asyncio.create_task(self._schedule_loop(), name="flowdapt-schedules")
+
+    async def stop(self) -> None:
+        """Stop firing, wait for firings under way, give up this server's leases."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._firings:
+            await asyncio.gather(*self._firings, return_exceptions=True)
+        await asyncio.to_thread(self.ledger.release)
+
+    def reload(self) -> None:
+        """Re-read trigger definitions now (after one was created, changed or deleted)."""
+        self._changed.set()
+
+    def status(self, trigger: TriggerRule) -> dict[str, Any]:
+        """``enabled``, ``last_fire_time`` and ``next_fire_time`` (schedules) of a trigger."""
+        last = self._last_fire.get(trigger.uid)
+        schedule = self.schedules.get(trigger.uid)
+        if schedule is None and trigger.spec.type == "schedule" and trigger.spec.enabled:
+            schedule = Schedule(trigger, _anchor(trigger, last))
+        return {"enabled": trigger.spec.enabled, "last_fire_time": last and last.isoformat(),
+                "next_fire_time": schedule.next_due.isoformat() if schedule is not None else None}
+
+    async def firings(self, trigger: str, since: datetime | None, limit: int, offset: int) -> list[TriggerFiring]:
+        """The firing log of trigger ``trigger`` (name), newest first."""
+        return await asyncio.to_thread(self.store.trigger_firings, trigger=trigger, since=since,
+                                       limit=limit, offset=offset)
+
+    # -- schedules ---------------------------------------------------------------------------------------
+    async def _load(self) -> None:
+        triggers: list[TriggerRule] = await asyncio.to_thread(self.store.list, "trigger_rule")  # type: ignore[arg-type]
+        self._last_fire = await asyncio.to_thread(self.ledger.last_fire_times)
+        enabled = [trigger for trigger in triggers if trigger.spec.enabled]
+        self.schedules = {t.uid: Schedule(t, _anchor(t, self._last_fire.get(t.uid)))
+                          for t in enabled if t.spec.type == "schedule"}
+        self.conditions = [t for t in enabled if t.spec.type == "condition"]
+
+    async def _schedule_loop(self) -> None:
+        refresh_at = _utcnow() + timedelta(seconds=self.refresh_seconds)
+        while True:
+            now = _utcnow()
+            for schedule in list(self.schedules.values()):
+                if schedule.next_due <= now:
+                    self._fire_due(schedule, now)
+            wake = min([refresh_at, *(schedule.next_due for schedule in self.schedules.values())])
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=max((wake - _utcnow()).total_seconds(), 0))
+            except asyncio.TimeoutError:
+                pass
+            if self._changed.is_set() or _utcnow() >= refresh_at:
+                self._changed.clear()
+                refresh_at = _utcnow() + timedelta(seconds=self.refresh_seconds)
+                try:
+                    await self._load()
+                except Exception:  # noqa: BLE001 - keep the schedules running on a database hiccup
+                    _log.exception("could not reload triggers")
+
+    def _fire_due(self, schedule: Schedule, now: datetime) -> None:
+        times = schedule.due_times(now)
+        if not times:
+            schedule.anchor = now
+            return
+        schedule.anchor = times[-1]
+        for when in times:
+            self._spawn(schedule.trigger, when, None)
+
+    # -- conditions --------------------------------------------------------------------------------------
+    def _on_event(self, event: Event) -> None:
+        if not self.conditions:
+            return
+        data = event.to_dict()
+        for trigger in self.conditions:
+            try:
+                matched = evaluate(trigger.spec.rule, data)
+            except Exception:  # noqa: BLE001 - a rule that cannot be evaluated on this event does not match
+                _log.debug("condition of trigger %s failed on %s", trigger.name, event.type, exc_info=True)
+                continue
+            if matched:
+                self._spawn(trigger, None, event)
+
+    # -- firing ------------------------------------------------------------------------------------------
+    def _spawn(self, trigger: TriggerRule, scheduled: datetime | None, event: Event | None) -> None:
+        task = asyncio.ensure_future(self._fire(trigger, scheduled, event))
+        self._firings.add(task)
+        task.add_done_callback(self._firings.discard)
+
+    async def _fire(self, trigger: TriggerRule, scheduled: datetime | None, event: Event | None) -> None:
+        action = trigger.spec.action
+        firing = await asyncio.to_thread(self.ledger.claim, trigger.uid, trigger.name, action.target, scheduled)
+        if firing is None:
+            return
+        if scheduled is not None:
+            self._last_fire[trigger.uid] = scheduled
+        self.fired += 1
+        run_uid, error = None, None
+        try:
+            run_uid = await get_action(action.target)(ActionContext(trigger, event, self.submit), action.parameters)
+        except Exception as exc:  # noqa: BLE001 - the outcome is recorded on the firing
+            error = f"{type(exc).__name__}: {exc}"
+            _log.warning("trigger %s: action %s failed: %s", trigger.name, action.target, error)
+        await asyncio.to_thread(self.ledger.record_outcome, firing, run_uid=run_uid, error=error)
+        self.bus.publish(Event(type=TRIGGER_FIRED, source="triggers", channel="triggers", data={
+            "trigger": trigger.name, "action": action.target, "run_uid": run_uid, "ok": error is None,
+            "error": error, "scheduled_for": scheduled and scheduled.isoformat()}))
+
+
+def _anchor(trigger: TriggerRule, last_fire: datetime | None) -> datetime:
+    updated = trigger.metadata.updated_at
+    updated = updated if updated.tzinfo else updated.replace(tzinfo=timezone.utc)
+    return max(last_fire, updated) if last_fire is not None else updated
