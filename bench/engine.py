@@ -215,6 +215,9 @@ def measure_all() -> list[Measurement]:
             results.append(Measurement(benchmark, "dask.delayed", "threads", timed(
                 lambda: dask.compute(graph, scheduler="threads", num_workers=WORKERS)[0], EXPECTED[benchmark]),
                 note=f"dask {dask.__version__}, graph built outside the timer"))
+    rank = {("raw", "threads"): 0, ("flowdapt", "threads"): 1, ("dask.delayed", "threads"): 2,
+            ("raw", "processes"): 3, ("flowdapt", "processes"): 4}
+    results.sort(key=lambda m: (m.benchmark, rank[m.engine, m.mode]))
     for measurement in results:
         count, _ = UNITS[measurement.benchmark]
         measurement.per_unit_us = measurement.median_s / count * 1e6
