@@ -6,11 +6,12 @@ IPython, ipywidgets and papermill are imported only when the features that need 
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from flowdapt.notebook.kernel import attach, fetch, get_run_context, set_result
+from flowdapt.notebook.kernel import fetch, get_run_context, set_result
 
-__all__ = ["set_result", "fetch", "get_run_context", "attach", "load_ipython_extension",
+__all__ = ["set_result", "fetch", "get_run_context", "load_ipython_extension",
            "unload_ipython_extension", "run_notebook"]
 
 
@@ -33,3 +34,16 @@ def run_notebook(*args: Any, **kwargs: Any) -> Any:
     from flowdapt.notebook.actions import run_notebook as run
 
     return run(*args, **kwargs)
+
+
+def install_in_kernel() -> None:
+    """In a Jupyter kernel, show runs as live views even without ``%load_ext`` (cheap elsewhere)."""
+    if "ipykernel" not in sys.modules:
+        return
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if getattr(shell, "kernel", None) is not None:
+        from flowdapt.notebook import display
+
+        display.install(shell)

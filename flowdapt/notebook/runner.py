@@ -17,6 +17,7 @@ import cloudpickle
 
 from flowdapt.compute.context import RunContext, get_run_context
 from flowdapt.errors import FlowdaptError
+from flowdapt.notebook.kernel import CONTEXT_ENV
 from flowdapt.settings import get_settings
 
 # Parameters larger than this (as Python source) travel through the object store.
@@ -140,9 +141,8 @@ class NotebookTask:
         language = spec.get("language") or nb.metadata.get("language_info", {}).get("name") or "python"
         nb = parameterize_notebook(nb, literal, kernel_name=kernel_name, language=language)
         injected = next(cell for cell in nb.cells if "injected-parameters" in cell.metadata.get("tags", []))
-        lines = ["import flowdapt.notebook as _flowdapt_notebook  # injected by flowdapt",
-                 f"_flowdapt_notebook.attach({str(context_file)!r})"]
-        lines += [f"{name} = _flowdapt_notebook.fetch({key!r})" for name, key in keys.items()]
+        lines = [f"__import__('os').environ[{CONTEXT_ENV!r}] = {str(context_file)!r}  # injected by flowdapt"]
+        lines += [f"{name} = __import__('flowdapt.notebook').notebook.fetch({key!r})" for name, key in keys.items()]
         injected.source = injected.source.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
         try:
             papermill.execute_notebook(

@@ -2,8 +2,8 @@
 
 An action is ``async def action(context, parameters) -> str | None`` returning the uid of the
 run it started, if any. Built in: ``run_workflow`` (``parameters.workflow`` and ``input``) and
-``run_notebook`` (a placeholder until notebook runs arrive; it fails with a clear message that
-is recorded as the firing's outcome). Any other target is an import path ``pkg.mod.func``,
+``run_notebook`` (``parameters.notebook`` and ``parameters``, run with papermill as a one-stage
+workflow). Any other target is an import path ``pkg.mod.func``,
 called in a worker thread with the parameters as keyword arguments.
 """
 
@@ -71,9 +71,10 @@ async def run_workflow(context: ActionContext, parameters: dict[str, Any]) -> st
 
 
 async def run_notebook(context: ActionContext, parameters: dict[str, Any]) -> str | None:
-    """Placeholder: notebook runs arrive with the notebook integration."""
-    raise ActionUnavailableError(f"run_notebook is not available yet: cannot run notebook "
-                                 f"'{parameters.get('notebook')}' (the notebook integration is not installed)")
+    """Run ``parameters.notebook`` with papermill as a recorded run (see :mod:`flowdapt.notebook.actions`)."""
+    from flowdapt.notebook.actions import run_notebook_action
+
+    return await run_notebook_action(context, parameters)
 
 
 register_action("run_workflow", run_workflow)

@@ -1,0 +1,323 @@
+"""``%flowdapt`` and ``%%flowdapt stage``: flowctl's commands inside IPython.
+
+Commands go through the same backend as ``flowctl`` (a server when ``FLOWDAPT_URL`` names one,
+else the embedded store with runs in this kernel). They return Python objects (tables of
+resources or runs, the run record) that render as HTML in Jupyter. Bad arguments raise IPython's
+``UsageError`` (one line); failures show one ``error:`` line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import html
+import os
+import re
+import shlex
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+
+from flowdapt.cli.backend import Backend, LocalBackend, connect
+from flowdapt.cli.flowctl import KIND_NAMES, RUN_KIND
+from flowdapt.cli.inputs import InputError, coerce, parse_input
+from flowdapt.cli.output import COLUMNS
+from flowdapt.errors import FlowdaptError
+from flowdapt.history.models import RunQuery
+from flowdapt.notebook import display
+from flowdapt.notebook.cellstage import StageCell, apply_stage_cell, cell_function
+from flowdapt.resources.loading import load
+from flowdapt.resources.models import WorkflowRun
+from flowdapt.settings import get_settings
+
+COMMANDS = ("apply", "run", "runs", "get", "status", "cancel", "stage")
+Column = tuple[str, Callable[[Any], str]]
+_APPLIED: list[Column] = [("KIND", lambda row: row[0].kind), ("NAME", lambda row: row[0].name),
+                          ("OUTCOME", lambda row: row[1])]
+
+
+class MagicError(FlowdaptError):
+    """A command failed; IPython shows it as one ``error:`` line."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"error: {self}"]
+
+
+class Table(list):
+    """Rows (resources, runs, …) that print as a table and render as HTML; still a list."""
+
+    def __init__(self, items: Sequence[Any], columns: list[Column]) -> None:
+        super().__init__(items)
+        self.columns = columns
+
+    def _cells(self) -> list[list[str]]:
+        return [[getter(item) for _, getter in self.columns] for item in self]
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(name)}</th>" for name, _ in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+                       for row in self._cells())
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def __repr__(self) -> str:
+        rows = [[name for name, _ in self.columns], *self._cells()]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(self.columns))]
+        return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
+class Mapping(dict):
+    """``key: value`` pairs (``status``) that render as a two-column table."""
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(str(key))}</th>"
+                       f"<td style='text-align:left'>{html.escape(str(value))}</td></tr>" for key, value in self.items())
+        return f"<table>{rows}</table>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        width = max((len(str(key)) for key in self), default=0)
+        printer.text("\n".join(f"{str(key).ljust(width)}  {value}" for key, value in self.items()))
+
+
+class _Done(Exception):
+    """``--help`` was printed."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one-line ``UsageError`` and never exits the kernel."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        usage = " ".join(self.format_usage().split()[1:])
+        raise UsageError(f"{message} (usage: {usage})")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        raise _Done()
+
+
+def _parser(command: str, description: str) -> _Parser:
+    return _Parser(prog=f"%flowdapt {command}", description=description, allow_abbrev=False)
+
+
+def _key_values(pairs: list[str] | None, option: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{option} takes KEY=VALUE pairs, got '{pair}'")
+        out[key] = coerce(value)
+    return out
+
+
+def default_workflow() -> str:
+    """The workflow name for stage cells without ``--workflow``: the notebook's name, else ``notebook``."""
+    session = os.environ.get("JPY_SESSION_NAME", "")
+    stem = re.sub(r"[^A-Za-z0-9_-]", "-", Path(session).stem).strip("-") if session else ""
+    return stem or "notebook"
+
+
+@magics_class
+class FlowdaptMagics(Magics):
+    """The ``%flowdapt`` line magic and the ``%%flowdapt stage`` cell magic."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self._backend: Backend | None = None
+        self._workflow: str | None = None
+
+    def backend(self) -> Backend:
+        """The backend, opened on first use and kept while the extension is loaded."""
+        if self._backend is None:
+            self._backend = connect(get_settings())
+        return self._backend
+
+    def _flushed(self) -> Backend:
+        """The backend, with the runs of this kernel written out (the local store writes in batches)."""
+        backend = self.backend()
+        if isinstance(backend, LocalBackend):
+            backend.store.flush()
+        return backend
+
+    def close(self) -> None:
+        """Close the backend (the local one writes out the history)."""
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    @line_cell_magic
+    def flowdapt(self, line: str, cell: str | None = None) -> Any:
+        """``%flowdapt apply|run|runs|get|status|cancel ...``; ``%%flowdapt stage NAME ...`` on a cell."""
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%flowdapt: {exc}") from None
+        command = argv[0] if argv else ""
+        if command not in COMMANDS:
+            known = ", ".join(COMMANDS)
+            raise UsageError(f"%flowdapt: unknown command '{command}' (known: {known})" if command
+                             else f"%flowdapt: a command is needed ({known})")
+        if (command == "stage") != (cell is not None):
+            raise UsageError("stage is the cell magic %%flowdapt stage NAME; other commands are line magics")
+        try:
+            if cell is not None:
+                return self._stage(argv[1:], cell)
+            return getattr(self, f"_{command}")(argv[1:])
+        except _Done:
+            return None
+        except (UsageError, MagicError):
+            raise
+        except InputError as exc:
+            raise UsageError(str(exc)) from None
+        except FlowdaptError as exc:
+            raise MagicError(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - one line, as flowctl prints it
+            raise MagicError(f"{type(exc).__name__}: {exc}") from None
+
+    # -- commands ---------------------------------------------------------------------------------
+    def _apply(self, argv: list[str]) -> Table:
+        parser = _parser("apply", "Create or update the resources in files or folders (all or nothing).")
+        parser.add_argument("paths", nargs="*", metavar="PATH")
+        parser.add_argument("-p", "--path", dest="more", action="append", default=[], metavar="PATH")
+        args = parser.parse_args(argv)
+        paths = args.paths + args.more
+        if not paths:
+            parser.error("give at least one PATH")
+        resources = [resource for path in paths for resource in load(path)]
+        return Table(self.backend().apply(resources), _APPLIED)
+
+    def _run(self, argv: list[str]) -> WorkflowRun:
+        parser = _parser("run", "Run a workflow with input from --key value pairs.")
+        parser.add_argument("workflow", metavar="NAME")
+        parser.add_argument("--executor", help="local, dask or ray (default: configured)")
+        parser.add_argument("-n", "--namespace")
+        parser.add_argument("--no-wait", dest="wait", action="store_false", help="return at once")
+        args, extra = parser.parse_known_args(argv)
+        data = parse_input(extra)
+        backend = self.backend()
+        definition = backend.get("workflow", args.workflow)
+        view = _new_view()
+        current: Callable[[], WorkflowRun]
+        if isinstance(backend, LocalBackend):
+            from flowdapt.compute.api import run_workflow
+
+            run = run_workflow(definition.name, data, executor=args.executor, namespace=args.namespace,
+                               source="notebook", wait=False, on_event=view.on_event if view else None)
+            current = lambda: run  # noqa: E731 - the live record
+        else:
+            run = backend.run(definition.name, data, wait=False, executor=args.executor, namespace=args.namespace)
+            uid = run.uid
+            current = lambda: backend.get_run(uid)  # noqa: E731
+        if view is not None:
+            display.show_run(run, current, view)
+        if not args.wait:
+            return run
+        try:
+            while not run.done:
+                time.sleep(0.05)
+                run = current()
+        except KeyboardInterrupt:
+            backend.cancel(run.uid)
+            raise MagicError(f"interrupted: cancel requested for run '{run.name}'") from None
+        return run
+
+    def _runs(self, argv: list[str]) -> Table:
+        parser = _parser("runs", "List runs, newest first.")
+        parser.add_argument("workflow", nargs="?", metavar="WORKFLOW")
+        parser.add_argument("--state")
+        parser.add_argument("--source")
+        parser.add_argument("--limit", type=int, default=50)
+        args = parser.parse_args(argv)
+        backend = self._flushed()
+        if args.workflow:
+            backend.get("workflow", args.workflow)  # an unknown workflow is an error, not an empty list
+        query = RunQuery(workflow=args.workflow, state=args.state, source=args.source, limit=args.limit)
+        return Table(backend.list_runs(query), COLUMNS[RUN_KIND])
+
+    def _get(self, argv: list[str]) -> Table:
+        parser = _parser("get", "List resources of KIND (workflows, runs, triggers, configs), or one by NAME.")
+        parser.add_argument("kind", metavar="KIND")
+        parser.add_argument("name", nargs="?", metavar="NAME")
+        args = parser.parse_args(argv)
+        kind = KIND_NAMES.get(args.kind.lower())
+        if kind is None:
+            parser.error(f"unknown kind '{args.kind}' (known: workflows, runs, triggers, configs)")
+        if kind == RUN_KIND:
+            if args.name and not args.kind.lower().endswith("s"):
+                return Table([self.backend().get_run(args.name)], COLUMNS[RUN_KIND])
+            return self._runs([args.name] if args.name else [])
+        backend = self.backend()
+        items = [backend.get(kind, args.name)] if args.name else backend.list(kind)
+        return Table(items, COLUMNS[kind])
+
+    def _status(self, argv: list[str]) -> Mapping:
+        _parser("status", "Where the magics work and what is stored there.").parse_args(argv)
+        return Mapping(self._flushed().status())
+
+    def _cancel(self, argv: list[str]) -> WorkflowRun:
+        parser = _parser("cancel", "Ask a running run (by name or uid) to stop.")
+        parser.add_argument("run", metavar="RUN")
+        args = parser.parse_args(argv)
+        run = self.backend().cancel(args.run)
+        print(f"[workflow_run/{run.name}] cancel requested")
+        return run
+
+    def _stage(self, argv: list[str], cell: str) -> None:
+        parser = _parser("stage", "Make the function this cell defines a stage of a workflow.")
+        parser.add_argument("name", metavar="NAME")
+        parser.add_argument("--workflow", "-w")
+        parser.add_argument("--depends-on", nargs="+", default=[], metavar="STAGE")
+        parser.add_argument("--type", default="simple", choices=["simple", "parameterized"])
+        parser.add_argument("--map-on", help="parameterized root stages: the input key to map over")
+        parser.add_argument("--resources", nargs="+", metavar="KEY=VALUE", help="e.g. cpus=2 memory=1GB")
+        parser.add_argument("--options", nargs="+", metavar="KEY=VALUE", help="e.g. retries=2 timeout=60")
+        args = parser.parse_args(argv)
+        cell_function(cell)  # a cell with no function or several is refused before it runs
+        options = _key_values(args.options, "--options")
+        if args.map_on:
+            options["map_on"] = args.map_on
+        outcome = self.shell.run_cell(cell, store_history=False)
+        if not outcome.success:
+            raise MagicError(f"the cell raised, so stage '{args.name}' was not saved")
+        workflow = args.workflow or self._workflow or default_workflow()
+        self._workflow = workflow
+        spec = StageCell(name=args.name, workflow=workflow, depends_on=args.depends_on, type=args.type,
+                         resources=_key_values(args.resources, "--resources"), options=options)
+        resource, result = apply_stage_cell(self.backend(), spec, cell)
+        target = next(stage.target for stage in resource.spec.stages if stage.name == args.name)
+        print(f"[workflow/{resource.name}] stage '{args.name}' {result} ({target})")
+
+
+def _new_view() -> Any:
+    if not display.in_kernel():
+        return None
+    from flowdapt.notebook.widget import RunView
+
+    return RunView()
+
+
+_loaded: dict[int, FlowdaptMagics] = {}
+
+
+def load(shell: Any) -> None:
+    """Register the magics and the run display on ``shell``."""
+    if id(shell) in _loaded:
+        return
+    magics = _loaded[id(shell)] = FlowdaptMagics(shell)
+    shell.register_magics(magics)
+    atexit.register(magics.close)
+    display.install(shell)
+
+
+def unload(shell: Any) -> None:
+    """Close the backend and stop showing runs as views."""
+    magics = _loaded.pop(id(shell), None)
+    if magics is not None:
+        magics.close()
+        atexit.unregister(magics.close)
+        shell.magics_manager.magics["line"].pop("flowdapt", None)
+        shell.magics_manager.magics["cell"].pop("flowdapt", None)
+    display.uninstall(shell)
