@@ -84,6 +84,8 @@ _unpickled: dict[bytes, Any] = {}
 
 def _pickled(obj: Any) -> _Pickled:
     """``obj`` cloudpickled once per object (the cache keeps the object alive, so ids stay unique)."""
+    if isinstance(obj, _Pickled):  # a call pickled again without being run (e.g. by Dask's scheduler)
+        return obj
     cached = _pickled_cache.get(id(obj))
     if cached is None or cached[0] is not obj:
         if len(_pickled_cache) > 4096:
