@@ -15,11 +15,30 @@ from flowdapt.compute.executors.local import LocalExecutor  # noqa: E402
 from flowdapt.resources import catalog  # noqa: E402
 from flowdapt.settings import Settings, set_settings  # noqa: E402
 
+# Options of the test clusters: small, no dashboard, one custom resource to place stages on.
+DASK_TEST_OPTIONS = {"workers": 2, "threads": 4, "memory": "2GB", "resources": {"trainer": 1}}
+RAY_TEST_OPTIONS = {"num_cpus": 2, "object_store_memory": "1GB", "resources": {"trainer": 1}}
+
+
+def _dask_executor() -> BaseExecutor:
+    from flowdapt.compute.executors.dask import DaskExecutor
+
+    return DaskExecutor(**DASK_TEST_OPTIONS)
+
+
+def _ray_executor() -> BaseExecutor:
+    from flowdapt.compute.executors.ray import RayExecutor
+
+    return RayExecutor(**RAY_TEST_OPTIONS)
+
+
 # The conformance suite: every test taking the ``executor`` fixture runs once per entry.
 # Cluster executors add their entries here (one cluster per test session).
 EXECUTORS: dict[str, Callable[[], BaseExecutor]] = {
     "local-threads": lambda: LocalExecutor(mode="threads", cpus=2),
     "local-processes": lambda: LocalExecutor(mode="processes", cpus=2),
+    "dask": _dask_executor,
+    "ray": _ray_executor,
 }
 
 

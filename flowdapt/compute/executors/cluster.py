@@ -184,12 +184,11 @@ class ClusterExecutor(BaseExecutor):
                 if isinstance(chunk, TaskError):
                     chunk = failed_chunk(first, stop, chunk)
                 outcome = state.add(chunk, call.allow_partial_failure)
-                if outcome is None:
-                    on_progress(state.done, len(state.failures), total)
-                    if state.failures and not call.allow_partial_failure and not handle.cancelled:
-                        self.cancel(handle)
-                else:
+                on_progress(state.done, len(state.failures), total)
+                if outcome is not None:
                     on_done(outcome)
+                elif state.failures and not call.allow_partial_failure and not handle.cancelled:
+                    self.cancel(handle)
 
             self._launch_chunks(call, items, bounds, upstream_rest, options, finished, handle)
 

@@ -306,7 +306,6 @@ class DaskExecutor(ClusterExecutor):
 
     def cancel(self, handle: TaskHandle) -> None:
         handle.cancelled = True
-        handle.stop.set()
         if handle.futures and self._client is not None:
             self._client.cancel(list(handle.futures))
 

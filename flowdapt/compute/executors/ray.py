@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
+import time
 from typing import Any, Callable
 
 import ray
@@ -68,6 +70,11 @@ def _length(items: Any) -> int:
     return len(as_sequence(items))
 
 
+def _warm() -> int:
+    time.sleep(0.2)  # long enough that the warm-up calls land on different workers
+    return os.getpid()
+
+
 class _Remote:
     """The remote functions, registered with Ray once per process (not per call)."""
 
@@ -76,6 +83,7 @@ class _Remote:
         self.chunk = ray.remote(max_retries=0)(_run_chunk)
         self.split = ray.remote(max_retries=0)(_split)
         self.length = ray.remote(max_retries=0)(_length)
+        self.warm = ray.remote(max_retries=0)(_warm)
         self._variants: dict[tuple[Any, ...], Any] = {}
 
     def with_options(self, function: Any, options: dict[str, Any] | None) -> Any:
@@ -178,6 +186,8 @@ def _connect(executor: "RayExecutor") -> None:
                                 f"cannot also connect to '{executor.address}' (one Ray cluster per process)")
         return
     local = executor.address in (None, "local")
+    if not local and executor.address != "auto":
+        _probe(executor.address, executor.connect_timeout)
     options: dict[str, Any] = dict(
         address="local" if local else executor.address, namespace=NAMESPACE, logging_level=logging.WARNING,
         include_dashboard=executor.include_dashboard, runtime_env=executor._runtime_env(),
@@ -207,6 +217,15 @@ def _connect(executor: "RayExecutor") -> None:
     _started_here = True
 
 
+def _probe(address: str, timeout: float) -> None:
+    """Fail fast on an address nothing listens at (``ray.init`` would retry for minutes)."""
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise ExecutorError(f"cannot reach the Ray cluster at '{address}': {exc}") from None
+
+
 def _current_address() -> str:
     try:
         return ray.get_runtime_context().gcs_address
@@ -228,6 +247,7 @@ class RayExecutor(ClusterExecutor):
     runtime_env : Ray runtime environment for the job (``working_dir``, ``py_modules``, ``pip``, ``env_vars``)
     upload : module or package directories shipped to a remote cluster (added to ``py_modules``)
     chunk_size : items per task of a parameterized stage (default: automatic)
+    connect_timeout : seconds to wait for a remote cluster's address to answer
     """
 
     kind = "ray"
@@ -244,9 +264,11 @@ class RayExecutor(ClusterExecutor):
         runtime_env: dict[str, Any] | None = None,
         upload: list[str] | None = None,
         chunk_size: int | None = None,
+        connect_timeout: float = 10.0,
     ) -> None:
         super().__init__()
         self.address = address
+        self.connect_timeout = connect_timeout
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.object_store_memory = parse_bytes(object_store_memory) if object_store_memory is not None else None
@@ -279,6 +301,8 @@ class RayExecutor(ClusterExecutor):
             try:
                 self._refresh_nodes()
                 _store_actor()
+                if self.address in (None, "local"):  # import flowdapt in the workers now, not in the first run
+                    ray.get([_remotes().warm.remote() for _ in range(min(self._cpus_total, 16))])
                 object_store.register_cluster_memory("ray", RayMemory())
             except Exception:
                 self._disconnect()
@@ -322,10 +346,9 @@ class RayExecutor(ClusterExecutor):
 
     def cancel(self, handle: TaskHandle) -> None:
         handle.cancelled = True
-        handle.stop.set()
         for ref in handle.futures:
-            try:
-                ray.cancel(ref)
+            try:  # force: a running stage's worker is stopped at once (Ray cannot interrupt blocking calls)
+                ray.cancel(ref, force=True)
             except Exception:  # noqa: BLE001 - already finished or gone with the cluster
                 pass
 
