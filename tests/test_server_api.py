@@ -1,52 +1,270 @@
-"""The REST API through a real Jupyter server (pytest-jupyter, base URL ``/a%40b/``) and a real store."""
+"""The REST API through a real Jupyter server (pytest-jupyter, base URL ``/a%40b/``), real store and runs."""
 
 from __future__ import annotations
 
-import json
+import os
+import re
 
 import pytest
-from tornado.httpclient import HTTPClientError
+
+from flowdapt.server.handlers import API, ROUTES
+from flowdapt.server.openapi import openapi_document
+from flowdapt.server.runtime import read_runtime_file
+from tests.flowdapt_server import (  # noqa: F401 - fixtures
+    error_of,
+    eventually,
+    jp_flowdapt,
+    jp_flowdapt_api,
+    jp_server_config,
+    trigger_doc,
+    workflow_doc,
+)
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
-
-def wf(name: str, *stages: dict) -> dict:
-    return {"kind": "workflow", "metadata": {"name": name},
-            "spec": {"stages": list(stages) or [{"name": "hello", "target": "tests.stages.greet"}]}}
+SLEEP = {"name": "nap", "target": "tests.stages.sleep_for"}
 
 
-@pytest.fixture
-def jp_server_config():
-    return {"ServerApp": {"jpserver_extensions": {"flowdapt": True}}}
+def _template(pattern: str) -> str:
+    path = pattern.removeprefix(f"/{API}").rstrip("?").rstrip("/") or "/"
+    return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", path)
 
 
-@pytest.fixture
-def jp_flowdapt(jp_serverapp, jp_asyncio_loop):
-    """The server with the flowdapt services started (pytest-jupyter does not run the start hook)."""
-    jp_asyncio_loop.run_until_complete(jp_serverapp.extension_manager.start_all_extensions())
-    return jp_serverapp
+def _documented_operations() -> set[tuple[str, str]]:
+    return {(path, method) for path, item in openapi_document()["paths"].items() for method in item}
 
 
-@pytest.fixture
-def api(jp_flowdapt, jp_fetch):
-    async def call(method: str, *path: str, body=None, params=None, **kwargs):
-        if body is not None and not isinstance(body, (str, bytes)):
-            body = json.dumps(body)
-        if method in ("POST", "PUT") and body is None:
-            body = ""
-        response = await jp_fetch("flowdapt", "api", "v1", *path, method=method, body=body, params=params, **kwargs)
-        return response.code, json.loads(response.body)
-    return call
+def _routed_operations() -> set[tuple[str, str]]:
+    found = set()
+    for pattern, handler in ROUTES:
+        template = _template(pattern)
+        verbs = [verb for verb in ("get", "post", "put", "delete") if verb in handler.__dict__]
+        for value in re.findall(r"\(\?P<collection>([^)]*)\)", pattern)[:1] or [None]:
+            for concrete in (value.split("|") if value else [None]):
+                path = template.replace("{collection}", concrete) if concrete else template
+                found.update((path, verb) for verb in verbs)
+        for verb in verbs:  # the switch route is one handler for two documented paths
+            if "{switch}" in template:
+                found.discard((template, verb))
+                found.update((template.replace("{switch}", s), verb) for s in ("enable", "disable"))
+    return found
 
 
-async def error_of(call) -> tuple[int, dict]:
-    with pytest.raises(HTTPClientError) as info:
-        await call
-    return info.value.code, json.loads(info.value.response.body)
+def test_openapi_document_matches_the_routes():
+    assert _documented_operations() == _routed_operations()
 
 
-async def test_create_get_and_run_a_workflow(api):
-    code, created = await api("POST", "workflows", body=wf("hello"))
+async def test_openapi_document_is_served_with_the_base_url(jp_flowdapt_api):
+    code, document = await jp_flowdapt_api("GET", "openapi.json")
+    assert code == 200 and document["openapi"].startswith("3.")
+    assert document["servers"] == [{"url": "/a%40b/flowdapt/api/v1"}]
+    assert "Workflow" in document["components"]["schemas"]
+
+
+@pytest.mark.parametrize("path, method", sorted(_documented_operations()))
+async def test_every_route_refuses_requests_without_a_token(jp_flowdapt_api, path, method):
+    parts = path.replace("{identifier}", "x").strip("/").split("/")
+    code, error = await error_of(jp_flowdapt_api(method.upper(), *[p for p in parts if p],
+                                                 headers={"Authorization": ""}))
+    assert code == 403 and error["status_code"] == 403 and error["detail"]
+
+
+async def test_create_get_list_replace_and_delete_a_workflow(jp_flowdapt_api):
+    api = jp_flowdapt_api
+    code, created = await api("POST", "workflows", body=workflow_doc("hello"))
     assert code == 201 and created["metadata"]["name"] == "hello"
-    code, run = await api("POST", "workflows", "hello", "run", body={"name": "ada"})
-    assert code == 200 and run["state"] == "finished" and run["result"] == "hello ada"
+    uid = created["metadata"]["uid"]
+    assert (await api("GET", "workflows", uid))[1]["metadata"]["name"] == "hello"
+    changed = workflow_doc("hello", {"name": "hi", "target": "tests.stages.greet", "description": "changed"})
+    code, replaced = await api("PUT", "workflows", "hello", body=changed)
+    assert code == 200 and replaced["spec"]["stages"][0]["name"] == "hi" and replaced["metadata"]["uid"] == uid
+    code, listed = await api("GET", "workflows")
+    assert [item["metadata"]["name"] for item in listed] == ["hello"]
+    assert (await api("DELETE", "workflows", "hello"))[0] == 200
+    code, error = await error_of(api("GET", "workflows", "hello"))
+    assert code == 404 and error == {"detail": "workflow 'hello' not found", "status_code": 404}
+
+
+async def test_lists_are_paged(jp_flowdapt_api, jp_fetch):
+    for name in "abcde":
+        await jp_flowdapt_api("POST", "configs", body={"kind": "config", "metadata": {"name": name},
+                                                       "spec": {"data": {"n": name}}})
+    response = await jp_fetch("flowdapt", "api", "v1", "configs", params={"limit": "2", "offset": "1"})
+    assert response.headers["X-Total-Count"] == "5"
+    assert [item["metadata"]["name"] for item in __import__("json").loads(response.body)] == ["b", "c"]
+    code, error = await error_of(jp_flowdapt_api("GET", "configs", params={"limit": "0"}))
+    assert code == 400 and "limit" in error["detail"]
+
+
+async def test_creating_a_duplicate_is_a_conflict(jp_flowdapt_api):
+    await jp_flowdapt_api("POST", "workflows", body=workflow_doc("hello"))
+    code, error = await error_of(jp_flowdapt_api("POST", "workflows", body=workflow_doc("hello")))
+    assert code == 409 and error["detail"] == "workflow 'hello' already exists"
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ("{not json", 400, ["invalid JSON"]),
+    ([1, 2], 422, ["expected a JSON object"]),
+    (workflow_doc("bad", {"name": "a", "target": "tests.stages.add", "depends_on": ["missing"]}), 422,
+     ["workflow/bad", "stage 'a'", "missing"]),
+    ({"kind": "config", "metadata": {"name": "x"}, "spec": {"data": {}}}, 422, ["kind", "expected kind 'workflow'"]),
+    ({"metadata": {"name": "bad name"}, "spec": {"stages": [{"name": "a", "target": "x.y"}]}}, 422, ["metadata.name"]),
+])
+async def test_bad_resources_are_refused_with_a_message(jp_flowdapt_api, body, status, words):
+    code, error = await error_of(jp_flowdapt_api("POST", "workflows", body=body))
+    assert code == status and error["status_code"] == status
+    assert all(word in error["detail"] for word in words), error["detail"]
+    assert (await jp_flowdapt_api("GET", "workflows"))[1] == []
+
+
+async def test_apply_is_all_or_nothing(jp_flowdapt_api):
+    good = workflow_doc("one")
+    bad = trigger_doc("t", {"nope": [1]}, "one")
+    code, error = await error_of(jp_flowdapt_api("POST", "apply", body=[good, bad]))
+    assert code == 422 and "unknown operator 'nope'" in error["detail"]
+    assert (await jp_flowdapt_api("GET", "workflows"))[1] == []
+    code, outcome = await jp_flowdapt_api("POST", "apply", body=[good, trigger_doc("t", {"var": "x"}, "one")])
+    assert [item["outcome"] for item in outcome] == ["created", "created"]
+
+
+async def test_run_with_wait_answers_the_finished_run(jp_flowdapt_api):
+    await jp_flowdapt_api("POST", "workflows", body=workflow_doc("hello"))
+    code, run = await jp_flowdapt_api("POST", "workflows", "hello", "run", body={"name": "ada"})
+    assert code == 200 and run["state"] == "finished" and run["result"] == "hello ada" and run["source"] == "api"
+    code, stages = await jp_flowdapt_api("GET", "runs", run["uid"], "stages")
+    assert [(s["stage"], s["state"]) for s in stages] == [("hello", "finished")]
+
+
+async def test_run_without_wait_then_poll(jp_flowdapt_api):
+    api = jp_flowdapt_api
+    await api("POST", "workflows", body=workflow_doc("nap", SLEEP))
+    code, run = await api("POST", "workflows", "nap", "run", body={"seconds": 0.5}, params={"wait": "false"})
+    assert code == 202 and run["state"] in ("pending", "running")
+
+    async def finished():
+        state = (await api("GET", "runs", run["name"]))[1]
+        return state if state["state"] == "finished" else None
+
+    assert (await eventually(finished))["result"] == 0.5
+    code, runs = await api("GET", "runs", params={"workflow": "nap", "state": "finished"})
+    assert [item["uid"] for item in runs] == [run["uid"]]
+
+
+async def test_failed_run_keeps_its_error(jp_flowdapt_api):
+    await jp_flowdapt_api("POST", "workflows", body=workflow_doc("boom", {"name": "x", "target": "tests.stages.fail"}))
+    code, run = await jp_flowdapt_api("POST", "workflows", "boom", "run", body={})
+    assert code == 200 and run["state"] == "failed"
+    assert run["error"]["message"] == "stage exploded: bad value 42" and run["error"]["type"] == "ValueError"
+
+
+@pytest.mark.parametrize("call, status, words", [
+    (("POST", "workflows", "ghost", "run"), 404, ["workflow 'ghost' not found"]),
+    (("GET", "runs", "ghost"), 404, ["ghost"]),
+    (("POST", "runs", "ghost", "cancel"), 404, ["ghost"]),
+    (("GET", "triggers", "ghost"), 404, ["trigger_rule 'ghost' not found"]),
+    (("GET", "runs"), 400, ["query parameter 'state'"]),
+])
+async def test_unknown_names_and_bad_queries(jp_flowdapt_api, call, status, words):
+    params = {"state": "x", "limit": "-1"} if call == ("GET", "runs") else None
+    code, error = await error_of(jp_flowdapt_api(*call, params=params))
+    assert code == status and all(word in error["detail"] for word in words), error
+
+
+async def test_run_input_must_be_an_object(jp_flowdapt_api):
+    await jp_flowdapt_api("POST", "workflows", body=workflow_doc("hello"))
+    code, error = await error_of(jp_flowdapt_api("POST", "workflows", "hello", "run", body=[1]))
+    assert code == 422 and "run input" in error["detail"]
+    code, error = await error_of(jp_flowdapt_api("POST", "workflows", "hello", "run", params={"wait": "maybe"}))
+    assert code == 400 and "wait" in error["detail"]
+
+
+async def test_cancel_a_running_run(jp_flowdapt_api):
+    api = jp_flowdapt_api
+    await api("POST", "workflows", body=workflow_doc("nap", SLEEP))
+    _, run = await api("POST", "workflows", "nap", "run", body={"seconds": 30}, params={"wait": "false"})
+    code, _ = await api("POST", "runs", run["uid"], "cancel")
+    assert code == 202
+
+    async def cancelled():
+        return (await api("GET", "runs", run["uid"]))[1]["state"] == "cancelled"
+
+    await eventually(cancelled)
+    code, error = await error_of(api("POST", "runs", run["uid"], "cancel"))
+    assert code == 409 and "already ended (cancelled)" in error["detail"]
+    assert (await api("DELETE", "runs", run["uid"]))[0] == 200
+    assert (await error_of(api("GET", "runs", run["uid"])))[0] == 404
+
+
+@pytest.fixture
+def one_run_at_a_time(jp_server_config):
+    jp_server_config["FlowdaptApp"] = {"max_concurrent_runs": 1}
+    return jp_server_config
+
+
+async def test_runs_beyond_the_limit_wait_in_the_queue(one_run_at_a_time, jp_flowdapt_api):
+    api = jp_flowdapt_api
+    await api("POST", "workflows", body=workflow_doc("nap", SLEEP))
+    _, first = await api("POST", "workflows", "nap", "run", body={"seconds": 1}, params={"wait": "false"})
+    _, second = await api("POST", "workflows", "nap", "run", body={"seconds": 0}, params={"wait": "false"})
+    _, third = await api("POST", "workflows", "nap", "run", body={"seconds": 0}, params={"wait": "false"})
+    assert second["state"] == "pending" and (await api("GET", "status"))[1]["queued"] == 2
+    assert (await api("POST", "runs", third["name"], "cancel"))[1]["state"] == "cancelled"
+    code, done = await api("POST", "workflows", "nap", "run", body={"seconds": 0})  # waits its turn
+    assert done["state"] == "finished"
+    assert (await api("GET", "runs", second["uid"]))[1]["state"] == "finished"
+    assert (await api("GET", "runs", first["uid"]))[1]["state"] == "finished"
+    assert (await api("GET", "runs", third["uid"]))[1]["state"] == "cancelled"
+
+
+async def test_drain_refuses_new_runs_until_undrained(jp_flowdapt_api):
+    api = jp_flowdapt_api
+    await api("POST", "workflows", body=workflow_doc("nap", SLEEP))
+    _, run = await api("POST", "workflows", "nap", "run", body={"seconds": 0.3}, params={"wait": "false"})
+    code, drained = await api("POST", "drain")
+    assert drained["drained"] is True and drained["running"] == 0
+    assert (await api("GET", "runs", run["uid"]))[1]["state"] == "finished"
+    code, error = await error_of(api("POST", "workflows", "nap", "run", body={"seconds": 0}))
+    assert code == 503 and "draining" in error["detail"]
+    await api("DELETE", "drain")
+    assert (await api("POST", "workflows", "nap", "run", body={"seconds": 0}))[1]["state"] == "finished"
+
+
+async def test_trigger_crud_enable_disable_and_next_fire_time(jp_flowdapt_api):
+    api = jp_flowdapt_api
+    await api("POST", "workflows", body=workflow_doc("hello"))
+    doc = trigger_doc("nightly", ["0 3 * * *"], "hello", kind="schedule", timezone="Europe/Paris")
+    code, created = await api("POST", "triggers", body=doc)
+    assert code == 201 and created["status"]["enabled"] is True
+    assert created["status"]["next_fire_time"].endswith(("01:00:00+00:00", "02:00:00+00:00"))  # 03:00 Paris
+    code, disabled = await api("POST", "triggers", "nightly", "disable")
+    assert disabled["spec"]["enabled"] is False and disabled["status"]["next_fire_time"] is None
+    code, enabled = await api("POST", "triggers", "nightly", "enable")
+    assert enabled["status"]["next_fire_time"] is not None
+    doc["spec"]["rule"] = ["*/5 * * * *"]
+    assert (await api("PUT", "triggers", "nightly", body=doc))[1]["spec"]["rule"] == ["*/5 * * * *"]
+    assert (await api("GET", "triggers", "nightly", "firings"))[1] == []
+    assert (await api("DELETE", "triggers", "nightly"))[0] == 200
+    assert (await api("GET", "triggers"))[1] == []
+
+
+@pytest.mark.parametrize("rule, words", [(["61 * * * *"], ["malformed cron"]), ({"bogus": 1}, ["unknown operator"])])
+async def test_bad_trigger_rules_are_refused(jp_flowdapt_api, rule, words):
+    kind = "schedule" if isinstance(rule, list) else "condition"
+    code, error = await error_of(jp_flowdapt_api("POST", "triggers", body=trigger_doc("t", rule, "w", kind=kind)))
+    assert code == 422 and "trigger_rule/t" in error["detail"] and all(w in error["detail"] for w in words)
+
+
+async def test_events_need_a_type(jp_flowdapt_api):
+    code, error = await error_of(jp_flowdapt_api("POST", "events", body={"data": 1}))
+    assert code == 422 and error["detail"] == "body field 'type': required field is missing"
+    code, event = await jp_flowdapt_api("POST", "events", body={"type": "com.example.ping", "data": {"a": 1}})
+    assert code == 202 and event["type"] == "com.example.ping" and event["data"] == {"a": 1}
+
+
+async def test_status_runtime_file_and_kernel_environment(jp_flowdapt_api, jp_flowdapt, flowdapt_app_dir):
+    code, status = await jp_flowdapt_api("GET", "status")
+    assert status["mode"] == "server" and status["backend"] == "duckdb" and status["running"] == 0
+    url = jp_flowdapt.connection_url
+    assert url.endswith("/a%40b/")
+    assert os.environ["FLOWDAPT_URL"] == url and os.environ["FLOWDAPT_TOKEN"] == jp_flowdapt.identity_provider.token
+    assert read_runtime_file(flowdapt_app_dir)["url"] == url

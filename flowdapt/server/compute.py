@@ -153,19 +153,23 @@ class ComputeService:
 
     async def get_run(self, identifier: str) -> WorkflowRun:
         """A run by uid or name: live ones as they are now, others from the history."""
-        return self.get_live(identifier) or await asyncio.to_thread(self.store.get_run, identifier)
+        return self.get_live(identifier) or await self._read(self.store.get_run, identifier)
 
     async def list_runs(self, query: RunQuery) -> list[WorkflowRun]:
-        """Runs newest first from the history (written up to now first, when runs are live)."""
-        if self._live:
-            await asyncio.to_thread(self.store.flush)
-        return await asyncio.to_thread(self.store.list_runs, query)
+        """Runs newest first from the history."""
+        return await self._read(self.store.list_runs, query)
 
     async def stage_attempts(self, identifier: str) -> list[StageAttempt]:
-        """Every stage attempt of a run (written up to now first, when runs are live)."""
-        if self._live:
-            await asyncio.to_thread(self.store.flush)
-        return await asyncio.to_thread(self.store.stage_attempts, identifier)
+        """Every stage attempt of a run."""
+        return await self._read(self.store.stage_attempts, identifier)
+
+    async def _read(self, query: Any, *args: Any) -> Any:
+        # Read your writes: what the engine reported so far is written before the history is queried.
+        def flushed() -> Any:
+            self.store.flush()
+            return query(*args)
+
+        return await asyncio.to_thread(flushed)
 
     async def cancel(self, identifier: str) -> WorkflowRun:
         """Cancel a queued or running run (of this server, or of another process through the history)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -19,6 +19,7 @@ from tornado import web
 
 from flowdapt.events import Event
 from flowdapt.history.models import RunQuery
+from flowdapt.resources.models import RunState
 from flowdapt.server.errors import RequestError, describe_validation, status_of
 from flowdapt.server.services import Services
 
@@ -45,7 +46,11 @@ class RunOptions(BaseModel):
 
 
 class RunsQuery(RunQuery):
+    """Query of ``GET runs``: the history's filters, with states and sources checked."""
+
     model_config = ConfigDict(extra="forbid")
+    state: RunState | None = None
+    source: Literal["manual", "api", "trigger", "notebook"] | None = None
 
 
 class FiringsQuery(Page):

@@ -129,8 +129,8 @@ class TriggerService:
     def status(self, trigger: TriggerRule) -> dict[str, Any]:
         """``enabled``, ``last_fire_time`` and ``next_fire_time`` (schedules) of a trigger."""
         last = self._last_fire.get(trigger.uid)
-        schedule = self.schedules.get(trigger.uid)
-        if schedule is None and trigger.spec.type == "schedule" and trigger.spec.enabled:
+        schedule = None
+        if trigger.spec.type == "schedule" and trigger.spec.enabled:
             schedule = Schedule(trigger, _anchor(trigger, last))
         return {"enabled": trigger.spec.enabled, "last_fire_time": last and last.isoformat(),
                 "next_fire_time": schedule.next_due.isoformat() if schedule is not None else None}
