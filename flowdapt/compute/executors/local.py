@@ -198,32 +198,46 @@ class LocalExecutor(BaseExecutor):
             raise ExecutorError("the local executor is not started")
         return self._pool
 
-    def _schedule(self, handle: TaskHandle, need: dict[str, float], work: Callable[[], Future],
-                  finished: Callable[[Future | None], None]) -> None:
-        """Run ``work`` once ``need`` fits; call ``finished`` with its future (``None`` if dropped)."""
+    def _schedule(self, handle: TaskHandle, need: dict[str, float], function: Callable[..., Any],
+                  args: tuple[Any, ...], finished: Callable[[Any], None]) -> None:
+        """Run ``function(*args)`` once ``need`` fits; ``finished`` gets its value (``_CANCELLED`` if dropped)."""
         slot = _Slot(need)
         handle.slots.append(slot)
         capacity = self._capacity
 
-        def launch() -> None:
-            if handle.cancelled:
-                done(None)
-                return
-            try:
-                future = work()
-            except RuntimeError as exc:  # pool shut down under us
-                done(_failed_future(exc))
-                return
-            handle.futures.append(future)
-            future.add_done_callback(done)
-
-        def done(future: Future | None) -> None:
+        def done(value: Any) -> None:
             for ready in capacity.release(slot):
                 ready()
-            finished(future)
+            finished(value)
+
+        def launch() -> None:
+            if handle.cancelled:
+                done(_CANCELLED)
+                return
+            try:
+                self._launch(handle, function, args, done)
+            except Exception as exc:  # noqa: BLE001 - e.g. the pool was shut down under us
+                done(TaskError.capture(exc))
 
         if capacity.acquire_or_wait(slot, launch):
             launch()
+
+    def _launch(self, handle: TaskHandle, function: Callable[..., Any], args: tuple[Any, ...],
+                done: Callable[[Any], None]) -> None:
+        pool = self._pool_or_fail()
+        if self.mode == "threads":
+            queue = getattr(_worker, "queue", None)
+            if queue is not None and not queue:
+                # We are on a worker thread reporting a finished call: run the first call that
+                # became ready right here, after it returns, instead of waking another thread.
+                queue.append((handle, function, args, done))
+                return
+            future = pool.submit(_run_on_thread, handle, function, args, done)
+            future.add_done_callback(lambda f: f.cancelled() and done(_CANCELLED))
+        else:
+            future = pool.submit(function, *args)
+            future.add_done_callback(lambda f: done(_future_value(f)))
+        handle.futures.append(future)
 
     def cancel(self, handle: TaskHandle) -> None:
         """Cancel, and give back the capacity of calls that cannot be interrupted.
@@ -239,23 +253,24 @@ class LocalExecutor(BaseExecutor):
 
     def submit(self, call: StageCall, upstream: list[Any], resources: dict[str, float], on_done: OnDone) -> TaskHandle:
         handle = TaskHandle()
-        pool = self._pool_or_fail()
+        self._pool_or_fail()
         need = self._capacity.need(call.stage, resources)
 
-        def finished(future: Future | None) -> None:
-            if future is None:
+        def finished(value: Any) -> None:
+            if value is _CANCELLED:
                 on_done(Outcome(error=TaskError("RunCancelledError", "cancelled before it started", "")))
-                return
-            value = _future_value(future)
-            on_done(Outcome(error=value) if isinstance(value, TaskError) else Outcome(value=value))
+            elif isinstance(value, TaskError):
+                on_done(Outcome(error=value))
+            else:
+                on_done(Outcome(value=value))
 
-        self._schedule(handle, need, lambda: pool.submit(invoke, call, upstream), finished)
+        self._schedule(handle, need, invoke, (call, upstream), finished)
         return handle
 
     def map(self, call: StageCall, items: Any, upstream_rest: list[Any], resources: dict[str, float],
             on_progress: OnProgress, on_done: OnDone) -> TaskHandle:
         handle = TaskHandle()
-        pool = self._pool_or_fail()
+        self._pool_or_fail()
         need = self._capacity.need(call.stage, resources)
         items = items if isinstance(items, list) else list(items)
         total = len(items)
@@ -267,8 +282,8 @@ class LocalExecutor(BaseExecutor):
         state = MapState(total, math.ceil(total / size))
         stop = handle.stop if self.mode == "threads" else None
 
-        def finished(start: int, count: int, future: Future | None) -> None:
-            outcome = state.add(_chunk_value(future, start, count), call.allow_partial_failure)
+        def finished(start: int, count: int, value: Any) -> None:
+            outcome = state.add(_chunk_value(value, start, count), call.allow_partial_failure)
             on_progress(state.done, len(state.failures), total)
             if outcome is not None:
                 on_done(outcome)
@@ -277,32 +292,47 @@ class LocalExecutor(BaseExecutor):
 
         for start in range(0, total, size):
             chunk = items[start:start + size]
-            self._schedule(
-                handle, need,
-                lambda chunk=chunk, start=start: pool.submit(run_items, call, chunk, start, upstream_rest, stop),
-                functools.partial(finished, start, len(chunk)),
-            )
+            self._schedule(handle, need, run_items, (call, chunk, start, upstream_rest, stop),
+                           functools.partial(finished, start, len(chunk)))
         return handle
 
 
+_CANCELLED = object()  # what a call reports when it was dropped before it ran
+_worker = threading.local()  # .queue: calls to run next on this worker thread
+
+
+def _run_on_thread(handle: TaskHandle, function: Callable[..., Any], args: tuple[Any, ...],
+                   done: Callable[[Any], None]) -> None:
+    """A thread-pool task: run the call, report it, then run what the report made ready here."""
+    queue = _worker.queue = deque([(handle, function, args, done)])
+    try:
+        while queue:
+            handle, function, args, done = queue.popleft()
+            if handle.cancelled:
+                done(_CANCELLED)
+                continue
+            try:
+                value = function(*args)
+            except BaseException as exc:  # noqa: BLE001 - reported like any other failure
+                value = TaskError.capture(exc)
+            done(value)
+    finally:
+        _worker.queue = None
+
+
 def _future_value(future: Future) -> Any:
+    if future.cancelled():
+        return _CANCELLED
     try:
         return future.result()
-    except BaseException as exc:  # noqa: BLE001 - e.g. unpicklable argument, broken pool, cancellation
+    except BaseException as exc:  # noqa: BLE001 - e.g. unpicklable argument, broken pool
         return TaskError.capture(exc)
 
 
-def _chunk_value(future: Future | None, start: int, count: int) -> ChunkResult | None:
+def _chunk_value(value: Any, start: int, count: int) -> ChunkResult | None:
     """The chunk's result; a chunk that failed as a whole (e.g. unpicklable items) fails each item."""
-    if future is None or future.cancelled():
+    if value is _CANCELLED:
         return None
-    value = _future_value(future)
     if isinstance(value, TaskError):
         return failed_chunk(start, start + count, value)
     return value
-
-
-def _failed_future(exc: BaseException) -> Future:
-    future: Future = Future()
-    future.set_exception(exc)
-    return future
