@@ -131,6 +131,7 @@ class NotebookTask:
         # runs a notebook stage.
         import nbformat
         import papermill
+        from nbclient.exceptions import CellTimeoutError
         from papermill.exceptions import PapermillExecutionError
         from papermill.iorw import load_notebook_node
         from papermill.parameterize import parameterize_notebook
@@ -149,6 +150,11 @@ class NotebookTask:
                 nb, self.output_path, kernel_name=kernel_name, language=language, progress_bar=False,
                 execution_timeout=self.cell_timeout, resources={"metadata": {"path": str(Path(self.path).parent)}},
             )
+        except CellTimeoutError:
+            index, source = _running_cell(self.output_path, nbformat)
+            raise NotebookExecutionError(
+                self.display, index, None, "CellTimeoutError", f"the cell ran longer than {self.cell_timeout:g}s "
+                "(options.cell_timeout)", source, self.output_path) from None
         except PapermillExecutionError as exc:
             raise NotebookExecutionError(
                 self.display, exc.cell_index, exc.exec_count, exc.ename, _ANSI.sub("", exc.evalue),
@@ -160,6 +166,16 @@ class NotebookTask:
 
 class _CellTraceback(Exception):
     """The kernel's traceback of the failing cell, chained under :class:`NotebookExecutionError`."""
+
+
+def _running_cell(output_path: str, nbformat: Any) -> tuple[int, str]:
+    """(index, source) of the cell papermill marked as running when execution stopped."""
+    path = Path(output_path)
+    if path.exists():
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.metadata.get("papermill", {}).get("status") == "running":
+                return index, cell.source
+    return -1, ""
 
 
 def _record_input_path(output_path: str, input_path: str, nbformat: Any) -> None:
