@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
@@ -166,12 +166,12 @@ def test_daily_success_rate_and_duration_percentiles_are_computed_in_sql(flowdap
 
     stats = flowdapt_store.daily_workflow_stats()
     assert [(s.workflow, s.day, s.runs, s.finished, s.failed) for s in stats] == [
-        ("etl", "2024-03-01", 4, 3, 1), ("etl", "2024-03-02", 1, 1, 0)]
+        ("etl", date(2024, 3, 1), 4, 3, 1), ("etl", date(2024, 3, 2), 1, 1, 0)]
     assert stats[0].success_rate == pytest.approx(0.75)
     assert stats[0].mean_duration == pytest.approx(2.5)
     assert stats[0].p50_duration == pytest.approx(2.5)
     assert stats[0].p95_duration == pytest.approx(3.85)
-    assert flowdapt_store.daily_workflow_stats(since=datetime(2024, 3, 2, tzinfo=timezone.utc))[0].day == "2024-03-02"
+    assert flowdapt_store.daily_workflow_stats(since=datetime(2024, 3, 2, tzinfo=timezone.utc))[0].day == date(2024, 3, 2)
 
     (load,) = flowdapt_store.stage_stats(workflow="etl")
     assert (load.stage, load.attempts, load.failed, load.max_duration) == ("load", 4, 0, 4)

@@ -79,4 +79,6 @@ def naive_utc(value: datetime | None) -> datetime | None:
     """A timestamp as stored: naive, in UTC."""
     if value is None or value.tzinfo is None:
         return value
+    if value.tzinfo is timezone.utc:  # what the engine records: no conversion needed
+        return value.replace(tzinfo=None)
     return value.astimezone(timezone.utc).replace(tzinfo=None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -40,7 +40,7 @@ class DailyWorkflowStats(BaseModel):
     """One workflow on one day (UTC): how many runs ended, how many succeeded, how long they took."""
 
     workflow: str
-    day: str
+    day: date
     runs: int
     finished: int
     failed: int

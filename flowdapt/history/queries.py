@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Float, and_, case, cast, func, or_, select
+from sqlalchemy import Connection, Float, and_, case, cast, func, select
 
 from flowdapt.errors import ResourceNotFoundError
 from flowdapt.history import orm
@@ -40,6 +40,12 @@ def _time_window(column: Any, since: datetime | None, until: datetime | None) ->
     return clauses
 
 
+# Newest-first listings try these windows (days before the newest run) before scanning everything:
+# on DuckDB a time filter prunes whole row groups by their min/max, so "last 50 runs" stays fast
+# however long the history grows.
+_RECENT_WINDOWS_DAYS = (1, 30)
+
+
 def list_runs(conn: Connection, query: RunQuery) -> list[WorkflowRun]:
     """Runs matching ``query``, newest first, without their stages."""
     runs = orm.runs.c
@@ -47,16 +53,26 @@ def list_runs(conn: Connection, query: RunQuery) -> list[WorkflowRun]:
     for column, value in ((runs.workflow, query.workflow), (runs.state, query.state), (runs.source, query.source)):
         if value is not None:
             clauses.append(column == value)
-    statement = (select(*_RUN_COLUMNS).where(and_(True, *clauses))
-                 .order_by(runs.started_at.desc().nulls_first(), runs.uid).limit(query.limit).offset(query.offset))
-    return [_run_from_row(row) for row in conn.execute(statement)]
+    statement = (select(*_RUN_COLUMNS).order_by(runs.started_at.desc().nulls_first(), runs.uid)
+                 .limit(query.limit).offset(query.offset))
+    if query.since is None and query.until is None:
+        newest = conn.execute(select(func.max(runs.started_at))).scalar()
+        if newest is not None:
+            for days in _RECENT_WINDOWS_DAYS:
+                rows = conn.execute(statement.where(
+                    runs.started_at >= newest - timedelta(days=days), *clauses)).all()
+                if len(rows) == query.limit:
+                    return [_run_from_row(row) for row in rows]
+    return [_run_from_row(row) for row in conn.execute(statement.where(and_(True, *clauses)))]
 
 
 def find_run_uid(conn: Connection, identifier: str) -> str:
     """The uid of the run with this uid or name; :class:`ResourceNotFoundError` otherwise."""
     runs = orm.runs.c
-    uid = conn.execute(select(runs.uid).where(or_(runs.uid == identifier.replace("-", ""), runs.name == identifier))
-                       .limit(1)).scalar()
+    # By primary key first (an index lookup everywhere), then by name.
+    uid = conn.execute(select(runs.uid).where(runs.uid == identifier.replace("-", ""))).scalar()
+    if uid is None:
+        uid = conn.execute(select(runs.uid).where(runs.name == identifier).limit(1)).scalar()
     if uid is None:
         raise ResourceNotFoundError("workflow_run", identifier)
     return uid

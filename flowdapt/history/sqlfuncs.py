@@ -13,20 +13,21 @@ from typing import Any
 
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
-from sqlalchemy.types import Float, String
+from sqlalchemy.types import DateTime, Float
 
 
 class day(FunctionElement):
-    """The date part of a timestamp, as text ``YYYY-MM-DD``."""
+    """A timestamp truncated to its (UTC) day; SQLite answers text ``YYYY-MM-DD``."""
 
-    type = String()
+    type = DateTime()
     inherit_cache = True
     name = "day"
 
 
 @compiles(day)
 def _day_default(element: day, compiler: Any, **kw: Any) -> str:
-    return f"CAST(CAST({compiler.process(element.clauses, **kw)} AS DATE) AS VARCHAR)"
+    # date_trunc groups faster than a cast to DATE on DuckDB and means the same on PostgreSQL.
+    return f"date_trunc('day', {compiler.process(element.clauses, **kw)})"
 
 
 @compiles(day, "sqlite")
