@@ -42,6 +42,15 @@ EXECUTORS: dict[str, Callable[[], BaseExecutor]] = {
 }
 
 
+@pytest.fixture(scope="session")
+def flowdapt_ray() -> BaseExecutor:
+    """A started Ray executor for Ray-specific tests (shares the process's Ray with the conformance one)."""
+    instance = _ray_executor()
+    instance.start()
+    yield instance
+    instance.close()
+
+
 @pytest.fixture(scope="session", params=list(EXECUTORS))
 def executor(request) -> BaseExecutor:
     """A started executor of each conformance kind, shared by the session."""

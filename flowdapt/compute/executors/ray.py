@@ -40,6 +40,7 @@ from flowdapt.resources.models import parse_bytes
 NAMESPACE = "flowdapt"
 STORE_ACTOR = "flowdapt-object-store"
 _RAY_KEYS = {"cpus": "CPU", "gpus": "GPU", "memory": "memory"}
+_MONITOR_INTERVAL = 1.0  # seconds between checks that the connection to Ray is alive
 
 
 # -- worker side ------------------------------------------------------------------------------------
@@ -281,6 +282,10 @@ class RayExecutor(ClusterExecutor):
         self._nodes: list[dict[str, float]] = []
         self._cpus_total = 1
         self._lock = threading.Lock()
+        self._pending: dict[int, Callable[[BaseException], None]] = {}
+        self._pending_lock = threading.Lock()
+        self._token = 0
+        self._monitor_stop: threading.Event | None = None
 
     def _runtime_env(self) -> dict[str, Any] | None:
         env = dict(self.runtime_env)
@@ -296,6 +301,8 @@ class RayExecutor(ClusterExecutor):
         with self._lock, _connection_lock:
             if self._running:
                 return
+            if self._monitor_stop is not None:  # the monitor of a connection that was lost
+                self._monitor_stop.set()
             _connect(self)
             _users.add(id(self))
             try:
@@ -307,6 +314,9 @@ class RayExecutor(ClusterExecutor):
             except Exception:
                 self._disconnect()
                 raise
+            self._monitor_stop = threading.Event()
+            threading.Thread(target=self._monitor, args=(self._monitor_stop,), name="flowdapt-ray-monitor",
+                             daemon=True).start()
             self._running = True
 
     def _refresh_nodes(self) -> None:
@@ -326,6 +336,9 @@ class RayExecutor(ClusterExecutor):
 
     def _disconnect(self) -> None:
         global _started_here
+        if self._monitor_stop is not None:
+            self._monitor_stop.set()
+            self._monitor_stop = None
         _users.discard(id(self))
         if not _users:
             object_store.register_cluster_memory("ray", None)
@@ -386,14 +399,12 @@ class RayExecutor(ClusterExecutor):
         error_ref, value_ref = remote.with_options(remote.invoke, options).remote(call, *upstream)
         handle.futures.append(error_ref)
 
-        def done(future: Any) -> None:
-            try:
-                error = future.result()
-            except BaseException as exc:  # noqa: BLE001 - the task never ran: cancelled, worker or cluster lost
+        def settle(error: TaskError | None, exc: BaseException | None) -> None:
+            if exc is not None:  # the task never ran to the end: cancelled, worker or cluster lost
                 error = self._failure(exc, call.stage, handle)
             report(value_ref if error is None else None, error)
 
-        error_ref.future().add_done_callback(done)
+        self._watch(error_ref, settle)
 
     def _launch_chunks(self, call: StageCall, items: Any, bounds: list[tuple[int, int]], rest: list[Any],
                        options: Any, report: ChunkReport, handle: TaskHandle) -> None:
@@ -408,29 +419,61 @@ class RayExecutor(ClusterExecutor):
             ref = task.remote(call, chunk, start, *rest)
             handle.futures.append(ref)
 
-            def done(future: Any, start: int = start, stop: int = stop) -> None:
-                try:
-                    result: ChunkResult | TaskError | None = future.result()
-                except BaseException as exc:  # noqa: BLE001
-                    result = None if handle.cancelled else self._failure(exc, call.stage, handle)
-                report(start, stop, result)
+            def settle(result: ChunkResult | None, exc: BaseException | None, start: int = start,
+                       stop: int = stop) -> None:
+                if exc is not None:
+                    report(start, stop, None if handle.cancelled else self._failure(exc, call.stage, handle))
+                else:
+                    report(start, stop, result)
 
-            ref.future().add_done_callback(done)
+            self._watch(ref, settle)
 
     def _length(self, items: Any, then: Callable[[int | TaskError], None]) -> None:
+        def settle(length: int, exc: BaseException | None) -> None:
+            then(length if exc is None else self._failure(exc, "length", None))
+
+        self._watch(_remotes().length.remote(items), settle)
+
+    def _watch(self, ref: Any, settle: Callable[[Any, BaseException | None], None]) -> None:
+        """Call ``settle(value, None)`` or ``settle(None, exception)`` exactly once when ``ref`` is ready,
+        or when the connection to the cluster is lost (Ray then never completes the ref)."""
+        with self._pending_lock:
+            self._token += 1
+            token = self._token
+
+        def once(value: Any, exc: BaseException | None) -> None:
+            with self._pending_lock:
+                if self._pending.pop(token, None) is None:
+                    return
+            settle(value, exc)
+
         def done(future: Any) -> None:
             try:
-                then(future.result())
-            except BaseException as exc:  # noqa: BLE001
-                then(self._failure(exc, "length", None))
+                value = future.result()
+            except BaseException as exc:  # noqa: BLE001 - reported to the run
+                once(None, exc)
+            else:
+                once(value, None)
 
-        _remotes().length.remote(items).future().add_done_callback(done)
+        with self._pending_lock:
+            self._pending[token] = lambda exc: once(None, exc)
+        ref.future().add_done_callback(done)
+
+    def _monitor(self, stop: threading.Event) -> None:
+        """Fail what is in flight once the connection to Ray is gone."""
+        while not stop.wait(_MONITOR_INTERVAL):
+            if self._pending and not ray.is_initialized():
+                with self._pending_lock:
+                    failing = list(self._pending.values())
+                lost = ConnectionError("the connection to Ray was closed")
+                for fail in failing:
+                    fail(lost)
 
     def _failure(self, exc: BaseException, stage: str, handle: TaskHandle | None) -> TaskError:
         """A task that raised inside Ray: a cancellation, a dead worker, or a lost cluster."""
         if handle is not None and handle.cancelled:
             return cancelled_error()
-        if not ray.is_initialized() or isinstance(exc, (ConnectionError, ray.exceptions.RaySystemError)):
+        if not ray.is_initialized() or isinstance(exc, (SystemExit, ConnectionError, ray.exceptions.RaySystemError)):
             self._running = False
             return TaskError("ExecutorError", f"lost the Ray cluster while stage '{stage}' ran: {type(exc).__name__}; "
                                               "the executor will start again on the next run", "")
