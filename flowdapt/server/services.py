@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from flowdapt import __version__
 from flowdapt.errors import ResourceConflictError, ResourceError, ResourceNotFoundError
@@ -45,11 +45,11 @@ class ResourceService:
     Parameters
     ----------
     store : the open history store (the catalog)
-    on_change : called with the kind of every resource created, changed or deleted
+    on_change : awaited with the kind of every resource created, changed or deleted
     describe : extra read-only ``status`` per kind (triggers: next and last fire time)
     """
 
-    def __init__(self, store: HistoryStore, on_change: Callable[[str], None],
+    def __init__(self, store: HistoryStore, on_change: Callable[[str], Awaitable[None]],
                  describe: dict[str, Callable[[Resource], dict[str, Any]]]) -> None:
         self.store = store
         self.on_change = on_change
@@ -101,7 +101,7 @@ class ResourceService:
 
     async def delete(self, kind: str, identifier: str) -> Resource:
         resource = await asyncio.to_thread(self.store.delete, kind, identifier)
-        self.on_change(kind)
+        await self.on_change(kind)
         return resource
 
     async def apply(self, documents: Any) -> list[tuple[Resource, str]]:
@@ -111,12 +111,12 @@ class ResourceService:
         resources = [parse(None, document) for document in documents]
         outcome = await asyncio.to_thread(self.store.apply, resources)
         for kind in {resource.kind for resource in resources}:
-            self.on_change(kind)
+            await self.on_change(kind)
         return outcome
 
     async def _apply(self, resources: list[Resource]) -> Resource:
         (resource, _), = await asyncio.to_thread(self.store.apply, resources)
-        self.on_change(resource.kind)
+        await self.on_change(resource.kind)
         return resource
 
 
@@ -194,6 +194,6 @@ class Services:
                 "schedules": len(self.triggers.schedules), "conditions": len(self.triggers.conditions),
                 "trigger_firings": self.triggers.fired}
 
-    def _changed(self, kind: str) -> None:
+    async def _changed(self, kind: str) -> None:
         if kind == TriggerRule.KIND:
-            self.triggers.reload()
+            await self.triggers.reload()

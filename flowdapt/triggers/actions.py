@@ -14,15 +14,10 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from flowdapt.errors import FlowdaptError
 from flowdapt.events.models import Event
 from flowdapt.resources.models import TriggerRule, WorkflowRun
 
 Submit = Callable[..., Awaitable[WorkflowRun]]
-
-
-class ActionUnavailableError(FlowdaptError):
-    """The action exists but cannot run in this installation yet."""
 
 
 @dataclass(frozen=True)

@@ -122,9 +122,10 @@ class TriggerService:
             await asyncio.gather(*self._firings, return_exceptions=True)
         await asyncio.to_thread(self.ledger.release)
 
-    def reload(self) -> None:
-        """Re-read trigger definitions now (after one was created, changed or deleted)."""
-        self._changed.set()
+    async def reload(self) -> None:
+        """Re-read trigger definitions now (after one was created, changed or deleted) and reschedule."""
+        await self._load()
+        self._changed.set()  # wakes the schedule loop to sleep until the new earliest time
 
     def status(self, trigger: TriggerRule) -> dict[str, Any]:
         """``enabled``, ``last_fire_time`` and ``next_fire_time`` (schedules) of a trigger."""
@@ -161,8 +162,8 @@ class TriggerService:
                 await asyncio.wait_for(self._changed.wait(), timeout=max((wake - _utcnow()).total_seconds(), 0))
             except asyncio.TimeoutError:
                 pass
-            if self._changed.is_set() or _utcnow() >= refresh_at:
-                self._changed.clear()
+            self._changed.clear()
+            if _utcnow() >= refresh_at:  # definitions changed by other processes sharing the database
                 refresh_at = _utcnow() + timedelta(seconds=self.refresh_seconds)
                 try:
                     await self._load()
@@ -175,8 +176,7 @@ class TriggerService:
             schedule.anchor = now
             return
         schedule.anchor = times[-1]
-        for when in times:
-            self._spawn(schedule.trigger, when, None)
+        self._spawn(schedule.trigger, times, None)
 
     # -- conditions --------------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -190,13 +190,18 @@ class TriggerService:
                 _log.debug("condition of trigger %s failed on %s", trigger.name, event.type, exc_info=True)
                 continue
             if matched:
-                self._spawn(trigger, None, event)
+                self._spawn(trigger, [None], event)
 
     # -- firing ------------------------------------------------------------------------------------------
-    def _spawn(self, trigger: TriggerRule, scheduled: datetime | None, event: Event | None) -> None:
-        task = asyncio.ensure_future(self._fire(trigger, scheduled, event))
+    def _spawn(self, trigger: TriggerRule, times: list[datetime | None], event: Event | None) -> None:
+        task = asyncio.ensure_future(self._fire_in_order(trigger, times, event))
         self._firings.add(task)
         task.add_done_callback(self._firings.discard)
+
+    async def _fire_in_order(self, trigger: TriggerRule, times: list[datetime | None], event: Event | None) -> None:
+        # Catch-up times are claimed oldest first: a newer claim would make the older ones look fired.
+        for scheduled in times:
+            await self._fire(trigger, scheduled, event)
 
     async def _fire(self, trigger: TriggerRule, scheduled: datetime | None, event: Event | None) -> None:
         action = trigger.spec.action
