@@ -29,7 +29,7 @@ from flowdapt.errors import FlowdaptError
 from flowdapt.history.models import RunQuery
 from flowdapt.notebook import display
 from flowdapt.notebook.cellstage import StageCell, apply_stage_cell, cell_function
-from flowdapt.resources.loading import load
+from flowdapt.resources.loading import load as load_resources
 from flowdapt.resources.models import WorkflowRun
 from flowdapt.settings import get_settings
 
@@ -128,6 +128,7 @@ class FlowdaptMagics(Magics):
         super().__init__(shell)
         self._backend: Backend | None = None
         self._workflow: str | None = None
+        self._live: dict[str, WorkflowRun] = {}  # runs this kernel started (local backend), by name and uid
 
     def backend(self) -> Backend:
         """The backend, opened on first use and kept while the extension is loaded."""
@@ -186,7 +187,7 @@ class FlowdaptMagics(Magics):
         paths = args.paths + args.more
         if not paths:
             parser.error("give at least one PATH")
-        resources = [resource for path in paths for resource in load(path)]
+        resources = [resource for path in paths for resource in load_resources(path)]
         return Table(self.backend().apply(resources), _APPLIED)
 
     def _run(self, argv: list[str]) -> WorkflowRun:
@@ -207,6 +208,8 @@ class FlowdaptMagics(Magics):
             run = run_workflow(definition.name, data, executor=args.executor, namespace=args.namespace,
                                source="notebook", wait=False, on_event=view.on_event if view else None)
             current = lambda: run  # noqa: E731 - the live record
+            self._live = {key: live for key, live in self._live.items() if not live.done}
+            self._live[run.name] = self._live[run.uid] = run
         else:
             run = backend.run(definition.name, data, wait=False, executor=args.executor, namespace=args.namespace)
             uid = run.uid
@@ -261,7 +264,12 @@ class FlowdaptMagics(Magics):
         parser = _parser("cancel", "Ask a running run (by name or uid) to stop.")
         parser.add_argument("run", metavar="RUN")
         args = parser.parse_args(argv)
-        run = self.backend().cancel(args.run)
+        live = self._live.get(args.run)
+        if live is not None and not live.done:
+            live.cancel()
+            run = live
+        else:
+            run = self._flushed().cancel(args.run)
         print(f"[workflow_run/{run.name}] cancel requested")
         return run
 
