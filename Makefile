@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[all,test]"
+	# Editable installs skip shared-data: put the file that enables the server extension in place.
+	install -D -m 644 jupyter-config/jupyter_server_config.d/flowdapt.json \
+		$(VENV)/etc/jupyter/jupyter_server_config.d/flowdapt.json
 	touch $(STAMP)
 
 lab: install

@@ -1,6 +1,6 @@
 """``flowdapt``: configuration (``config show|get|set``) and the history database (``db upgrade|current``).
 
-The server issue adds ``serve``, ``lab`` and ``dashboard`` to the same group.
+``serve`` runs the services headless, ``lab`` starts JupyterLab with them loaded.
 """
 
 from __future__ import annotations
@@ -97,6 +97,33 @@ def db_upgrade(state: CliState) -> None:
         click.echo(f"already at version {head}")
     else:
         click.echo(f"upgraded from {'an empty database' if found is None else f'version {found}'} to version {head}")
+
+
+_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+
+
+@flowdapt.command(context_settings=_PASS_THROUGH)
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Run the flowdapt services and REST API headless (a Jupyter server without JupyterLab).
+
+    Jupyter server options pass through: --port, --ip, --no-browser, --ServerApp.base_url=...;
+    the token comes from JUPYTER_TOKEN or --IdentityProvider.token=... (--help-all lists them).
+    """
+    from flowdapt.server.app import HeadlessFlowdaptApp
+
+    _ = ctx.obj.settings  # install the settings of --app-dir / -o for the services
+    HeadlessFlowdaptApp.launch_instance(argv=list(ctx.args))
+
+
+@flowdapt.command(context_settings=_PASS_THROUGH)
+@click.pass_context
+def lab(ctx: click.Context) -> None:
+    """Start JupyterLab with the flowdapt server extension loaded (JupyterLab options pass through)."""
+    from jupyterlab.labapp import LabApp
+
+    _ = ctx.obj.settings
+    LabApp.launch_instance(argv=list(ctx.args))  # the extension is enabled by jupyter_server_config.d/flowdapt.json
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -133,17 +133,23 @@ def register_remote_backend(factory: Callable[[str, Settings], Backend]) -> None
     _remote_backend = factory
 
 
-def server_url(explicit: str | None) -> str | None:
-    """The server to talk to: ``--server``, else ``FLOWDAPT_URL``; ``None`` means work locally."""
-    return explicit or os.environ.get("FLOWDAPT_URL") or None
+def server_url(explicit: str | None, settings: Settings | None = None) -> str | None:
+    """The server to talk to: ``--server``, else ``FLOWDAPT_URL``, else the server running for the
+    app dir (its runtime file); ``None`` means work locally."""
+    url = explicit or os.environ.get("FLOWDAPT_URL") or None
+    if url is None and settings is not None:
+        from flowdapt.server.runtime import read_runtime_file
+
+        info = read_runtime_file(settings.app_dir)
+        url = info["url"] if info else None
+    return url
 
 
 def connect(settings: Settings, server: str | None = None) -> Backend:
-    """The backend for these settings: a running server's if one is named, else the local one."""
-    url = server_url(server)
+    """The backend for these settings: a running server's if one is named or running, else the local one."""
+    url = server_url(server, settings)
     if url is None:
         return LocalBackend(settings)
     if _remote_backend is None:
-        raise FlowdaptError(f"cannot talk to the server at {url}: this flowdapt has no HTTP client yet "
-                            f"(unset FLOWDAPT_URL / drop --server to work on the local store)")
-    return _remote_backend(url, settings)
+        import flowdapt.cli.http  # noqa: F401 - registers the HTTP backend
+    return _remote_backend(url, settings)  # type: ignore[misc]

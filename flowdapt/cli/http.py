@@ -1,0 +1,57 @@
+"""The HTTP backend of ``flowctl``: the same operations as the local one, through a server's REST API."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from flowdapt.cli.backend import Backend, register_remote_backend
+from flowdapt.client import Client
+from flowdapt.events import Event
+from flowdapt.history.models import RunQuery
+from flowdapt.resources.models import Resource, WorkflowRun
+from flowdapt.settings import Settings
+
+
+class HttpBackend(Backend):
+    """A running flowdapt server; runs execute there (``--no-wait`` returns at once)."""
+
+    mode = "server"
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.client = Client(url, app_dir=settings.app_dir)
+
+    def apply(self, resources: list[Resource]) -> list[tuple[Resource, str]]:
+        return self.client.apply(resources)
+
+    def get(self, kind: str, identifier: str) -> Resource:
+        return self.client.get(kind, identifier)
+
+    def list(self, kind: str) -> list[Resource]:
+        return self.client.list(kind)
+
+    def delete(self, kind: str, identifiers: list[str]) -> list[Resource]:
+        for identifier in identifiers:
+            self.client.get(kind, identifier)  # every one must exist before any is deleted
+        return [self.client.delete(kind, identifier) for identifier in identifiers]
+
+    def list_runs(self, query: RunQuery) -> list[WorkflowRun]:
+        return self.client.list_runs(**query.model_dump())
+
+    def get_run(self, identifier: str) -> WorkflowRun:
+        return self.client.get_run(identifier)
+
+    def run(self, workflow: str, input: dict[str, Any], *, wait: bool, executor: str | None,
+            namespace: str | None, on_event: Callable[[Event], None] | None = None) -> WorkflowRun:
+        return self.client.run(workflow, input, wait=wait, namespace=namespace, executor=executor)
+
+    def cancel(self, identifier: str) -> WorkflowRun:
+        return self.client.cancel(identifier)
+
+    def status(self) -> dict[str, Any]:
+        return {"server": self.client.url, **self.client.status()}
+
+    def close(self) -> None:
+        self.client.close()
+
+
+register_remote_backend(HttpBackend)
