@@ -3,7 +3,8 @@
 A schedule fires a given time at most once, even across restarts and with two servers on one
 database: :meth:`TriggerLedger.claim` advances the trigger's last fire time and inserts the firing
 record in ONE transaction, and only if the time is newer than the last one and no other live server
-holds the trigger's lease. The conditional ``UPDATE ... RETURNING`` is atomic on every backend
+holds the trigger's lease (the lease of a dead process on this host is void). The conditional
+``UPDATE ... RETURNING`` is atomic on every backend
 (PostgreSQL re-checks the row after a concurrent update, SQLite serialises writers, DuckDB aborts
 one of two conflicting transactions), so exactly one claimant wins.
 """
@@ -19,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from flowdapt.history import orm
 from flowdapt.history.bulk import naive_utc
-from flowdapt.history.store import HistoryStore
+from flowdapt.history.store import HistoryStore, owner_alive
 
 _log = logging.getLogger("flowdapt.triggers")
 _s = orm.trigger_state.c
@@ -74,9 +75,14 @@ class TriggerLedger:
         return firing_id
 
     def _advance(self, conn, trigger_uid: str, scheduled: datetime, now: datetime) -> bool:
-        exists = conn.execute(select(_s.trigger_uid).where(_s.trigger_uid == trigger_uid)).first()
-        if exists is None:
+        state = conn.execute(select(_s.lease_owner).where(_s.trigger_uid == trigger_uid)).first()
+        if state is None:
             conn.execute(insert(orm.trigger_state).values(trigger_uid=trigger_uid))
+        elif state.lease_owner not in (None, self.owner) and not owner_alive(state.lease_owner):
+            # The leaseholder crashed on this host (a restart after kill -9): its lease is void at once.
+            conn.execute(update(orm.trigger_state)
+                         .where(_s.trigger_uid == trigger_uid, _s.lease_owner == state.lease_owner)
+                         .values(lease_owner=None, lease_until=None))
         won = conn.execute(
             update(orm.trigger_state)
             .where(_s.trigger_uid == trigger_uid,

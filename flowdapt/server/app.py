@@ -29,7 +29,6 @@ class FlowdaptApp(ExtensionApp):
 
     name = "flowdapt"
     description = "flowdapt workflow, trigger and event services with a REST API"
-    open_browser = False
 
     max_concurrent_runs = Int(8, config=True, help="Runs that execute at once; more wait in a queue (0: no limit).")
     drain_timeout = Float(30.0, config=True, help="Seconds to let runs finish on shutdown before cancelling them.")
