@@ -1,0 +1,86 @@
+"""``notebook_stage``: a one-cell parameterized notebook run 20× as a flowdapt stage vs raw papermill.
+
+Both sides execute the same notebook with the same parameter, one run after another, each in a
+fresh kernel (no warm kernel pool). Target: flowdapt ≤ 1.1× raw ``papermill.execute_notebook``.
+Run ``python bench/notebook.py``; results go to ``bench/results/notebook.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+RUNS = 20
+RESULTS = Path(__file__).resolve().parent / "results" / "notebook.json"
+
+
+def _notebook(folder: Path) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("y = x * 2")]
+    path = folder / "one_cell.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _time(function, runs: int) -> list[float]:
+    function(0)  # warm-up: imports, first kernel start
+    times = []
+    for index in range(runs):
+        start = time.perf_counter()
+        function(index)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    """Measure, print a table and write ``bench/results/notebook.json``."""
+    import papermill
+
+    import flowdapt
+    from flowdapt.notebook.paths import set_workbench_root
+    from flowdapt.settings import Settings, set_settings
+
+    with tempfile.TemporaryDirectory(prefix="flowdapt-bench-") as tmp:
+        folder = Path(tmp)
+        notebook = _notebook(folder)
+        set_settings(Settings(app_dir=folder / "app"))
+        set_workbench_root(folder)
+        workflow = {"metadata": {"name": "bench-notebook"},
+                    "spec": {"stages": [{"name": "one", "type": "notebook", "target": notebook.name}]}}
+
+        def raw(index: int) -> None:
+            papermill.execute_notebook(str(notebook), str(folder / f"raw-{index}.ipynb"), parameters={"x": index},
+                                       progress_bar=False, kernel_name="python3")
+
+        def stage(index: int) -> None:
+            run = flowdapt.run_workflow(workflow, {"x": index}, executor="local")
+            assert run.state == "finished", run.error
+
+        measured = {"papermill.execute_notebook": _time(raw, RUNS), "flowdapt notebook stage": _time(stage, RUNS)}
+        set_workbench_root(None)
+        set_settings(None)
+    rows = []
+    base = statistics.median(measured["papermill.execute_notebook"])
+    for engine, times in measured.items():
+        median = statistics.median(times)
+        rows.append({"benchmark": "notebook_stage", "engine": engine, "runs": RUNS, "median_s": round(median, 4),
+                     "mean_s": round(statistics.mean(times), 4), "min_s": round(min(times), 4),
+                     "ratio_to_papermill": round(median / base, 3)})
+    print(f"{'benchmark':<16}{'engine':<30}{'median ms':>10}{'mean ms':>10}{'min ms':>10}{'ratio':>8}")
+    for row in rows:
+        print(f"{row['benchmark']:<16}{row['engine']:<30}{row['median_s'] * 1000:>10.1f}{row['mean_s'] * 1000:>10.1f}"
+              f"{row['min_s'] * 1000:>10.1f}{row['ratio_to_papermill']:>8.3f}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"cpus": os.cpu_count(), "results": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
