@@ -56,9 +56,29 @@ def _ensure_worker() -> None:
         object_store.register_cluster_memory("dask", DaskMemory())
 
 
+class _Opaque:
+    """A plain value Dask must not walk into (it parses lists in task arguments item by item)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __reduce__(self):
+        return (_Opaque, (self.value,))
+
+
+def _opaque(values: list[Any]) -> list[Any]:
+    return [value if isinstance(value, Future) else _Opaque(value) for value in values]
+
+
+def _plain(values: tuple[Any, ...]) -> list[Any]:
+    return [value.value if isinstance(value, _Opaque) else value for value in values]
+
+
 def _invoke(call: StageCall, *upstream: Any) -> Any:
     _ensure_worker()
-    value = invoke(call, list(upstream))
+    value = invoke(call, _plain(upstream))
     if isinstance(value, TaskError):
         raise StageFailed(value)
     return value
@@ -66,8 +86,9 @@ def _invoke(call: StageCall, *upstream: Any) -> Any:
 
 def _run_chunk(call: StageCall, items: Any, start: int, stop: int, sliced: bool, *rest: Any) -> ChunkResult:
     _ensure_worker()
+    items = items.value if isinstance(items, _Opaque) else items
     chunk = items if sliced else as_sequence(items)[start:stop]
-    return run_items(call, list(chunk), start, list(rest))
+    return run_items(call, list(chunk), start, _plain(rest))
 
 
 def _length(items: Any) -> int:
@@ -331,7 +352,8 @@ class DaskExecutor(ClusterExecutor):
 
     def _launch_call(self, call: StageCall, upstream: list[Any], options: Any, report: CallReport,
                      handle: TaskHandle) -> None:
-        future = self.client.submit(_invoke, call, *upstream, key=self._key(call), resources=options, pure=False)
+        future = self.client.submit(_invoke, call, *_opaque(upstream), key=self._key(call), resources=options,
+                                    pure=False)
         handle.futures.append(future)
 
         def done(future: Future) -> None:
@@ -347,8 +369,9 @@ class DaskExecutor(ClusterExecutor):
                        options: Any, report: ChunkReport, handle: TaskHandle) -> None:
         client = self.client
         remote = self._is_handle(items)
+        rest = _opaque(rest)
         for start, stop in bounds:
-            chunk = items if remote else items[start:stop]
+            chunk = items if remote else _Opaque(items[start:stop])
             future = client.submit(_run_chunk, call, chunk, start, stop, not remote, *rest, key=self._key(call),
                                    resources=options, pure=False)
             handle.futures.append(future)
