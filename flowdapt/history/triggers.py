@@ -53,11 +53,13 @@ class TriggerLedger:
             return {uid: _aware(when) for uid, when in rows}  # type: ignore[misc]
 
     def claim(self, trigger_uid: str, trigger_name: str, action: str, scheduled: datetime | None,
-              *, fired_at: datetime | None = None) -> str | None:
+              *, fired_at: datetime | None = None, run_uid: str | None = None,
+              error: str | None = None) -> str | None:
         """Record one firing; returns its id, or ``None`` if this time already fired or another server leads.
 
         ``scheduled`` is the schedule time being fired (``None`` for condition triggers, which only
-        record the firing). The last fire time, the lease and the firing row commit together.
+        record the firing, with its outcome). The last fire time, the lease and the firing row
+        commit together.
         """
         now = fired_at or datetime.now(timezone.utc)
         firing_id = uuid4().hex
@@ -67,7 +69,7 @@ class TriggerLedger:
                     return None
                 conn.execute(insert(orm.trigger_firings).values(
                     id=firing_id, trigger=trigger_name, fired_at=naive_utc(now), action=action,
-                    run_uid=None, ok=True, error=None))
+                    run_uid=run_uid, ok=error is None, error=error))
         except (IntegrityError, DBAPIError) as exc:
             # Another server inserted the state row or updated it concurrently: it fires, not us.
             _log.debug("lost the claim on trigger %s: %s", trigger_name, exc)

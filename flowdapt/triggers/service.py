@@ -9,7 +9,8 @@ its last update: due times are the cron times after the anchor up to now. With `
 which stores the last fire time with the firing record in one transaction and honours leases, so a
 time never fires twice: not after a restart, not with two servers on one database.
 
-Conditions: every event on the bus is evaluated against each enabled condition trigger.
+Conditions: every event on the bus is evaluated against each enabled condition trigger; a match
+runs the action at once and records the firing with its outcome afterwards.
 """
 
 from __future__ import annotations
@@ -205,11 +206,13 @@ class TriggerService:
 
     async def _fire(self, trigger: TriggerRule, scheduled: datetime | None, event: Event | None) -> None:
         action = trigger.spec.action
-        firing = await asyncio.to_thread(self.ledger.claim, trigger.uid, trigger.name, action.target, scheduled)
-        if firing is None:
-            return
-        if scheduled is not None:
+        firing = None
+        if scheduled is not None:  # schedules claim the time first: it must fire exactly once
+            firing = await asyncio.to_thread(self.ledger.claim, trigger.uid, trigger.name, action.target, scheduled)
+            if firing is None:
+                return
             self._last_fire[trigger.uid] = scheduled
+        fired_at = _utcnow()
         self.fired += 1
         run_uid, error = None, None
         try:
@@ -217,7 +220,11 @@ class TriggerService:
         except Exception as exc:  # noqa: BLE001 - the outcome is recorded on the firing
             error = f"{type(exc).__name__}: {exc}"
             _log.warning("trigger %s: action %s failed: %s", trigger.name, action.target, error)
-        await asyncio.to_thread(self.ledger.record_outcome, firing, run_uid=run_uid, error=error)
+        if firing is None:  # an event firing is recorded once, with its outcome, off the path to the run
+            await asyncio.to_thread(self.ledger.claim, trigger.uid, trigger.name, action.target, None,
+                                    fired_at=fired_at, run_uid=run_uid, error=error)
+        else:
+            await asyncio.to_thread(self.ledger.record_outcome, firing, run_uid=run_uid, error=error)
         self.bus.publish(Event(type=TRIGGER_FIRED, source="triggers", channel="triggers", data={
             "trigger": trigger.name, "action": action.target, "run_uid": run_uid, "ok": error is None,
             "error": error, "scheduled_for": scheduled and scheduled.isoformat()}))
