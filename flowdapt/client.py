@@ -88,7 +88,7 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise ServerError(503, f"cannot reach the flowdapt server at {self.url}: {exc}") from None
+            raise ServerError(503, f"cannot talk to the server at {self.url}: {exc}") from None
         if response.is_error:
             try:
                 detail = response.json()["detail"]
