@@ -131,10 +131,13 @@ class Client:
 
     # -- runs ----------------------------------------------------------------------------------------------
     def run(self, workflow: str, input: dict[str, Any] | None = None, *, wait: bool = True,
-            namespace: str | None = None, executor: str | None = None) -> WorkflowRun:
-        """Run a workflow on the server; with ``wait``, return once it has ended."""
+            namespace: str | None = None, executor: str | None = None, source: str | None = None) -> WorkflowRun:
+        """Run a workflow on the server; with ``wait``, return once it has ended.
+
+        ``source`` (``api`` by default, ``manual`` or ``notebook``) is recorded on the run.
+        """
         params = {"wait": str(wait).lower(), **{k: v for k, v in (("namespace", namespace),
-                                                                  ("executor", executor)) if v}}
+                                                                  ("executor", executor), ("source", source)) if v}}
         return WorkflowRun.model_validate(self._call("POST", f"workflows/{workflow}/run", json=input or {},
                                                      params=params, timeout=None if wait else httpx.USE_CLIENT_DEFAULT))
 

@@ -49,7 +49,8 @@ class Backend(ABC):
 
     @abstractmethod
     def run(self, workflow: str, input: dict[str, Any], *, wait: bool, executor: str | None,
-            namespace: str | None, on_event: Callable[[Event], None] | None = None) -> WorkflowRun:
+            namespace: str | None, on_event: Callable[[Event], None] | None = None,
+            source: str = "manual") -> WorkflowRun:
         """Start a workflow by name or uid; with ``wait``, return once it has ended."""
 
     @abstractmethod
@@ -98,11 +99,12 @@ class LocalBackend(Backend):
         return self.store.get_run(identifier)
 
     def run(self, workflow: str, input: dict[str, Any], *, wait: bool, executor: str | None,
-            namespace: str | None, on_event: Callable[[Event], None] | None = None) -> WorkflowRun:
+            namespace: str | None, on_event: Callable[[Event], None] | None = None,
+            source: str = "manual") -> WorkflowRun:
         from flowdapt.compute.api import run_workflow
 
         return run_workflow(workflow, input, executor=executor, namespace=namespace, wait=wait,
-                            on_event=on_event, source="manual")
+                            on_event=on_event, source=source)
 
     def cancel(self, identifier: str) -> WorkflowRun:
         run = self.store.request_cancel(identifier)

@@ -41,8 +41,9 @@ class HttpBackend(Backend):
         return self.client.get_run(identifier)
 
     def run(self, workflow: str, input: dict[str, Any], *, wait: bool, executor: str | None,
-            namespace: str | None, on_event: Callable[[Event], None] | None = None) -> WorkflowRun:
-        return self.client.run(workflow, input, wait=wait, namespace=namespace, executor=executor)
+            namespace: str | None, on_event: Callable[[Event], None] | None = None,
+            source: str = "manual") -> WorkflowRun:
+        return self.client.run(workflow, input, wait=wait, namespace=namespace, executor=executor, source=source)
 
     def cancel(self, identifier: str) -> WorkflowRun:
         return self.client.cancel(identifier)

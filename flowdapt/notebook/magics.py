@@ -211,7 +211,8 @@ class FlowdaptMagics(Magics):
             self._live = {key: live for key, live in self._live.items() if not live.done}
             self._live[run.name] = self._live[run.uid] = run
         else:
-            run = backend.run(definition.name, data, wait=False, executor=args.executor, namespace=args.namespace)
+            run = backend.run(definition.name, data, wait=False, executor=args.executor, namespace=args.namespace,
+                              source="notebook")
             uid = run.uid
             current = lambda: backend.get_run(uid)  # noqa: E731
         if view is not None:

@@ -3,7 +3,8 @@
 Loaded by ``jupyter lab`` / ``jupyter server`` (enabled by ``jupyter_server_config.d/flowdapt.json``),
 by ``flowdapt lab``, and headless by ``flowdapt serve``. The services start once the server's
 event loop runs and stop with the server (runs drained, executor closed, history flushed).
-While they run, kernels started by the server inherit ``FLOWDAPT_URL`` / ``FLOWDAPT_TOKEN``, and
+While they run, the server's root dir is the workbench root, kernels started by the server inherit
+``FLOWDAPT_URL`` / ``FLOWDAPT_TOKEN`` / ``FLOWDAPT_WORKBENCH_ROOT``, and
 ``server.json`` in the app dir tells local clients where the server is.
 """
 
@@ -16,12 +17,13 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Float, Int, Unicode
 
+from flowdapt.notebook.paths import ROOT_ENV, set_workbench_root
 from flowdapt.server.handlers import ROUTES
 from flowdapt.server.runtime import remove_runtime_file, write_runtime_file
 from flowdapt.server.services import ServerOptions, Services
 from flowdapt.settings import get_settings
 
-KERNEL_ENV = ("FLOWDAPT_URL", "FLOWDAPT_TOKEN")
+KERNEL_ENV = ("FLOWDAPT_URL", "FLOWDAPT_TOKEN", ROOT_ENV)
 
 
 class FlowdaptApp(ExtensionApp):
@@ -49,10 +51,13 @@ class FlowdaptApp(ExtensionApp):
         self.handlers.extend(ROUTES)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        root = os.path.abspath(os.path.expanduser(serverapp.root_dir))
+        set_workbench_root(root)  # notebook stages and %%flowdapt stage cells resolve paths against it
         await self.services.start()
         url, token = serverapp.connection_url, serverapp.identity_provider.token or ""
         self._saved_env = {name: os.environ.get(name) for name in KERNEL_ENV}
-        os.environ.update(FLOWDAPT_URL=url, FLOWDAPT_TOKEN=token)  # inherited by the kernels the server starts
+        # Inherited by the kernels the server starts.
+        os.environ.update({"FLOWDAPT_URL": url, "FLOWDAPT_TOKEN": token, ROOT_ENV: root})
         write_runtime_file(self.services.settings.app_dir, url, token)
         self.log.info("flowdapt services running; REST API at %s", url_path_join(url, "flowdapt/api/v1/"))
 
@@ -64,6 +69,7 @@ class FlowdaptApp(ExtensionApp):
             else:
                 os.environ[name] = value
         await self.services.stop()
+        set_workbench_root(None)
 
 
 class HeadlessFlowdaptApp(FlowdaptApp):

@@ -43,6 +43,7 @@ class RunOptions(BaseModel):
     wait: bool = True
     namespace: str | None = None
     executor: str | None = None
+    source: Literal["api", "manual", "notebook"] = "api"  # what a client may say it is; never "trigger"
 
 
 class RunsQuery(RunQuery):
@@ -231,7 +232,7 @@ class RunWorkflowHandler(FlowdaptHandler):
         if not isinstance(data, dict):
             raise RequestError("body: the run input must be a JSON object", 422)
         compute = self.services.compute
-        run = await compute.submit(identifier, data, source="api", namespace=options.namespace,
+        run = await compute.submit(identifier, data, source=options.source, namespace=options.namespace,
                                    executor=options.executor)
         if options.wait:
             run = await compute.wait(run)

@@ -59,7 +59,8 @@ def _paths() -> dict[str, dict[str, Any]]:
                                response={"type": "array", "items": {"type": "object"}}, errors=(400, 422, 503))},
         "/workflows/{identifier}/run": {"post": _op(
             "run_workflow", "Run a workflow; the body is the input. wait=true answers when it has ended",
-            ok=(200, 202), params=[ID, _param("wait", "boolean"), _param("namespace"), _param("executor")],
+            ok=(200, 202), params=[ID, _param("wait", "boolean"), _param("namespace"), _param("executor"),
+                                    _param("source", description="recorded on the run: api (default), manual or notebook")],
             body={"type": "object"}, response=_ref("WorkflowRun"), errors=(400, 404, 422, 503))},
         "/triggers/{identifier}/enable": {"post": _op("enable_trigger", "Enable a trigger", params=[ID],
                                                       response=_ref("TriggerRule"), errors=(404,))},
