@@ -17,7 +17,9 @@ from flowdapt.settings import Settings, set_settings  # noqa: E402
 
 # Options of the test clusters: small, no dashboard, one custom resource to place stages on.
 DASK_TEST_OPTIONS = {"workers": 2, "threads": 4, "memory": "2GB", "resources": {"trainer": 1}}
-RAY_TEST_OPTIONS = {"num_cpus": 2, "object_store_memory": "1GB", "resources": {"trainer": 1}}
+# Ray's cpus are scheduling slots: 4 on this 2-core box leaves room for the replacement worker
+# Ray starts after a forced cancel, so a cancelled sleeper never delays the next test's stages.
+RAY_TEST_OPTIONS = {"num_cpus": 4, "object_store_memory": "1GB", "resources": {"trainer": 1}}
 
 
 def _dask_executor() -> BaseExecutor:
