@@ -178,6 +178,18 @@ def test_daily_success_rate_and_duration_percentiles_are_computed_in_sql(flowdap
     assert load.p50_duration == pytest.approx(2.5)
 
 
+def test_the_writer_replaces_rows_another_writer_wrote(flowdapt_store):
+    # The writer inserts keys it has not written before without an upsert; a key already in the
+    # database (another process, an earlier start) must still be replaced, not lost.
+    row = _synthetic_run("x1", "etl", "running", datetime(2024, 3, 1), 1)
+    with flowdapt_store.engine.begin() as conn:
+        upsert(conn, orm.runs, [row])
+    flowdapt_store.writer.put((orm.runs, {**row, "state": "finished"}))
+    flowdapt_store.flush()
+    assert flowdapt_store.get_run("x1").state == "finished"
+    assert flowdapt_store.writer.rows_written >= 1
+
+
 def test_trigger_firings_are_logged_newest_first(flowdapt_store):
     for number, ok in enumerate([True, False, True]):
         data = {"trigger": "nightly" if number < 2 else "hourly", "action": "run_workflow",

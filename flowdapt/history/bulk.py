@@ -1,76 +1,104 @@
 """Writing many rows at once, by primary key (insert or replace), the fast way for each database.
 
-DuckDB gets one Arrow table per batch and a single ``INSERT OR REPLACE ... SELECT`` (its
-``executemany`` runs row by row and is a trap); SQLite and PostgreSQL get one ``executemany``
-of an ``INSERT ... ON CONFLICT DO UPDATE``, which their drivers batch.
+Batches arrive column by column (:func:`upsert_columns`). DuckDB gets one Arrow table per batch
+and a single ``INSERT OR REPLACE ... SELECT`` over it (its ``executemany`` runs row by row and is
+a trap); Arrow converts aware timestamps to naive UTC itself. SQLite and PostgreSQL get one
+``executemany`` of an ``INSERT ... ON CONFLICT DO UPDATE``, which their drivers batch.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from functools import cache
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.sql.sqltypes import Boolean, DateTime, Float, Integer
 
 from flowdapt.history.orm import JsonText, dump_json
 
+Columns = Mapping[str, Sequence[Any]]  # column name -> values, one per row, every column of the table
 
-def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` (complete rows) into ``table``, replacing rows with the same primary key."""
-    if not rows:
+
+def upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (complete rows, by column name) into ``table``, replacing rows with the same primary key."""
+    if rows:
+        upsert_columns(conn, table, {column.name: [row[column.name] for row in rows] for column in table.columns})
+
+
+def upsert_columns(conn: Connection, table: Table, columns: Columns, *, replace: bool = True) -> None:
+    """Insert a batch given column by column into ``table``, replacing rows with the same primary key.
+
+    Timestamps may be aware (stored as naive UTC); JSON columns take plain data or pydantic models.
+    ``replace=False`` is a plain insert, for keys known to be new: it fails on an existing key, and
+    on DuckDB costs about half as much per row as the replacing one.
+    """
+    if not columns[table.columns[0].name]:
         return
     dialect = conn.dialect.name
     if dialect == "duckdb":
-        _upsert_arrow(conn, table, rows)
+        _upsert_arrow(conn, table, columns, replace)
         return
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:
         from sqlalchemy.dialects.postgresql import insert
     statement = insert(table)
-    keys = [column.name for column in table.primary_key.columns]
-    statement = statement.on_conflict_do_update(
-        index_elements=keys,
-        set_={column.name: statement.excluded[column.name] for column in table.columns if column.name not in keys},
-    )
-    conn.execute(statement, list(rows))
+    if replace:
+        keys = [column.name for column in table.primary_key.columns]
+        statement = statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={column.name: statement.excluded[column.name] for column in table.columns
+                  if column.name not in keys},
+        )
+    names = [column.name for column in table.columns]
+    timestamps = _columns_of_type(table, DateTime)
+    values = [[naive_utc(value) for value in columns[name]] if name in timestamps else columns[name] for name in names]
+    conn.execute(statement, [dict(zip(names, row)) for row in zip(*values)])
 
 
-def _arrow_type(column: Any) -> Any:
+@cache
+def _columns_of_type(table: Table, kind: type) -> frozenset[str]:
+    return frozenset(column.name for column in table.columns if isinstance(column.type, kind))
+
+
+@cache
+def _arrow_schema(table: Table) -> Any:
     import pyarrow as pa
 
-    kind = column.type
-    if isinstance(kind, DateTime):
-        return pa.timestamp("us")
-    if isinstance(kind, Boolean):
-        return pa.bool_()
-    if isinstance(kind, Integer):
-        return pa.int64()
-    if isinstance(kind, Float):
-        return pa.float64()
-    return pa.string()
+    def arrow_type(kind: Any) -> Any:
+        if isinstance(kind, DateTime):
+            return pa.timestamp("us")
+        if isinstance(kind, Boolean):
+            return pa.bool_()
+        if isinstance(kind, Integer):
+            return pa.int64()
+        if isinstance(kind, Float):
+            return pa.float64()
+        return pa.string()
+
+    return pa.schema([(column.name, arrow_type(column.type)) for column in table.columns])
 
 
-def _upsert_arrow(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+def _upsert_arrow(conn: Connection, table: Table, columns: Columns, replace: bool) -> None:
     import pyarrow as pa  # only DuckDB needs Arrow
 
-    names = [column.name for column in table.columns]
-    json_columns = {column.name for column in table.columns if isinstance(column.type, JsonText)}
+    schema = _arrow_schema(table)
+    json_columns = _columns_of_type(table, JsonText)
     arrays = []
-    for column in table.columns:
-        name = column.name
-        values = [row[name] for row in rows]
-        if name in json_columns:
+    for field in schema:
+        values = columns[field.name]
+        if field.name in json_columns:
             values = [None if value is None else dump_json(value) for value in values]
-        arrays.append(pa.array(values, type=_arrow_type(column)))
-    batch = pa.Table.from_arrays(arrays, names=names)
+        arrays.append(pa.array(values, type=field.type))
+    batch = pa.Table.from_arrays(arrays, schema=schema)
     view = f"flowdapt_batch_{table.name}"
     duck = conn.connection.driver_connection
     duck.register(view, batch)
     try:
-        columns = ", ".join(f'"{name}"' for name in names)
-        conn.exec_driver_sql(f'INSERT OR REPLACE INTO "{table.name}" ({columns}) SELECT {columns} FROM {view}')
+        names = ", ".join(f'"{name}"' for name in schema.names)
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        conn.exec_driver_sql(f'{verb} INTO "{table.name}" ({names}) SELECT {names} FROM {view}')
     finally:
         duck.unregister(view)
 

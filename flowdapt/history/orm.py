@@ -2,6 +2,7 @@
 
 Keys are text (resource uids, run uids, ``run:stage:attempt``): DuckDB has no autoincrement.
 Timestamps are naive UTC. JSON documents are stored as text so every backend reads them alike.
+Each table's primary key is its first column: the writer keys rows by ``values[0]``.
 Secondary indexes are created on SQLite and PostgreSQL only: DuckDB scans with zone maps and
 refuses upserts that touch indexed columns (a run's ``state`` changes while it runs).
 """
@@ -44,8 +45,19 @@ class JsonText(TypeDecorator):
 
 
 def dump_json(value: Any) -> str:
-    """Compact JSON; anything JSON cannot express is written with ``repr``."""
-    return json.dumps(value, separators=(",", ":"), default=repr)
+    """Compact JSON; pydantic models as their ``model_dump()``, anything else JSON cannot express with ``repr``."""
+    return json.dumps(value, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    # Rows carry live ErrorInfo/ItemFailure models (copying them on the emitting thread would cost it time).
+    dump = getattr(value, "model_dump", None)
+    return dump() if dump is not None else repr(value)
+
+
+def row_values(table: Table, row: Any) -> tuple[Any, ...]:
+    """A row given by column name (a mapping) as its values in column order, as the writer queues rows."""
+    return tuple(row[column.name] for column in table.columns)
 
 
 schema_info = Table(

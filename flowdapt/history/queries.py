@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Float, and_, case, cast, func, select
 
@@ -11,10 +11,12 @@ from flowdapt.errors import ResourceNotFoundError
 from flowdapt.history import orm
 from flowdapt.history.bulk import naive_utc
 from flowdapt.history.models import DailyWorkflowStats, RunQuery, StageAttempt, StageStats, TriggerFiring
-from flowdapt.history.sqlfuncs import day, percentile
+from flowdapt.history.sqlfuncs import day, percentiles
 from flowdapt.resources.models import ErrorInfo, StageRun, WorkflowRun
 
-TERMINAL = ("finished", "failed", "cancelled", "interrupted")
+_NOT_ENDED = ("pending", "running")  # every other run state is terminal; two comparisons instead of four
+_MEDIAN_P95 = (0.5, 0.95)
+Stats = TypeVar("Stats", DailyWorkflowStats, StageStats)
 _RUN_COLUMNS = [c for c in orm.runs.c if c.name not in ("duration", "owner")]
 
 
@@ -42,7 +44,8 @@ def _time_window(column: Any, since: datetime | None, until: datetime | None) ->
 
 # Newest-first listings try these windows (days before the newest run) before scanning everything:
 # on DuckDB a time filter prunes whole row groups by their min/max, so "last 50 runs" stays fast
-# however long the history grows.
+# however long the history grows. DuckDB finds the newest run inside the same statement (it has no
+# statement cache through duckdb-engine, so each extra statement costs a compile and a round trip).
 _RECENT_WINDOWS_DAYS = (1, 30)
 
 
@@ -56,7 +59,9 @@ def list_runs(conn: Connection, query: RunQuery) -> list[WorkflowRun]:
     statement = (select(*_RUN_COLUMNS).order_by(runs.started_at.desc().nulls_first(), runs.uid)
                  .limit(query.limit).offset(query.offset))
     if query.since is None and query.until is None:
-        newest = conn.execute(select(func.max(runs.started_at))).scalar()
+        newest: Any = select(func.max(runs.started_at)).scalar_subquery()
+        if conn.dialect.name != "duckdb":  # SQLite stores text: no timestamp arithmetic in SQL
+            newest = conn.execute(select(newest)).scalar()
         if newest is not None:
             for days in _RECENT_WINDOWS_DAYS:
                 rows = conn.execute(statement.where(
@@ -111,11 +116,27 @@ def stage_attempts(conn: Connection, identifier: str) -> list[StageAttempt]:
             for row in conn.execute(statement)]
 
 
+def _stats(conn: Connection, statement: Any, model: type[Stats]) -> list[Stats]:
+    """Rows of a statistics query as ``model``s; its ``durations`` list becomes p50/p95.
+
+    One ``fetchall`` and one key list for the whole result: thousands of rows (a year of days per
+    workflow) must not pay a cursor call and a row mapping each.
+    """
+    result = conn.execute(statement)
+    names = list(result.keys())
+    stats = []
+    for row in result.all():
+        data = dict(zip(names, row))
+        data["p50_duration"], data["p95_duration"] = data.pop("durations") or (None, None)
+        stats.append(model(**data))
+    return stats
+
+
 def daily_workflow_stats(conn: Connection, workflow: str | None = None, since: datetime | None = None,
                          until: datetime | None = None) -> list[DailyWorkflowStats]:
-    """Per workflow and UTC day: runs ended, successes, success rate, mean/p50/p95 duration."""
+    """Per workflow and UTC day: runs ended, successes, success rate, mean/p50/p95 duration (exact percentiles)."""
     r = orm.runs.c
-    clauses = [r.state.in_(TERMINAL), *_time_window(r.started_at, since, until)]
+    clauses = [r.state.not_in(_NOT_ENDED), *_time_window(r.started_at, since, until)]
     if workflow is not None:
         clauses.append(r.workflow == workflow)
     bucket = day(r.started_at).label("day")
@@ -125,16 +146,15 @@ def daily_workflow_stats(conn: Connection, workflow: str | None = None, since: d
                func.sum(case((r.state == "failed", 1), else_=0)).label("failed"),
                (cast(finished, Float) / func.count()).label("success_rate"),
                func.avg(r.duration).label("mean_duration"),
-               percentile(r.duration, 0.5).label("p50_duration"),
-               percentile(r.duration, 0.95).label("p95_duration"))
+               percentiles(r.duration, _MEDIAN_P95).label("durations"))
         .where(*clauses).group_by(r.workflow, bucket).order_by(r.workflow, bucket)
     )
-    return [DailyWorkflowStats(**row._mapping) for row in conn.execute(statement)]
+    return _stats(conn, statement, DailyWorkflowStats)
 
 
 def stage_stats(conn: Connection, workflow: str | None = None, since: datetime | None = None,
                 until: datetime | None = None) -> list[StageStats]:
-    """Per workflow and stage: attempts, failures and duration statistics of finished attempts."""
+    """Per workflow and stage: attempts, failures and duration statistics of finished attempts (exact percentiles)."""
     s = orm.stage_runs.c
     clauses = [s.state.in_(("finished", "failed")), *_time_window(s.started_at, since, until)]
     if workflow is not None:
@@ -143,13 +163,12 @@ def stage_stats(conn: Connection, workflow: str | None = None, since: datetime |
         select(s.workflow, s.stage, func.count().label("attempts"),
                func.sum(case((s.state == "failed", 1), else_=0)).label("failed"),
                func.avg(s.duration).label("mean_duration"),
-               percentile(s.duration, 0.5).label("p50_duration"),
-               percentile(s.duration, 0.95).label("p95_duration"),
+               percentiles(s.duration, _MEDIAN_P95).label("durations"),
                func.max(s.duration).label("max_duration"),
                func.coalesce(func.sum(s.items_failed), 0).label("items_failed"))
         .where(*clauses).group_by(s.workflow, s.stage).order_by(s.workflow, s.stage)
     )
-    return [StageStats(**row._mapping) for row in conn.execute(statement)]
+    return _stats(conn, statement, StageStats)
 
 
 def trigger_firings(conn: Connection, trigger: str | None = None, since: datetime | None = None,

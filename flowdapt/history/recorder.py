@@ -1,8 +1,9 @@
 """The event listener that turns engine events into history rows.
 
-It runs in the runner's thread, so it only copies the fields it needs into plain dicts and hands
-them to the writer; serialising and writing happen in the writer's thread. Every row it makes is
-complete, so the writer can keep only the newest row per key.
+It runs in the emitting (runner's) thread and competes with it for the GIL, so it only snapshots
+the fields it needs into one tuple per event, in the table's column order, and queues it: no
+dicts, no serialising, no timestamp conversion (the writer thread does those for a whole batch
+at once). Every row it makes is complete, so the writer can keep only the newest row per key.
 
 Trigger firings arrive as events of type :data:`TRIGGER_FIRED` whose ``data`` is
 ``{"trigger", "action", "run_uid", "ok", "error"}`` (the trigger service publishes them).
@@ -27,8 +28,10 @@ from flowdapt.history import orm
 from flowdapt.resources.models import StageRun, WorkflowRun
 
 TRIGGER_FIRED = "com.event.trigger.trigger_fired"
-Row = tuple[Any, dict[str, Any]]  # (table, complete row)
+Row = tuple[Any, tuple[Any, ...]]  # (table, complete row: values in column order, primary key first)
 _STAGE_EVENTS = (StageStarted, StageFinished, StageFailed, StageRetried, ItemsProgress)
+RUN_COLUMNS = tuple(column.name for column in orm.runs.columns)
+_NO_POSITIONS: dict[int, int] = {}
 
 
 def _now() -> datetime:
@@ -40,7 +43,7 @@ class HistoryRecorder:
 
     Parameters
     ----------
-    put : receives ``(table, row)``; the writer's queue
+    put : receives ``(table, values)``; the writer's queue
     owner : ``host:pid`` recorded on runs, so a later start can tell crashed runs from live ones
     on_run : called with each live run on its start and finish (the writer tracks cancel requests)
     """
@@ -51,49 +54,53 @@ class HistoryRecorder:
         self.owner = owner
         self.on_run = on_run
         self._attempt_started: dict[tuple[str, str], datetime] = {}
+        self._positions: dict[str, dict[int, int]] = {}  # run uid -> {id(stage record): position}
 
     def __call__(self, event: Event) -> None:
         kind = type(event)
         if kind in _STAGE_EVENTS:
-            self.put((orm.stage_runs, self._stage_row(event, kind)))  # type: ignore[arg-type]
+            self.put((orm.stage_runs, self._stage_values(event, kind)))  # type: ignore[arg-type]
         elif kind is RunStarted or kind is RunFinished:
-            self.put((orm.runs, self.run_row(event.run)))  # type: ignore[attr-defined]
+            run: WorkflowRun = event.run  # type: ignore[attr-defined]
+            self.put((orm.runs, self.run_values(run)))
+            if kind is RunFinished:
+                self._positions.pop(run.uid, None)
             if self.on_run is not None:
-                self.on_run(event.run)  # type: ignore[attr-defined]
+                self.on_run(run)
         elif event.type == TRIGGER_FIRED:
-            self.put((orm.trigger_firings, firing_row(event)))
+            self.put((orm.trigger_firings, orm.row_values(orm.trigger_firings, firing_row(event))))
+
+    def run_values(self, run: WorkflowRun) -> tuple[Any, ...]:
+        """The ``runs`` row of ``run`` as it stands now, in column order (duration is the writer's)."""
+        return (run.uid, run.name, run.workflow, run.source, run.state, run.executor, run.namespace,
+                run.input, run.result, run.error, run.started_at, run.finished_at, None, self.owner)
 
     def run_row(self, run: WorkflowRun) -> dict[str, Any]:
-        """The ``runs`` row of ``run`` as it stands now."""
-        return {"uid": run.uid, "name": run.name, "workflow": run.workflow, "source": run.source,
-                "state": run.state, "executor": run.executor, "namespace": run.namespace,
-                "input": run.input, "result": run.result, "error": run.error,
-                "started_at": run.started_at, "finished_at": run.finished_at, "duration": None,
-                "owner": self.owner}
+        """The ``runs`` row of ``run`` as it stands now, by column name."""
+        return dict(zip(RUN_COLUMNS, self.run_values(run)))
 
-    def _stage_row(self, event: Any, kind: type) -> dict[str, Any]:
+    def _stage_values(self, event: Any, kind: type) -> tuple[Any, ...]:
         run: WorkflowRun = event.run
         stage: StageRun = event.stage
         attempt = stage.attempts
-        key = (run.uid, stage.name)
-        state, finished_at = stage.state, stage.finished_at
+        state, started_at, finished_at = stage.state, stage.started_at, stage.finished_at
         if attempt > 1:
+            key = (run.uid, stage.name)
             if kind is StageStarted:
                 self._attempt_started[key] = _now()
-            started_at = self._attempt_started.get(key, stage.started_at)
-        else:
-            started_at = stage.started_at
+            started_at = self._attempt_started.get(key, started_at)
+            if kind is not StageStarted and kind is not ItemsProgress and kind is not StageRetried:
+                self._attempt_started.pop(key, None)
         if kind is StageRetried:
             state, finished_at = "failed", _now()  # this attempt failed; the next one gets its own row
-        elif kind is not StageStarted and kind is not ItemsProgress and attempt > 1:
-            self._attempt_started.pop(key, None)
-        position = next(index for index, record in enumerate(run.stages) if record is stage)
-        return {"id": f"{run.uid}:{stage.name}:{attempt}", "run_uid": run.uid, "workflow": run.workflow,
-                "stage": stage.name, "position": position, "type": stage.type, "attempt": attempt,
-                "state": state, "started_at": started_at, "finished_at": finished_at, "duration": None,
-                "error": stage.error, "items_total": stage.items_total, "items_done": stage.items_done,
-                "items_failed": stage.items_failed, "item_failures": stage.item_failures or None,
-                "output_notebook": stage.output_notebook}
+        position = self._positions.get(run.uid, _NO_POSITIONS).get(id(stage))
+        if position is None:  # once per run, instead of a search of run.stages per event
+            positions = self._positions[run.uid] = {id(record): index for index, record in enumerate(run.stages)}
+            position = positions[id(stage)]
+        failures = stage.item_failures
+        return (f"{run.uid}:{stage.name}:{attempt}", run.uid, run.workflow, stage.name, position,
+                stage.type, attempt, state, started_at, finished_at, None, stage.error, stage.items_total,
+                stage.items_done, stage.items_failed, list(failures) if failures else None, stage.output_notebook)
 
 
 def firing_row(event: Event) -> dict[str, Any]:

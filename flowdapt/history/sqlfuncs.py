@@ -1,19 +1,22 @@
 """SQL functions the history queries need, compiled per database.
 
-``day(ts)`` truncates a timestamp to its date; ``percentile(col, q)`` is a continuous percentile.
-PostgreSQL and DuckDB share the SQL-standard ``percentile_cont(q) WITHIN GROUP (ORDER BY col)``;
-SQLite has no percentile, so :func:`install_sqlite_functions` registers one as an aggregate that
-runs inside SQLite (the rows never travel to the caller).
+``day(ts)`` truncates a timestamp to its date; ``percentiles(col, (q1, q2))`` is the list of
+continuous percentiles, exact everywhere: DuckDB's ``quantile_cont(col, [q1, q2])``, PostgreSQL's
+``percentile_cont(ARRAY[q1, q2]) WITHIN GROUP (ORDER BY col)``; SQLite has no percentile, so
+:func:`install_sqlite_functions` registers one as an aggregate that runs inside SQLite (the rows
+never travel to the caller).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
-from sqlalchemy.types import DateTime, Float
+from sqlalchemy import literal
+from sqlalchemy.types import DateTime, Float, Text, TypeDecorator
 
 
 class day(FunctionElement):
@@ -35,47 +38,78 @@ def _day_sqlite(element: day, compiler: Any, **kw: Any) -> str:
     return f"date({compiler.process(element.clauses, **kw)})"
 
 
-class percentile(FunctionElement):
-    """``percentile(column, fraction)``: the continuous percentile of ``column`` (linear interpolation)."""
+class _FloatList(TypeDecorator):
+    """A list of floats: DuckDB and PostgreSQL return arrays, the SQLite aggregate JSON text."""
 
-    type = Float()
+    impl = Text
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> list[float | None] | None:
+        return json.loads(value) if isinstance(value, str) else value
+
+
+class percentiles(FunctionElement):
+    """``percentiles(column, (f1, f2, ...))``: continuous percentiles (linear interpolation) as one list.
+
+    One aggregate for all fractions, so each group's values are sorted once, not once per fraction.
+    Every database computes it exactly (no approximate quantiles).
+    """
+
+    type = _FloatList()
     inherit_cache = True
-    name = "percentile"
+    name = "percentiles"
+
+    def __init__(self, column: Any, fractions: tuple[float, ...]) -> None:
+        super().__init__(column, *(literal(float(fraction), Float()) for fraction in fractions))
 
 
-@compiles(percentile)
-def _percentile_default(element: percentile, compiler: Any, **kw: Any) -> str:
-    column, fraction = list(element.clauses)
-    return (f"percentile_cont({compiler.process(fraction, **kw)}) "
-            f"WITHIN GROUP (ORDER BY {compiler.process(column, **kw)})")
+def _parts(element: percentiles, compiler: Any, **kw: Any) -> tuple[str, str]:
+    column, *fractions = (compiler.process(clause, **kw) for clause in element.clauses)
+    return column, ", ".join(fractions)
 
 
-@compiles(percentile, "sqlite")
-def _percentile_sqlite(element: percentile, compiler: Any, **kw: Any) -> str:
-    return f"flowdapt_percentile({compiler.process(element.clauses, **kw)})"
+@compiles(percentiles)
+def _percentiles_duckdb(element: percentiles, compiler: Any, **kw: Any) -> str:
+    column, fractions = _parts(element, compiler, **kw)
+    return f"quantile_cont({column}, [{fractions}])"
 
 
-class _SqlitePercentile:
-    """SQLite aggregate with ``percentile_cont`` semantics."""
+@compiles(percentiles, "postgresql")
+def _percentiles_postgresql(element: percentiles, compiler: Any, **kw: Any) -> str:
+    column, fractions = _parts(element, compiler, **kw)
+    return f"percentile_cont(ARRAY[{fractions}]) WITHIN GROUP (ORDER BY {column})"
+
+
+@compiles(percentiles, "sqlite")
+def _percentiles_sqlite(element: percentiles, compiler: Any, **kw: Any) -> str:
+    column, fractions = _parts(element, compiler, **kw)
+    return f"flowdapt_percentiles({column}, {fractions})"
+
+
+class _SqlitePercentiles:
+    """SQLite aggregate with ``percentile_cont`` semantics; answers a JSON list, one value per fraction."""
 
     def __init__(self) -> None:
         self.values: list[float] = []
-        self.fraction = 0.5
+        self.fractions: tuple[float, ...] = ()
 
-    def step(self, value: float | None, fraction: float) -> None:
-        self.fraction = fraction
+    def step(self, value: float | None, *fractions: float) -> None:
+        self.fractions = fractions
         if value is not None:
             self.values.append(value)
 
-    def finalize(self) -> float | None:
+    def finalize(self) -> str | None:
         values = sorted(self.values)
         if not values:
             return None
-        position = (len(values) - 1) * self.fraction
-        low, high = math.floor(position), math.ceil(position)
-        return values[low] + (values[high] - values[low]) * (position - low)
+        answers = []
+        for fraction in self.fractions:
+            position = (len(values) - 1) * fraction
+            low, high = math.floor(position), math.ceil(position)
+            answers.append(values[low] + (values[high] - values[low]) * (position - low))
+        return json.dumps(answers)
 
 
 def install_sqlite_functions(dbapi_connection: Any, _record: Any = None) -> None:
-    """Register ``flowdapt_percentile`` on a new sqlite3 connection (a ``connect`` event hook)."""
-    dbapi_connection.create_aggregate("flowdapt_percentile", 2, _SqlitePercentile)
+    """Register ``flowdapt_percentiles`` on a new sqlite3 connection (a ``connect`` event hook)."""
+    dbapi_connection.create_aggregate("flowdapt_percentiles", -1, _SqlitePercentiles)

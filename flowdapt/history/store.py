@@ -121,7 +121,7 @@ class HistoryStore:
             self.writer = HistoryWriter(self.engine, retention_seconds=self.retention_seconds or None)
             self.writer.start()
             if self.retention_seconds != 0:
-                recorder = HistoryRecorder(self.writer.put, this_owner(), on_run=self.writer.track)
+                recorder = HistoryRecorder(self.writer.put_values, this_owner(), on_run=self.writer.track)
                 self._unsubscribe = events.subscribe(recorder)
         return self
 

@@ -16,35 +16,33 @@ import queue
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import Engine, delete, select
 
 from flowdapt.history import orm
-from flowdapt.history.bulk import naive_utc, upsert
+from flowdapt.history.bulk import upsert_columns
 from flowdapt.resources.models import WorkflowRun
 
 _log = logging.getLogger("flowdapt.history")
-_TIMESTAMPS = ("started_at", "finished_at", "fired_at")
 _ORDER = (orm.runs, orm.stage_runs, orm.trigger_firings)
 CANCEL_POLL_SECONDS = 0.5
 PRUNE_EVERY_SECONDS = 60.0
+Batch = dict[Any, dict[Any, tuple[Any, ...]]]  # table -> primary key -> newest row (values in column order)
+# On DuckDB a row written in an open state will be written again (replaced); any other key is new
+# to the database, so it takes the cheaper plain insert. Trigger firings are written once.
+_OPEN_STATES = frozenset({"pending", "running"})
+_STATE_INDEX = {table: list(table.columns.keys()).index("state") for table in (orm.runs, orm.stage_runs)}
 
 
-def normalize(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as stored: naive UTC timestamps, duration in seconds, errors as plain data."""
-    for key in _TIMESTAMPS:
-        if key in row:
-            row[key] = naive_utc(row[key])
-    if "duration" in row and row["started_at"] and row["finished_at"]:
-        row["duration"] = (row["finished_at"] - row["started_at"]).total_seconds()
-    error = row.get("error")
-    if error is not None and hasattr(error, "model_dump"):
-        row["error"] = error.model_dump()
-    failures = row.get("item_failures")
-    if failures:
-        row["item_failures"] = [item.model_dump() if hasattr(item, "model_dump") else item for item in failures]
-    return row
+def batch_columns(table: Any, rows: Iterable[tuple[Any, ...]]) -> dict[str, Sequence[Any]]:
+    """Rows (values in column order) as columns; ``duration`` is computed from the start and finish times."""
+    names = [column.name for column in table.columns]
+    columns: dict[str, Sequence[Any]] = dict(zip(names, zip(*rows))) or dict.fromkeys(names, ())
+    if "duration" in columns:
+        columns["duration"] = [(finished - started).total_seconds() if started and finished else None
+                               for started, finished in zip(columns["started_at"], columns["finished_at"])]
+    return columns
 
 
 def prune(conn: Any, retention_seconds: float) -> int:
@@ -74,7 +72,13 @@ class HistoryWriter:
         self.linger = linger
         self.rows_written = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        # The recorder's path: (table, values in column order), unchecked, with no Python frame per event.
+        self.put_values: Callable[[tuple[Any, tuple[Any, ...]]], None] = self._queue.put
         self._live: dict[str, WorkflowRun] = {}
+        # Only DuckDB's replacing insert costs much more than a plain one (about twice per row); SQLite
+        # and PostgreSQL keep one ON CONFLICT statement per table rather than two round trips.
+        self._plain_inserts = engine.dialect.name == "duckdb"
+        self._open: set[Any] = set()  # keys last written in an open state (see _OPEN_STATES)
         self._thread = threading.Thread(target=self._loop, name="flowdapt-history-writer", daemon=True)
         self._closed = False
         self._next_prune = 0.0
@@ -83,9 +87,12 @@ class HistoryWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, item: tuple[Any, dict[str, Any]]) -> None:
-        """Queue one ``(table, row)`` for writing."""
-        self._queue.put(item)
+    def put(self, item: tuple[Any, Mapping[str, Any] | tuple[Any, ...]]) -> None:
+        """Queue one ``(table, row)`` for writing; the row by column name, or its values in column order."""
+        table, row = item
+        if isinstance(row, Mapping):
+            row = orm.row_values(table, row)
+        self._queue.put((table, row))
 
     def track(self, run: WorkflowRun) -> None:
         """Follow a live run, so cancel requests for it are honoured (called on its start and finish)."""
@@ -127,9 +134,10 @@ class HistoryWriter:
                 return
             self._housekeeping()
 
-    def _drain(self, first: tuple[Any, Any]) -> tuple[dict[Any, dict[Any, dict[str, Any]]], list[threading.Event], bool]:
-        batch: dict[Any, dict[Any, dict[str, Any]]] = {table: {} for table in _ORDER}
+    def _drain(self, first: tuple[Any, Any]) -> tuple[Batch, list[threading.Event], bool]:
+        batch: Batch = {table: {} for table in _ORDER}
         waiters: list[threading.Event] = []
+        get = self._queue.get_nowait
         item: tuple[Any, Any] | None = first
         while item is not None:
             table, row = item
@@ -138,25 +146,52 @@ class HistoryWriter:
                     return batch, waiters, True
                 waiters.append(row)
             else:
-                batch[table][row[_key(table)]] = row
+                batch[table][row[0]] = row  # the primary key is the first column
             try:
-                item = self._queue.get_nowait()
+                item = get()
             except queue.Empty:
                 item = None
         return batch, waiters, False
 
-    def _write(self, batch: dict[Any, dict[Any, dict[str, Any]]]) -> None:
-        rows = {table: [normalize(row) for row in by_key.values()] for table, by_key in batch.items() if by_key}
-        if not rows:
+    def _write(self, batch: Batch) -> None:
+        count = sum(len(rows) for rows in batch.values())
+        if not count:
             return
         try:
-            with self.engine.begin() as conn:
-                for table in _ORDER:
-                    upsert(conn, table, rows.get(table, ()))
+            try:
+                self._commit(batch, self._open if self._plain_inserts else None)
+            except Exception:  # noqa: BLE001 - a key this process did not write before (e.g. another process's run)
+                if not self._plain_inserts:
+                    raise
+                _log.debug("plain insert of a history batch failed; writing it again replacing by key", exc_info=True)
+                self._commit(batch, None)
         except Exception:  # noqa: BLE001 - history must never break a run; the next start repairs state
-            _log.exception("could not write %d history rows", sum(len(r) for r in rows.values()))
+            _log.exception("could not write %d history rows", count)
             return
-        self.rows_written += sum(len(r) for r in rows.values())
+        self.rows_written += count
+        if not self._plain_inserts:
+            return
+        for table, state in _STATE_INDEX.items():
+            for key, row in batch[table].items():
+                if row[state] in _OPEN_STATES:
+                    self._open.add(key)
+                else:
+                    self._open.discard(key)
+
+    def _commit(self, batch: Batch, open_keys: set[Any] | None) -> None:
+        """One transaction: keys in ``open_keys`` replace their rows, the others are inserted (``None``: all replace)."""
+        with self.engine.begin() as conn:
+            for table in _ORDER:
+                rows = batch[table]
+                if not rows:
+                    continue
+                if open_keys is None:
+                    upsert_columns(conn, table, batch_columns(table, rows.values()))
+                    continue
+                seen = rows.keys() & open_keys
+                upsert_columns(conn, table, batch_columns(table, (rows[key] for key in seen)))
+                fresh = (row for key, row in rows.items() if key not in seen) if seen else rows.values()
+                upsert_columns(conn, table, batch_columns(table, fresh), replace=False)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -178,8 +213,4 @@ class HistoryWriter:
                                   .where(orm.cancel_requests.c.run_uid.in_(list(live)))).scalars().all()
         for uid in wanted:
             live[uid].cancel()
-
-
-def _key(table: Any) -> str:
-    return "uid" if table is orm.runs else "id"
 
