@@ -8,6 +8,8 @@ call must copy what it needs (``event.to_dict()``).
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,8 +19,22 @@ if TYPE_CHECKING:
     from flowdapt.resources.models import ErrorInfo, StageRun, WorkflowRun
 
 
+def _reseed() -> None:
+    global _prefix, _counter
+    _prefix = uuid4().hex[:20]
+    _counter = itertools.count()
+
+
+_reseed()
+os.register_at_fork(after_in_child=_reseed)
+
+
 def _new_id() -> str:
-    return uuid4().hex
+    """A unique 32-hex-digit id: a random per-process prefix and a counter.
+
+    The engine emits about twenty events per run; ``uuid4()`` (4.4 µs) would be most of an event's cost.
+    """
+    return f"{_prefix}{next(_counter):012x}"
 
 
 @dataclass(slots=True, kw_only=True)
