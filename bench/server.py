@@ -1,7 +1,8 @@
 """Server benchmarks against a real ``flowdapt serve`` subprocess (DuckDB history, local threads executor).
 
 - ``trigger_latency``: a ``* * * * * *`` schedule; lateness = firing time - scheduled second,
-  p50/p99, with the executor idle and then busy (CPU-bound runs in parallel).
+  p50/p99, with the executor idle and then busy (CPU-bound runs in parallel); measured on the
+  local executor in threads mode (the stages share the server's GIL) and again in processes mode.
 - ``event_to_run``: ``POST events`` → a condition trigger → the first stage starts (stage
   ``started_at`` - time of the POST), p50/p99.
 - ``api_latency``: ``GET workflows`` and ``POST workflows/{id}/run?wait=false`` p50/p99 one at a
@@ -56,14 +57,14 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 class Server:
     """``flowdapt serve`` in a fresh app dir; ``api`` is an httpx client on its REST root."""
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str = "threads") -> None:
         self.app_dir = tempfile.mkdtemp(prefix="flowdapt-bench-")
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         env = {**os.environ, "FLOWDAPT_APP_DIR": self.app_dir, "JUPYTER_TOKEN": TOKEN,
                "JUPYTER_CONFIG_DIR": os.path.join(self.app_dir, "jupyter"), "PYTHONPATH": str(ROOT),
-               "FLOWDAPT__EXECUTOR__OPTIONS__MODE": "threads", "FLOWDAPT__EXECUTOR__OPTIONS__CPUS": "4"}
+               "FLOWDAPT__EXECUTOR__OPTIONS__MODE": mode, "FLOWDAPT__EXECUTOR__OPTIONS__CPUS": "4"}
         env.pop("FLOWDAPT_URL", None)
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "flowdapt"), "serve", "--ip=127.0.0.1", f"--port={port}",
@@ -191,6 +192,11 @@ def main() -> dict[str, Any]:
                    "api_latency": api_latency(server)}
     finally:
         server.close()
+    server = Server(mode="processes")
+    try:
+        results["trigger_latency_processes"] = trigger_latency(server)
+    finally:
+        server.close()
     figures = {"trigger_latency.p99_ms": results["trigger_latency"]["busy"]["p99_ms"],
                "event_to_run.p50_ms": results["event_to_run"]["p50_ms"],
                "api_get_workflows.p50_ms": results["api_latency"]["get_workflows"]["p50_ms"]}
@@ -199,6 +205,8 @@ def main() -> dict[str, Any]:
     results["peers"] = PEERS
     rows = [("schedule lateness, idle", results["trigger_latency"]["idle"]),
             ("schedule lateness, busy executor", results["trigger_latency"]["busy"]),
+            ("schedule lateness, idle (processes)", results["trigger_latency_processes"]["idle"]),
+            ("schedule lateness, busy executor (processes)", results["trigger_latency_processes"]["busy"]),
             ("event -> first stage", results["event_to_run"]),
             ("GET workflows", results["api_latency"]["get_workflows"]),
             ("POST run (no wait)", results["api_latency"]["post_run_no_wait"])]

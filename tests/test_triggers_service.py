@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -12,7 +13,7 @@ from flowdapt.events.bus import MemoryEventBus
 from flowdapt.history.store import HistoryStore
 from flowdapt.history.triggers import TriggerLedger
 from flowdapt.resources.loading import parse_resource
-from flowdapt.triggers.service import TriggerService
+from flowdapt.triggers.service import FineSwitching, TriggerService
 from tests.flowdapt_server import (  # noqa: F401 - fixtures
     eventually,
     jp_flowdapt,
@@ -137,7 +138,9 @@ def _fired_seconds(store: HistoryStore) -> Counter:
 def test_two_servers_on_one_database_fire_each_time_once(tmp_path):
     first, second = _store(tmp_path), _store(tmp_path)
     _apply_schedule(first, ["* * * * * *"])
+    interval = sys.getswitchinterval()
     asyncio.run(_run_services([first, second], 3.2, ["host:1", "host:2"]))
+    assert sys.getswitchinterval() == interval  # lowered around due times only
     fired = _fired_seconds(first)
     assert 2 <= sum(fired.values()) <= 4 and max(fired.values()) == 1
     assert all(f.ok for f in first.trigger_firings())
@@ -166,3 +169,14 @@ def test_missed_fires_while_down_fire_once_unless_catchup(tmp_path, catchup, exp
     asyncio.run(_run_services([store], 0.5, ["host:1"]))
     assert len(store.trigger_firings()) == 1 + expected  # the old server's firing, then the catch-up
     store.close()
+
+
+def test_fine_switching_lowers_the_switch_interval_while_held():
+    interval = sys.getswitchinterval()
+    switching = FineSwitching(0.001)
+    switching.hold()
+    switching.hold()
+    switching.release()
+    assert sys.getswitchinterval() == pytest.approx(0.001)
+    switching.release()
+    assert sys.getswitchinterval() == interval

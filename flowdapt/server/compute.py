@@ -1,8 +1,9 @@
 """The compute service: runs workflows for the server without blocking its event loop.
 
 At most ``max_concurrent_runs`` runs execute at once; more wait in a FIFO queue as ``pending``
-runs (recorded, so they can be listed, polled and cancelled). Workflows are resolved and started
-in a worker thread and execute on the configured executor; the service learns that a run ended
+runs (recorded, so they can be listed, polled and cancelled). Workflows and configs are resolved
+from the catalog cache on the loop; a run is prepared and started by one worker-thread call and
+executes on the configured executor; the service learns that a run ended
 from its ``workflow_finished`` event on the bus. :meth:`drain` stops accepting runs and waits for
 the queued and running ones; :meth:`stop` drains with a deadline, then cancels what is left.
 """
@@ -22,7 +23,8 @@ from flowdapt.events.bus import BaseEventBus
 from flowdapt.history.models import RunQuery, StageAttempt
 from flowdapt.history.recorder import HistoryRecorder
 from flowdapt.history.store import HistoryStore, this_owner
-from flowdapt.resources.models import ErrorInfo, Workflow, WorkflowRun
+from flowdapt.resources.models import Config, ErrorInfo, Workflow, WorkflowRun
+from flowdapt.server.cache import CatalogCache
 from flowdapt.server.errors import RunStateError, ServiceUnavailableError
 from flowdapt.settings import get_settings
 
@@ -34,13 +36,16 @@ class ComputeService:
 
     Parameters
     ----------
-    store : the open history store (workflow lookups, pending records, finished runs)
+    store : the open history store (pending records, finished runs)
+    catalog : the catalog cache (workflow and config lookups)
     bus : the event bus the engine's events arrive on
     max_concurrent_runs : how many runs execute at once (0: no limit)
     """
 
-    def __init__(self, store: HistoryStore, bus: BaseEventBus, *, max_concurrent_runs: int = 8) -> None:
+    def __init__(self, store: HistoryStore, catalog: CatalogCache, bus: BaseEventBus, *,
+                 max_concurrent_runs: int = 8) -> None:
         self.store = store
+        self.catalog = catalog
         self.bus = bus
         self.max_concurrent_runs = max_concurrent_runs
         self.draining = False
@@ -94,7 +99,7 @@ class ComputeService:
         """Start a run of ``workflow`` (name or uid), or queue it when the concurrency limit is reached."""
         if self.draining:
             raise ServiceUnavailableError("the server is draining: it accepts no new runs")
-        definition: Workflow = await asyncio.to_thread(self.store.get, "workflow", workflow)  # type: ignore[assignment]
+        definition: Workflow = await self.catalog.get("workflow", workflow)  # type: ignore[assignment]
         settings = get_settings()
         options = {"input": dict(input or {}), "source": source, "namespace": namespace, "executor": executor}
         uid = uuid4().hex
@@ -115,9 +120,10 @@ class ComputeService:
     async def _start(self, uid: str, definition: Workflow, options: dict[str, Any]) -> WorkflowRun:
         self._starting.add(uid)
         try:
+            configs: list[Config] = await self.catalog.list("config")  # type: ignore[assignment]
             run = await asyncio.to_thread(run_workflow, definition, options["input"], source=options["source"],
                                           namespace=options["namespace"], executor=options["executor"],
-                                          wait=False, uid=uid)
+                                          configs=configs, wait=False, uid=uid)
         finally:
             self._starting.discard(uid)
         if uid in self._ended_early:  # a very short run ended before its thread handed it back

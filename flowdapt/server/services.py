@@ -1,8 +1,9 @@
 """The server's services, built together and started/stopped with the Jupyter server.
 
 :class:`ResourceService` is the catalog over HTTP (workflows, configs, triggers: CRUD, paging,
-all-or-nothing apply). :class:`Services` owns the history store, the event bus, the compute and
-trigger services, and answers ``status``. Every blocking database call runs in a worker thread.
+all-or-nothing apply), read from the in-memory :class:`~flowdapt.server.cache.CatalogCache`.
+:class:`Services` owns the history store, the catalog cache, the event bus, the compute and trigger
+services, and answers ``status``. Every blocking database call runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from flowdapt.history.store import HistoryStore, this_owner
 from flowdapt.resources import catalog
 from flowdapt.resources.loading import parse_resource
 from flowdapt.resources.models import RESOURCE_KINDS, Resource, TriggerRule
+from flowdapt.server.cache import CatalogCache
 from flowdapt.server.compute import ComputeService
 from flowdapt.server.errors import RequestError, ServiceUnavailableError
 from flowdapt.settings import Settings
@@ -37,6 +39,7 @@ class ServerOptions:
     event_bus_url: str = "memory://"
     trigger_lease_seconds: float = 30.0
     trigger_refresh_seconds: float = 10.0
+    catalog_refresh_seconds: float = 2.0
 
 
 class ResourceService:
@@ -45,30 +48,32 @@ class ResourceService:
     Parameters
     ----------
     store : the open history store (the catalog)
+    cache : the catalog in memory, invalidated here on every write
     on_change : awaited with the kind of every resource created, changed or deleted
     describe : extra read-only ``status`` per kind (triggers: next and last fire time)
     """
 
-    def __init__(self, store: HistoryStore, on_change: Callable[[str], Awaitable[None]],
+    def __init__(self, store: HistoryStore, cache: CatalogCache, on_change: Callable[[str], Awaitable[None]],
                  describe: dict[str, Callable[[Resource], dict[str, Any]]]) -> None:
         self.store = store
+        self.cache = cache
         self.on_change = on_change
         self.describe = describe
 
     def to_wire(self, resource: Resource) -> dict[str, Any]:
         """The resource as served: its document, plus ``status`` where the kind has one."""
-        document = resource.to_document()
+        document = self.cache.document(resource)
         if resource.kind in self.describe:
-            document["status"] = self.describe[resource.kind](resource)
+            return {**document, "status": self.describe[resource.kind](resource)}
         return document
 
     async def list(self, kind: str, limit: int, offset: int) -> tuple[list[Resource], int]:
         """One page of the resources of ``kind`` by name, and how many there are."""
-        items = await asyncio.to_thread(self.store.list, kind)
+        items = await self.cache.list(kind)
         return items[offset:offset + limit], len(items)
 
     async def get(self, kind: str, identifier: str) -> Resource:
-        return await asyncio.to_thread(self.store.get, kind, identifier)
+        return await self.cache.get(kind, identifier)
 
     async def create(self, kind: str, document: Any) -> Resource:
         """Store a new resource; 409 if one of this kind has the name already."""
@@ -100,7 +105,10 @@ class ResourceService:
         return await self._apply([changed])
 
     async def delete(self, kind: str, identifier: str) -> Resource:
-        resource = await asyncio.to_thread(self.store.delete, kind, identifier)
+        try:
+            resource = await asyncio.to_thread(self.store.delete, kind, identifier)
+        finally:
+            self.cache.invalidate(kind)
         await self.on_change(kind)
         return resource
 
@@ -108,16 +116,22 @@ class ResourceService:
         """Create or update several resources of any kind, all or nothing."""
         if not isinstance(documents, list) or not documents:
             raise RequestError("body: expected a non-empty JSON list of resources", 422)
-        resources = [parse(None, document) for document in documents]
-        outcome = await asyncio.to_thread(self.store.apply, resources)
-        for kind in {resource.kind for resource in resources}:
-            await self.on_change(kind)
-        return outcome
+        return await self._store([parse(None, document) for document in documents])
 
     async def _apply(self, resources: list[Resource]) -> Resource:
-        (resource, _), = await asyncio.to_thread(self.store.apply, resources)
-        await self.on_change(resource.kind)
+        (resource, _), = await self._store(resources)
         return resource
+
+    async def _store(self, resources: list[Resource]) -> list[tuple[Resource, str]]:
+        kinds = {resource.kind for resource in resources}
+        try:
+            outcome = await asyncio.to_thread(self.store.apply, resources)
+        finally:
+            for kind in kinds:
+                self.cache.invalidate(kind)
+        for kind in kinds:
+            await self.on_change(kind)
+        return outcome
 
 
 def parse(kind: str | None, document: Any) -> Resource:
@@ -140,12 +154,15 @@ class Services:
         self.options = options
         self.ready = False
         self.store = HistoryStore.from_settings(settings)
+        self.catalog = CatalogCache(self.store, options.catalog_refresh_seconds)
         self.bus: BaseEventBus = create_event_bus(options.event_bus_url)
-        self.compute = ComputeService(self.store, self.bus, max_concurrent_runs=options.max_concurrent_runs)
+        self.compute = ComputeService(self.store, self.catalog, self.bus,
+                                      max_concurrent_runs=options.max_concurrent_runs)
         self.triggers = TriggerService(self.store, self.bus, self.compute.submit, owner=this_owner(),
                                        lease_seconds=options.trigger_lease_seconds,
                                        refresh_seconds=options.trigger_refresh_seconds)
-        self.resources = ResourceService(self.store, self._changed, {"trigger_rule": self.triggers.status})
+        self.resources = ResourceService(self.store, self.catalog, self._changed,
+                                         {"trigger_rule": self.triggers.status})
         self._unbridge: Any = None
 
     def require_ready(self) -> "Services":
@@ -185,7 +202,7 @@ class Services:
         database = await asyncio.to_thread(self.store.status)
         counts = {}
         for kind in RESOURCE_KINDS:
-            counts[f"{kind}s"] = len(await asyncio.to_thread(self.store.list, kind))
+            counts[f"{kind}s"] = len(await self.catalog.list(kind))
         return {"app": "flowdapt", "version": __version__, "api_version": "v1", "mode": "server",
                 "app_dir": str(self.settings.app_dir), "database": database.url, "backend": database.backend,
                 "schema_version": database.schema_version, "executor": self.settings.executor.name,

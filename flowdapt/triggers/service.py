@@ -2,9 +2,14 @@
 
 Schedules: one task sleeps until the earliest next fire time of all enabled schedule triggers
 (or until a trigger changes), so a firing is late by the loop's wake-up time only; there is no
-polling interval. A trigger's *anchor* is its last fire time (from the database) or, if later,
-its last update: due times are the cron times after the anchor up to now. With ``catchup: false``
-(the default) all missed times fire once, as the latest; with ``catchup: true`` each fires, up to
+polling interval. CPU-bound stages on the local threads executor hold the GIL for the interpreter's
+switch interval (5 ms) at a time, and the loop and the claiming thread each wait behind them: from
+:data:`SHARPEN_LEAD` before a due time until its firings end, the switch interval is lowered to
+:data:`FINE_SWITCH_INTERVAL` (then restored), so the wake-up is not delayed by tens of milliseconds.
+
+A trigger's *anchor* is its last fire time (from the database) or, if later, its last update: due
+times are the cron times after the anchor up to now. With ``catchup: false`` (the default) all
+missed times fire once, as the latest; with ``catchup: true`` each fires, up to
 :data:`MAX_CATCHUP`. Every firing is claimed through :class:`~flowdapt.history.triggers.TriggerLedger`,
 which stores the last fire time with the firing record in one transaction and honours leases, so a
 time never fires twice: not after a restart, not with two servers on one database.
@@ -17,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -34,6 +41,8 @@ from flowdapt.triggers.conditions import evaluate
 
 _log = logging.getLogger("flowdapt.triggers")
 MAX_CATCHUP = 100
+SHARPEN_LEAD = 0.1  # seconds before a due time from which threads switch finely
+FINE_SWITCH_INTERVAL = 0.0002  # seconds, for sys.setswitchinterval (the default is 0.005)
 
 
 def _utcnow() -> datetime:
@@ -71,6 +80,35 @@ class Schedule:
         return sorted(times)[-MAX_CATCHUP:]
 
 
+class FineSwitching:
+    """Lowers the interpreter's thread switch interval while held; the first hold saves it, the last restores it.
+
+    The interval is process-wide, so every trigger service of a process shares :data:`FINE_SWITCHING`.
+    """
+
+    def __init__(self, interval: float = FINE_SWITCH_INTERVAL) -> None:
+        self.interval = interval
+        self._holds = 0
+        self._saved = 0.0
+        self._lock = threading.Lock()
+
+    def hold(self) -> None:
+        with self._lock:
+            if self._holds == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, self.interval))
+            self._holds += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._holds -= 1
+            if self._holds == 0:
+                sys.setswitchinterval(self._saved)
+
+
+FINE_SWITCHING = FineSwitching()
+
+
 def _cron(expression: str, zone: str, start: datetime) -> Any:
     from croniter import croniter
 
@@ -105,6 +143,7 @@ class TriggerService:
         self._task: asyncio.Task | None = None
         self._firings: set[asyncio.Task] = set()
         self._unsubscribe: Any = None
+        self._switching = FINE_SWITCHING
 
     async def start(self) -> None:
         """Load the triggers, start the schedule loop and listen for events."""
@@ -153,23 +192,37 @@ class TriggerService:
 
     async def _schedule_loop(self) -> None:
         refresh_at = _utcnow() + timedelta(seconds=self.refresh_seconds)
-        while True:
-            now = _utcnow()
-            for schedule in list(self.schedules.values()):
-                if schedule.next_due <= now:
-                    self._fire_due(schedule, now)
-            wake = min([refresh_at, *(schedule.next_due for schedule in self.schedules.values())])
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=max((wake - _utcnow()).total_seconds(), 0))
-            except asyncio.TimeoutError:
-                pass
-            self._changed.clear()
-            if _utcnow() >= refresh_at:  # definitions changed by other processes sharing the database
-                refresh_at = _utcnow() + timedelta(seconds=self.refresh_seconds)
+        sharp = False  # holding fine switching for a due time that is near
+        try:
+            while True:
+                now = _utcnow()
+                for schedule in list(self.schedules.values()):
+                    if schedule.next_due <= now:
+                        self._fire_due(schedule, now)
+                if sharp:
+                    self._switching.release()
+                    sharp = False
+                wake = refresh_at
+                next_due = min((schedule.next_due for schedule in self.schedules.values()), default=None)
+                if next_due is not None:
+                    sharp = (next_due - _utcnow()).total_seconds() <= SHARPEN_LEAD
+                    wake = min(wake, next_due if sharp else next_due - timedelta(seconds=SHARPEN_LEAD))
+                    if sharp:
+                        self._switching.hold()
                 try:
-                    await self._load()
-                except Exception:  # noqa: BLE001 - keep the schedules running on a database hiccup
-                    _log.exception("could not reload triggers")
+                    await asyncio.wait_for(self._changed.wait(), timeout=max((wake - _utcnow()).total_seconds(), 0))
+                except asyncio.TimeoutError:
+                    pass
+                self._changed.clear()
+                if _utcnow() >= refresh_at:  # definitions changed by other processes sharing the database
+                    refresh_at = _utcnow() + timedelta(seconds=self.refresh_seconds)
+                    try:
+                        await self._load()
+                    except Exception:  # noqa: BLE001 - keep the schedules running on a database hiccup
+                        _log.exception("could not reload triggers")
+        finally:
+            if sharp:
+                self._switching.release()
 
     def _fire_due(self, schedule: Schedule, now: datetime) -> None:
         times = schedule.due_times(now)
@@ -177,7 +230,8 @@ class TriggerService:
             schedule.anchor = now
             return
         schedule.anchor = times[-1]
-        self._spawn(schedule.trigger, times, None)
+        self._switching.hold()  # until the firing has claimed its times and started its action
+        self._spawn(schedule.trigger, times, None).add_done_callback(lambda _: self._switching.release())
 
     # -- conditions --------------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -194,10 +248,11 @@ class TriggerService:
                 self._spawn(trigger, [None], event)
 
     # -- firing ------------------------------------------------------------------------------------------
-    def _spawn(self, trigger: TriggerRule, times: list[datetime | None], event: Event | None) -> None:
+    def _spawn(self, trigger: TriggerRule, times: list[datetime | None], event: Event | None) -> asyncio.Future:
         task = asyncio.ensure_future(self._fire_in_order(trigger, times, event))
         self._firings.add(task)
         task.add_done_callback(self._firings.discard)
+        return task
 
     async def _fire_in_order(self, trigger: TriggerRule, times: list[datetime | None], event: Event | None) -> None:
         # Catch-up times are claimed oldest first: a newer claim would make the older ones look fired.
