@@ -117,6 +117,26 @@ class ClusterExecutor(BaseExecutor):
 
     chunk_size: int | None = None
     chunks_per_lane = 4  # cluster tasks cost milliseconds: fewer, larger chunks than on local threads
+    engine = ""  # the engine's name in placement errors
+    _nodes: list[dict[str, float]]
+
+    @abc.abstractmethod
+    def _refresh_nodes(self) -> None:
+        """Re-read what each worker or node offers into ``self._nodes``."""
+
+    def _placed(self, stage: str, resources: dict[str, float]) -> dict[str, float]:
+        """The non-zero amounts ``stage`` asks for, checked to fit on one node.
+
+        The cluster is re-read once before giving up, since workers may have joined since.
+        """
+        request = {key: float(amount) for key, amount in resources.items() if amount}
+        if request:
+            try:
+                check_placement(stage, request, self._nodes, self.engine)
+            except ExecutorError:
+                self._refresh_nodes()
+                check_placement(stage, request, self._nodes, self.engine)
+        return request
 
     @abc.abstractmethod
     def _task_options(self, stage: str, resources: dict[str, float]) -> tuple[Any, int]:

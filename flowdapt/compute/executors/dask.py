@@ -30,7 +30,6 @@ from flowdapt.compute.executors.cluster import (
     ClusterExecutor,
     as_sequence,
     cancelled_error,
-    check_placement,
     worker_sys_path,
 )
 from flowdapt.compute.executors.base import TaskHandle
@@ -190,6 +189,7 @@ class DaskExecutor(ClusterExecutor):
     """
 
     kind = "dask"
+    engine = "Dask"
 
     def __init__(
         self,
@@ -262,7 +262,7 @@ class DaskExecutor(ClusterExecutor):
             try:
                 client.register_plugin(WorkerSetup(worker_sys_path()), name=WorkerSetup.name)
                 self._upload(client)
-                self._refresh_workers()
+                self._refresh_nodes()
             except Exception:
                 self._release()
                 raise
@@ -279,7 +279,7 @@ class DaskExecutor(ClusterExecutor):
             else:
                 raise ExecutorError(f"dask executor: upload path '{path}' does not exist")
 
-    def _refresh_workers(self) -> None:
+    def _refresh_nodes(self) -> None:
         workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
         self._nodes = []
         self._declared = set()
@@ -335,14 +335,9 @@ class DaskExecutor(ClusterExecutor):
         return isinstance(value, Future)
 
     def _task_options(self, stage: str, resources: dict[str, float]) -> tuple[dict[str, float] | None, int]:
-        request = {key: float(amount) for key, amount in resources.items() if amount}
+        request = self._placed(stage, resources)
         if not request:
             return None, self._threads_total
-        try:
-            check_placement(stage, request, self._nodes, "Dask")
-        except ExecutorError:
-            self._refresh_workers()  # workers may have joined since
-            check_placement(stage, request, self._nodes, "Dask")
         dask_resources = {key: amount for key, amount in request.items() if key in self._declared}
         lanes = self._threads_total / request.get("cpus", 1.0)
         return dask_resources or None, max(1, int(lanes))

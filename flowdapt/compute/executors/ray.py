@@ -30,7 +30,6 @@ from flowdapt.compute.executors.cluster import (
     ClusterExecutor,
     as_sequence,
     cancelled_error,
-    check_placement,
     worker_sys_path,
 )
 from flowdapt.compute.invoke import ChunkResult, StageCall, TaskError, invoke, run_items
@@ -252,6 +251,7 @@ class RayExecutor(ClusterExecutor):
     """
 
     kind = "ray"
+    engine = "Ray"
 
     def __init__(
         self,
@@ -370,14 +370,9 @@ class RayExecutor(ClusterExecutor):
         return isinstance(value, ray.ObjectRef)
 
     def _task_options(self, stage: str, resources: dict[str, float]) -> tuple[dict[str, Any] | None, int]:
-        request = {key: float(amount) for key, amount in resources.items() if amount}
+        request = self._placed(stage, resources)
         if not request:
             return None, self._cpus_total
-        try:
-            check_placement(stage, request, self._nodes, "Ray")
-        except ExecutorError:
-            self._refresh_nodes()  # nodes may have joined since
-            check_placement(stage, request, self._nodes, "Ray")
         options: dict[str, Any] = {}
         custom = {}
         for key, amount in request.items():
