@@ -117,7 +117,6 @@ class ClusterExecutor(BaseExecutor):
 
     chunk_size: int | None = None
     chunks_per_lane = 4  # cluster tasks cost milliseconds: fewer, larger chunks than on local threads
-    engine = ""  # the engine's name in placement errors
     _nodes: list[dict[str, float]]
 
     @abc.abstractmethod
@@ -132,10 +131,10 @@ class ClusterExecutor(BaseExecutor):
         request = {key: float(amount) for key, amount in resources.items() if amount}
         if request:
             try:
-                check_placement(stage, request, self._nodes, self.engine)
+                check_placement(stage, request, self._nodes, self.kind.capitalize())
             except ExecutorError:
                 self._refresh_nodes()
-                check_placement(stage, request, self._nodes, self.engine)
+                check_placement(stage, request, self._nodes, self.kind.capitalize())
         return request
 
     @abc.abstractmethod

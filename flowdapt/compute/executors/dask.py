@@ -189,7 +189,6 @@ class DaskExecutor(ClusterExecutor):
     """
 
     kind = "dask"
-    engine = "Dask"
 
     def __init__(
         self,

@@ -251,7 +251,6 @@ class RayExecutor(ClusterExecutor):
     """
 
     kind = "ray"
-    engine = "Ray"
 
     def __init__(
         self,
