@@ -43,6 +43,29 @@ def sleep_for(seconds: float = 5.0):
     return seconds
 
 
+def sleep_and_clean_up(marker: str, seconds: float = 30.0):
+    """Loop like a training epoch in a ``try`` whose ``finally`` leaves ``marker``: did cleanup run?"""
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        with open(marker, "w") as out:
+            out.write("cleaned up")
+
+
+def ignore_interrupts(marker: str, seconds: float = 30.0):
+    """Write this worker's pid to ``marker``, then sleep through every KeyboardInterrupt."""
+    with open(marker, "w") as out:
+        out.write(str(os.getpid()))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass
+
+
 def pid(*args):
     return os.getpid()
 

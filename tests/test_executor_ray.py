@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -40,6 +42,39 @@ def test_failing_stage_keeps_its_exception_type_and_message(cluster):
     assert (result.error.type, result.error.message, result.error.stage) == (
         "ValueError", "stage exploded: bad value 42", "boom")
     assert "tests/stages.py" in result.error.traceback
+
+
+def test_a_timed_out_stage_is_interrupted_so_its_cleanup_runs_and_its_worker_lives(cluster, tmp_path):
+    marker = tmp_path / "cleanup"
+    definition = workflow(stage("slow", "tests.stages.sleep_and_clean_up", options={"timeout": 0.5}))
+    result = flowdapt.run_workflow(definition, {"marker": str(marker)}, executor=cluster)
+    assert result.error.type == "StageTimeoutError"
+    deadline = time.monotonic() + ray_executor._FORCE_CANCEL_AFTER
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.read_text() == "cleaned up"  # a killed worker would never run the finally block
+
+
+def test_a_cancelled_stage_that_ignores_interrupts_has_its_worker_killed(cluster, tmp_path):
+    marker = tmp_path / "pid"
+    definition = workflow(stage("stubborn", "tests.stages.ignore_interrupts", options={"timeout": 0.5}))
+    result = flowdapt.run_workflow(definition, {"marker": str(marker)}, executor=cluster)
+    assert result.error.type == "StageTimeoutError"
+    worker = int(marker.read_text())
+    deadline = time.monotonic() + ray_executor._FORCE_CANCEL_AFTER + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker), "the worker of a stage that ignored its interrupt still runs"
+    again = flowdapt.run_workflow(workflow(stage("n", "tests.stages.numbers")), {"n": 2}, executor=cluster)
+    assert again.result == [0, 1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_unknown_address_fails_fast_with_a_clear_error():

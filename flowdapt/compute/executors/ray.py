@@ -40,6 +40,15 @@ NAMESPACE = "flowdapt"
 STORE_ACTOR = "flowdapt-object-store"
 _RAY_KEYS = {"cpus": "CPU", "gpus": "GPU", "memory": "memory"}
 _MONITOR_INTERVAL = 1.0  # seconds between checks that the connection to Ray is alive
+_FORCE_CANCEL_AFTER = 2.0  # seconds a cancelled task gets to stop on its KeyboardInterrupt before its worker is killed
+
+
+def _cancel_refs(refs: list[Any], force: bool) -> None:
+    for ref in refs:
+        try:
+            ray.cancel(ref, force=force)
+        except Exception:  # noqa: BLE001 - already finished or gone with the cluster
+            pass
 
 
 # -- worker side ------------------------------------------------------------------------------------
@@ -357,12 +366,31 @@ class RayExecutor(ClusterExecutor):
         return ray.get(value) if isinstance(value, ray.ObjectRef) else value
 
     def cancel(self, handle: TaskHandle) -> None:
+        """Interrupt the handle's tasks, and kill the workers of those still running a moment later.
+
+        A forced cancel kills the worker at once, but Ray may already have handed that worker the next
+        task (of this run or another), which then dies with it; so a running task first gets Ray's
+        KeyboardInterrupt, which stops Python code at its next bytecode (running ``finally`` blocks)
+        and keeps the worker; tasks still running ``_FORCE_CANCEL_AFTER`` later (blocked in one long
+        C call such as ``time.sleep``, or ignoring the interrupt) have their workers killed.
+        """
         handle.cancelled = True
-        for ref in handle.futures:
-            try:  # force: a running stage's worker is stopped at once (Ray cannot interrupt blocking calls)
-                ray.cancel(ref, force=True)
-            except Exception:  # noqa: BLE001 - already finished or gone with the cluster
-                pass
+        refs = list(handle.futures)
+        if not refs:
+            return
+        _cancel_refs(refs, force=False)
+        timer = threading.Timer(_FORCE_CANCEL_AFTER, self._force_cancel, args=(refs,))
+        timer.daemon = True
+        timer.start()
+
+    def _force_cancel(self, refs: list[Any]) -> None:
+        if not self._running or not ray.is_initialized():
+            return
+        try:
+            _, running = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        except Exception:  # noqa: BLE001 - gone with the cluster
+            return
+        _cancel_refs(running, force=True)
 
     # -- engine hooks -------------------------------------------------------------------------------
     def _is_handle(self, value: Any) -> bool:
