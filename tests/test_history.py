@@ -119,6 +119,27 @@ def test_real_runs_are_recorded_with_stages_attempts_and_item_failures(flowdapt_
     assert all(a.error["message"] == "stage exploded: bad value 42" for a in attempts)
 
 
+def test_rows_read_from_live_records_in_small_batches_end_in_each_runs_final_state(flowdapt_store):
+    # The recorder queues references to live records and the writer reads them batch by batch
+    # while the runs go on; whatever a batch read, the last write of every row is its final state.
+    _apply(flowdapt_store)
+    flowdapt_store.writer.max_batch, flowdapt_store.writer.linger = 3, 0.0
+    runs = [flowdapt.run_workflow("squares" if number % 3 else "flaky", {"n": 4}, wait=False) for number in range(12)]
+    for run in runs:
+        run.wait(30)
+    flowdapt_store.flush()
+    for run in runs:
+        stored = flowdapt_store.get_run(run.uid)
+        assert (stored.state, stored.result, stored.started_at, stored.finished_at) == (
+            run.state, run.result, run.started_at, run.finished_at)
+        assert [(s.name, s.state, s.attempts, s.items_done, s.items_failed, s.finished_at) for s in stored.stages] == [
+            (s.name, s.state, s.attempts, s.items_done, s.items_failed, s.finished_at) for s in run.stages]
+    attempts = flowdapt_store.stage_attempts(runs[0].uid)
+    assert [(a.attempt, a.state) for a in attempts] == [(1, "failed"), (2, "failed")]
+    assert attempts[0].started_at == runs[0].stages[0].started_at  # the record keeps the first attempt's start
+    assert attempts[1].started_at >= attempts[0].finished_at  # the second attempt's own start
+
+
 def test_runs_are_listed_by_workflow_state_source_and_time_with_paging(flowdapt_store):
     _apply(flowdapt_store)
     started = datetime.now(timezone.utc)

@@ -44,10 +44,12 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _update(record: StageRun, **fields: Any) -> None:
-    # Stage records are updated several times per stage on the hot path; the values are already
-    # valid, so write them straight into the model's field storage (pydantic's __setattr__
-    # costs about 2.5 µs per field).
+def update_record(record: StageRun, **fields: Any) -> None:
+    """Set fields of a stage record at once, unvalidated (the runner's values are already valid).
+
+    Stage records change several times per stage on the hot path: one update straight into the
+    model's field storage, instead of pydantic's ``__setattr__`` per field.
+    """
     record.__dict__.update(fields)
 
 
@@ -219,9 +221,9 @@ class Runner:
         attempt = record.attempts + 1
         if attempt == 1:
             self.active += 1
-            _update(record, attempts=attempt, state="running", started_at=_now())
+            update_record(record, attempts=attempt, state="running", started_at=_now())
         else:
-            _update(record, attempts=attempt, state="running")
+            update_record(record, attempts=attempt, state="running")
         self.live[name] = attempt
         self._emit(StageStarted, stage=record)
         post = self._post
@@ -310,7 +312,7 @@ class Runner:
 
     def _stage_succeeded(self, name: str, value: Any) -> None:
         record = self.records[name]
-        _update(record, state="finished", error=None, finished_at=_now())
+        update_record(record, state="finished", error=None, finished_at=_now())
         self.active -= 1
         self.outputs[name] = value
         del self.upstream[name]

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
-from dataclasses import dataclass, field
+from time import time as _time
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import uuid4
 
@@ -30,23 +29,37 @@ os.register_at_fork(after_in_child=_reseed)
 
 
 def _new_id() -> str:
-    """A unique 32-hex-digit id: a random per-process prefix and a counter.
-
-    The engine emits about twenty events per run; ``uuid4()`` (4.4 µs) would be most of an event's cost.
-    """
+    """A unique 32-hex-digit id: a random per-process prefix and a counter."""
     return f"{_prefix}{next(_counter):012x}"
 
 
-@dataclass(slots=True, kw_only=True)
 class Event:
-    """A user or system event. ``time`` is seconds since the epoch."""
+    """A user or system event. ``time`` is seconds since the epoch.
 
-    type: str = "com.event.custom"
-    source: str = "user"
-    channel: str = "events"
-    data: Any = None
-    id: str = field(default_factory=_new_id)
-    time: float = field(default_factory=time.time)
+    A plain slotted class rather than a dataclass: the engine emits about twenty events per run
+    and a stage's two events are most of what the history costs per stage, so construction is kept
+    to a few slot stores. The id (a random per-process prefix and a counter) is formatted only
+    when read: ``uuid4()`` (4.4 µs) or formatting every id (0.5 µs) would be most of an event's cost.
+    """
+
+    __slots__ = ("type", "source", "channel", "data", "time", "_id", "_prefix")
+
+    def __init__(self, *, type: str = "com.event.custom", source: str = "user", channel: str = "events",
+                 data: Any = None, id: str | None = None, time: float | None = None) -> None:
+        self.type = type
+        self.source = source
+        self.channel = channel
+        self.data = data
+        self._id = next(_counter) if id is None else id
+        self._prefix = _prefix
+        self.time = _time() if time is None else time
+
+    @property
+    def id(self) -> str:
+        value = self._id
+        if value.__class__ is int:
+            value = self._id = f"{self._prefix}{value:012x}"
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         """The event as plain data (what condition triggers evaluate)."""
@@ -56,18 +69,29 @@ class Event:
     def payload(self) -> Any:
         return self.data
 
+    def __repr__(self) -> str:
+        return f"<{self.__class__.__name__} {self.type} id={self.id}>"
 
-@dataclass(slots=True, kw_only=True)
+
 class RunEvent(Event):
-    """Base of the engine's events about one run."""
+    """Base of the engine's events about one run; ``type``, ``source`` and ``channel`` are per class."""
 
+    __slots__ = ("run",)
     TYPE: ClassVar[str] = ""
-    run: "WorkflowRun"
-    source: str = "compute"
-    channel: str = "workflows"
+    type = ""  # type: ignore[assignment] - a class constant shadowing Event's slot
+    source = "compute"  # type: ignore[assignment]
+    channel = "workflows"  # type: ignore[assignment]
+    data = None
 
-    def __post_init__(self) -> None:
-        self.type = self.TYPE
+    def __init__(self, *, run: "WorkflowRun") -> None:
+        self.run = run
+        self._id = next(_counter)
+        self._prefix = _prefix
+        self.time = _time()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.type = cls.TYPE  # type: ignore[assignment]
 
     def payload(self) -> dict[str, Any]:
         run = self.run
@@ -75,15 +99,15 @@ class RunEvent(Event):
                 "source": run.source, "executor": run.executor, "namespace": run.namespace}
 
 
-@dataclass(slots=True, kw_only=True)
 class RunStarted(RunEvent):
+    __slots__ = ()
     TYPE: ClassVar[str] = "com.event.workflow.workflow_started"
 
 
-@dataclass(slots=True, kw_only=True)
 class RunFinished(RunEvent):
     """A run reached a terminal state (finished, failed or cancelled)."""
 
+    __slots__ = ()
     TYPE: ClassVar[str] = "com.event.workflow.workflow_finished"
 
     def payload(self) -> dict[str, Any]:
@@ -94,9 +118,15 @@ class RunFinished(RunEvent):
         return data
 
 
-@dataclass(slots=True, kw_only=True)
 class StageEvent(RunEvent):
-    stage: "StageRun"
+    __slots__ = ("stage",)
+
+    def __init__(self, *, run: "WorkflowRun", stage: "StageRun") -> None:
+        self.run = run
+        self.stage = stage
+        self._id = next(_counter)
+        self._prefix = _prefix
+        self.time = _time()
 
     def payload(self) -> dict[str, Any]:
         data = RunEvent.payload(self)
@@ -104,34 +134,37 @@ class StageEvent(RunEvent):
         return data
 
 
-@dataclass(slots=True, kw_only=True)
 class StageStarted(StageEvent):
+    __slots__ = ()
     TYPE: ClassVar[str] = "com.event.workflow.stage_started"
 
 
-@dataclass(slots=True, kw_only=True)
 class StageFinished(StageEvent):
     """A stage finished, or was cancelled or skipped (see ``stage.state``)."""
 
+    __slots__ = ()
     TYPE: ClassVar[str] = "com.event.workflow.stage_finished"
 
 
-@dataclass(slots=True, kw_only=True)
 class StageFailed(StageEvent):
+    __slots__ = ()
     TYPE: ClassVar[str] = "com.event.workflow.stage_failed"
 
 
-@dataclass(slots=True, kw_only=True)
 class StageRetried(StageEvent):
     """An attempt failed and the stage will run again after ``delay`` seconds."""
 
+    __slots__ = ("error", "delay")
     TYPE: ClassVar[str] = "com.event.workflow.stage_retried"
-    error: "ErrorInfo"
-    delay: float = 0.0
+
+    def __init__(self, *, run: "WorkflowRun", stage: "StageRun", error: "ErrorInfo", delay: float = 0.0) -> None:
+        StageEvent.__init__(self, run=run, stage=stage)
+        self.error = error
+        self.delay = delay
 
 
-@dataclass(slots=True, kw_only=True)
 class ItemsProgress(StageEvent):
     """Progress of a parameterized stage: ``stage.items_done`` of ``stage.items_total``."""
 
+    __slots__ = ()
     TYPE: ClassVar[str] = "com.event.workflow.stage_progress"

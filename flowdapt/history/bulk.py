@@ -2,7 +2,9 @@
 
 Batches arrive column by column (:func:`upsert_columns`). DuckDB gets one Arrow table per batch
 and a single ``INSERT OR REPLACE ... SELECT`` over it (its ``executemany`` runs row by row and is
-a trap); Arrow converts aware timestamps to naive UTC itself. SQLite and PostgreSQL get one
+a trap); Arrow converts aware timestamps to naive UTC itself. The conversion (:func:`to_arrow`)
+and the insert (:func:`insert_arrow`) can run apart, so a writer converts one batch while the
+database takes the one before. SQLite and PostgreSQL get one
 ``executemany`` of an ``INSERT ... ON CONFLICT DO UPDATE``, which their drivers batch.
 """
 
@@ -37,7 +39,7 @@ def upsert_columns(conn: Connection, table: Table, columns: Columns, *, replace:
         return
     dialect = conn.dialect.name
     if dialect == "duckdb":
-        _upsert_arrow(conn, table, columns, replace)
+        insert_arrow(conn, table, to_arrow(table, columns), replace=replace)
         return
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
@@ -80,7 +82,8 @@ def _arrow_schema(table: Table) -> Any:
     return pa.schema([(column.name, arrow_type(column.type)) for column in table.columns])
 
 
-def _upsert_arrow(conn: Connection, table: Table, columns: Columns, replace: bool) -> None:
+def to_arrow(table: Table, columns: Columns) -> Any:
+    """A batch (column by column) as an Arrow table of ``table``'s schema; JSON columns dumped to text."""
     import pyarrow as pa  # only DuckDB needs Arrow
 
     schema = _arrow_schema(table)
@@ -91,12 +94,18 @@ def _upsert_arrow(conn: Connection, table: Table, columns: Columns, replace: boo
         if field.name in json_columns:
             values = [None if value is None else dump_json(value) for value in values]
         arrays.append(pa.array(values, type=field.type))
-    batch = pa.Table.from_arrays(arrays, schema=schema)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def insert_arrow(conn: Connection, table: Table, rows: Any, *, replace: bool = True) -> None:
+    """Insert an Arrow table (see :func:`to_arrow`) into ``table`` on DuckDB, replacing by primary key."""
+    if not rows.num_rows:
+        return
     view = f"flowdapt_batch_{table.name}"
     duck = conn.connection.driver_connection
-    duck.register(view, batch)
+    duck.register(view, rows)
     try:
-        names = ", ".join(f'"{name}"' for name in schema.names)
+        names = ", ".join(f'"{name}"' for name in rows.schema.names)
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         conn.exec_driver_sql(f'{verb} INTO "{table.name}" ({names}) SELECT {names} FROM {view}')
     finally:

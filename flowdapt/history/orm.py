@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import (
     Boolean,
     Column,
@@ -45,14 +46,9 @@ class JsonText(TypeDecorator):
 
 
 def dump_json(value: Any) -> str:
-    """Compact JSON; pydantic models as their ``model_dump()``, anything else JSON cannot express with ``repr``."""
-    return json.dumps(value, separators=(",", ":"), default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    # Rows carry live ErrorInfo/ItemFailure models (copying them on the emitting thread would cost it time).
-    dump = getattr(value, "model_dump", None)
-    return dump() if dump is not None else repr(value)
+    """Compact JSON; pydantic models (rows carry live ``ErrorInfo``/``ItemFailure``s) as their JSON dump,
+    dates in ISO 8601, anything else JSON cannot express as its ``repr``."""
+    return to_json(value, fallback=repr).decode()
 
 
 def row_values(table: Table, row: Any) -> tuple[Any, ...]:

@@ -1,9 +1,13 @@
 """The event listener that turns engine events into history rows.
 
-It runs in the emitting (runner's) thread and competes with it for the GIL, so it only snapshots
-the fields it needs into one tuple per event, in the table's column order, and queues it: no
-dicts, no serialising, no timestamp conversion (the writer thread does those for a whole batch
-at once). Every row it makes is complete, so the writer can keep only the newest row per key.
+It runs in the emitting (runner's) thread and competes with it for the GIL, so for almost every
+event it only queues a reference to the live record, ``(LIVE, record, run)``: the writer thread
+reads the record's row when it writes the batch (:meth:`HistoryRecorder.live_rows`), after every
+reference in the batch was queued, so the row is as new as the newest event or newer. A stage's
+start and finish in one batch cost one row; a change made while the row is read has its event
+queued after the read, so the next batch writes it. Rows that must keep a past state are
+snapshotted at once and win over what a reference reads in the same batch: the failed attempt of
+a retried stage, and every event of a later attempt (its own start time; the record keeps the first).
 
 Trigger firings arrive as events of type :data:`TRIGGER_FIRED` whose ``data`` is
 ``{"trigger", "action", "run_uid", "ok", "error"}`` (the trigger service publishes them).
@@ -11,8 +15,9 @@ Trigger firings arrive as events of type :data:`TRIGGER_FIRED` whose ``data`` is
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from flowdapt.events.models import (
     Event,
@@ -28,10 +33,12 @@ from flowdapt.history import orm
 from flowdapt.resources.models import StageRun, WorkflowRun
 
 TRIGGER_FIRED = "com.event.trigger.trigger_fired"
-Row = tuple[Any, tuple[Any, ...]]  # (table, complete row: values in column order, primary key first)
+_log = logging.getLogger("flowdapt.history")
+LIVE = "live"  # queue marker: (LIVE, record, run), a live stage or run record whose row is read when written
+Values = tuple[Any, ...]  # a complete row: values in column order, primary key first
+Row = tuple[Any, Values]  # (table, values)
+LiveRef = tuple[str, "StageRun | WorkflowRun", WorkflowRun]
 _STAGE_EVENTS = (StageStarted, StageFinished, StageFailed, StageRetried, ItemsProgress)
-RUN_COLUMNS = tuple(column.name for column in orm.runs.columns)
-_NO_POSITIONS: dict[int, int] = {}
 
 
 def _now() -> datetime:
@@ -43,45 +50,77 @@ class HistoryRecorder:
 
     Parameters
     ----------
-    put : receives ``(table, values)``; the writer's queue
+    put : the writer's queue; receives ``(table, values)`` rows and ``(LIVE, record, run)`` references
     owner : ``host:pid`` recorded on runs, so a later start can tell crashed runs from live ones
     on_run : called with each live run on its start and finish (the writer tracks cancel requests)
+    queued : ids of the live records queued and not read yet (the writer empties it when it takes a
+        batch, before reading): a record already waiting is not queued again, so a stage's start
+        and finish usually cost one queued reference
     """
 
-    def __init__(self, put: Callable[[Row], None], owner: str,
-                 on_run: Callable[[WorkflowRun], None] | None = None) -> None:
+    def __init__(self, put: Callable[[Any], None], owner: str,
+                 on_run: Callable[[WorkflowRun], None] | None = None, queued: set[int] | None = None) -> None:
         self.put = put
         self.owner = owner
         self.on_run = on_run
+        self.queued: set[int] = set() if queued is None else queued
         self._attempt_started: dict[tuple[str, str], datetime] = {}
-        self._positions: dict[str, dict[int, int]] = {}  # run uid -> {id(stage record): position}
 
     def __call__(self, event: Event) -> None:
         kind = type(event)
         if kind in _STAGE_EVENTS:
-            self.put((orm.stage_runs, self._stage_values(event, kind)))  # type: ignore[arg-type]
+            stage: StageRun = event.stage  # type: ignore[attr-defined]
+            if stage.attempts > 1 or kind is StageRetried:
+                self.put((orm.stage_runs, self._attempt_values(event.run, stage, kind)))  # type: ignore[attr-defined]
+            else:
+                self.queue_live(stage, event.run)  # type: ignore[attr-defined]
         elif kind is RunStarted or kind is RunFinished:
             run: WorkflowRun = event.run  # type: ignore[attr-defined]
-            self.put((orm.runs, self.run_values(run)))
-            if kind is RunFinished:
-                self._positions.pop(run.uid, None)
+            self.queue_live(run, run)
             if self.on_run is not None:
                 self.on_run(run)
         elif event.type == TRIGGER_FIRED:
             self.put((orm.trigger_firings, orm.row_values(orm.trigger_firings, firing_row(event))))
 
-    def run_values(self, run: WorkflowRun) -> tuple[Any, ...]:
+    def queue_live(self, record: StageRun | WorkflowRun, run: WorkflowRun) -> None:
+        """Have the writer read ``record``'s row (``record`` is ``run`` for the run's own row)."""
+        key = id(record)
+        if key not in self.queued:  # a waiting reference will be read after this change: enough
+            self.queued.add(key)
+            self.put((LIVE, record, run))
+
+    def live_rows(self, refs: Iterable[LiveRef]) -> tuple[list[Values], dict[str, list[Any]]]:
+        """The rows of live records as they stand now: ``runs`` rows, and ``stage_runs`` rows column by
+        column (one list per column but ``duration``: no tuple per row, the writer's hot path).
+
+        The writer thread calls this once per batch; a record that cannot be read is logged and left out.
+        """
+        run_rows: list[Values] = []
+        stages: list[StageRun] = []
+        stage_runs: list[WorkflowRun] = []
+        for _, record, run in refs:
+            if record is run:
+                try:
+                    run_rows.append(self.run_values(run))
+                except Exception:  # noqa: BLE001 - one bad record must not cost the batch its other rows
+                    _log.exception("could not read the history row of run %s", getattr(run, "uid", "?"))
+            else:
+                stages.append(record)  # type: ignore[arg-type]
+                stage_runs.append(run)
+        try:
+            columns = _stage_columns(stages, stage_runs)
+        except Exception:  # noqa: BLE001 - find the bad record by reading them one by one
+            readable = [(stage, run) for stage, run in zip(stages, stage_runs) if _readable(stage, run)]
+            columns = _stage_columns([stage for stage, _ in readable], [run for _, run in readable])
+        return run_rows, columns
+
+    def run_values(self, run: WorkflowRun) -> Values:
         """The ``runs`` row of ``run`` as it stands now, in column order (duration is the writer's)."""
         return (run.uid, run.name, run.workflow, run.source, run.state, run.executor, run.namespace,
                 run.input, run.result, run.error, run.started_at, run.finished_at, None, self.owner)
 
-    def run_row(self, run: WorkflowRun) -> dict[str, Any]:
-        """The ``runs`` row of ``run`` as it stands now, by column name."""
-        return dict(zip(RUN_COLUMNS, self.run_values(run)))
-
-    def _stage_values(self, event: Any, kind: type) -> tuple[Any, ...]:
-        run: WorkflowRun = event.run
-        stage: StageRun = event.stage
+    def _attempt_values(self, run: WorkflowRun, stage: StageRun, kind: type) -> Values:
+        """A snapshot of the current attempt's row, with that attempt's own start time."""
         attempt = stage.attempts
         state, started_at, finished_at = stage.state, stage.started_at, stage.finished_at
         if attempt > 1:
@@ -93,14 +132,41 @@ class HistoryRecorder:
                 self._attempt_started.pop(key, None)
         if kind is StageRetried:
             state, finished_at = "failed", _now()  # this attempt failed; the next one gets its own row
-        position = self._positions.get(run.uid, _NO_POSITIONS).get(id(stage))
-        if position is None:  # once per run, instead of a search of run.stages per event
-            positions = self._positions[run.uid] = {id(record): index for index, record in enumerate(run.stages)}
-            position = positions[id(stage)]
-        failures = stage.item_failures
-        return (f"{run.uid}:{stage.name}:{attempt}", run.uid, run.workflow, stage.name, position,
-                stage.type, attempt, state, started_at, finished_at, None, stage.error, stage.items_total,
-                stage.items_done, stage.items_failed, list(failures) if failures else None, stage.output_notebook)
+        row = {name: values[0] for name, values in _stage_columns([stage], [run]).items()}
+        row.update(state=state, started_at=started_at, finished_at=finished_at, duration=None)
+        return orm.row_values(orm.stage_runs, row)
+
+
+def _stage_columns(stages: list[StageRun], runs: list[WorkflowRun]) -> dict[str, list[Any]]:
+    """The ``stage_runs`` rows of stage records (``runs[i]`` holds ``stages[i]``) as columns."""
+    positions: dict[str, dict[int, int]] = {}  # run uid -> {id(stage record): position}
+    for run in runs:
+        if run.uid not in positions:
+            positions[run.uid] = {id(stage): number for number, stage in enumerate(run.stages)}
+    uids = [run.uid for run in runs]
+    names = [stage.name for stage in stages]
+    attempts = [stage.attempts for stage in stages]
+    return {
+        "id": [f"{uid}:{name}:{attempt}" for uid, name, attempt in zip(uids, names, attempts)],
+        "run_uid": uids, "workflow": [run.workflow for run in runs], "stage": names,
+        "position": [positions[uid][id(stage)] for uid, stage in zip(uids, stages)],
+        "type": [stage.type for stage in stages], "attempt": attempts, "state": [stage.state for stage in stages],
+        "started_at": [stage.started_at for stage in stages], "finished_at": [stage.finished_at for stage in stages],
+        "error": [stage.error for stage in stages], "items_total": [stage.items_total for stage in stages],
+        "items_done": [stage.items_done for stage in stages], "items_failed": [stage.items_failed for stage in stages],
+        "item_failures": [list(stage.item_failures) if stage.item_failures else None for stage in stages],
+        "output_notebook": [stage.output_notebook for stage in stages],
+    }
+
+
+def _readable(stage: StageRun, run: WorkflowRun) -> bool:
+    try:
+        _stage_columns([stage], [run])
+    except Exception:  # noqa: BLE001 - logged and left out of the batch
+        _log.exception("could not read the history row of stage %s of run %s", getattr(stage, "name", "?"),
+                       getattr(run, "uid", "?"))
+        return False
+    return True
 
 
 def firing_row(event: Event) -> dict[str, Any]:

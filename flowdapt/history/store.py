@@ -94,6 +94,7 @@ class HistoryStore:
         self.listen = listen
         self.engine: Engine | None = None
         self.writer: HistoryWriter | None = None
+        self._recorder: HistoryRecorder | None = None
         self._unsubscribe: Any = None
 
     @classmethod
@@ -119,10 +120,12 @@ class HistoryStore:
             raise
         if self.listen:
             self.writer = HistoryWriter(self.engine, retention_seconds=self.retention_seconds or None)
+            self._recorder = HistoryRecorder(self.writer.put_values, this_owner(), on_run=self.writer.track,
+                                             queued=self.writer.queued_records)
+            self.writer.live_rows = self._recorder.live_rows
             self.writer.start()
             if self.retention_seconds != 0:
-                recorder = HistoryRecorder(self.writer.put_values, this_owner(), on_run=self.writer.track)
-                self._unsubscribe = events.subscribe(recorder)
+                self._unsubscribe = events.subscribe(self._recorder)
         return self
 
     def close(self) -> None:
@@ -133,6 +136,7 @@ class HistoryStore:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+            self._recorder = None
         if self.engine is not None:
             self.engine.dispose()
             self.engine = None
@@ -142,6 +146,11 @@ class HistoryStore:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def record_run(self, run: WorkflowRun) -> None:
+        """Queue ``run``'s row as it stands, for a run no event describes yet (such as a queued one)."""
+        if self._recorder is not None and self.retention_seconds != 0:
+            self._recorder.queue_live(run, run)
 
     def flush(self) -> None:
         """Block until every event seen so far is written."""

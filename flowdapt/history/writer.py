@@ -5,8 +5,15 @@ fan-out costs a few large transactions, not thousands of small ones, and DuckDB'
 holds. Within a batch only the newest row per primary key is written. Each batch is one
 transaction, so a crash loses at most the rows not yet written, never half a batch.
 
-Between batches the writer also applies retention and looks for cancel requests made by other
-processes (``flowctl cancel``) for the runs this process is running.
+A queued item is a row, or a reference to a live record (see :mod:`flowdapt.history.recorder`):
+a batch takes what is queued, then reads each referenced record once; rows queued as values (the
+snapshots of retried attempts) replace what a reference read for the same key.
+
+Two threads make the writer: one takes and prepares a batch (reads live records, builds columns)
+while the other commits the batch before it (Arrow conversion, then the database, which releases
+the GIL), so preparing and committing overlap; batches commit in order. Between batches the
+committing thread also applies retention and looks for cancel requests made by other processes
+(``flowctl cancel``) for the runs this process is running.
 """
 
 from __future__ import annotations
@@ -15,34 +22,68 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 from sqlalchemy import Engine, delete, select
 
 from flowdapt.history import orm
-from flowdapt.history.bulk import upsert_columns
+from flowdapt.history.bulk import insert_arrow, to_arrow, upsert_columns
+from flowdapt.history.recorder import LIVE, LiveRef, Values
 from flowdapt.resources.models import WorkflowRun
 
 _log = logging.getLogger("flowdapt.history")
 _ORDER = (orm.runs, orm.stage_runs, orm.trigger_firings)
 CANCEL_POLL_SECONDS = 0.5
 PRUNE_EVERY_SECONDS = 60.0
-Batch = dict[Any, dict[Any, tuple[Any, ...]]]  # table -> primary key -> newest row (values in column order)
+Snapshots = dict[Any, dict[Any, tuple[Any, ...]]]  # table -> primary key -> newest row queued as values
 # On DuckDB a row written in an open state will be written again (replaced); any other key is new
 # to the database, so it takes the cheaper plain insert. Trigger firings are written once.
 _OPEN_STATES = frozenset({"pending", "running"})
-_STATE_INDEX = {table: list(table.columns.keys()).index("state") for table in (orm.runs, orm.stage_runs)}
 
 
-def batch_columns(table: Any, rows: Iterable[tuple[Any, ...]]) -> dict[str, Sequence[Any]]:
+def batch_columns(table: Any, rows: Iterable[tuple[Any, ...]]) -> dict[str, list[Any]]:
     """Rows (values in column order) as columns; ``duration`` is computed from the start and finish times."""
     names = [column.name for column in table.columns]
-    columns: dict[str, Sequence[Any]] = dict(zip(names, zip(*rows))) or dict.fromkeys(names, ())
+    columns: dict[str, list[Any]] = {name: list(values) for name, values in zip(names, zip(*rows))}
+    if not columns:
+        return {name: [] for name in names}
     if "duration" in columns:
-        columns["duration"] = [(finished - started).total_seconds() if started and finished else None
-                               for started, finished in zip(columns["started_at"], columns["finished_at"])]
+        add_duration(columns)
     return columns
+
+
+def add_duration(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Fill ``duration`` (seconds) from ``started_at`` and ``finished_at``."""
+    columns["duration"] = [(finished - started).total_seconds() if started and finished else None
+                           for started, finished in zip(columns["started_at"], columns["finished_at"])]
+    return columns
+
+
+def _key(table: Any) -> str:
+    return table.columns[0].name  # every history table has its primary key first
+
+
+@dataclass
+class TableRows:
+    """One table's rows of a batch, one per primary key, ready for the database."""
+
+    keys: list[Any]
+    states: list[Any] | None  # the ``state`` column of runs and stage runs
+    data: Any  # the rows column by column, or on DuckDB an Arrow table (converted before the transaction)
+
+    def where(self, mask: list[bool], wanted: bool) -> Any:
+        """``data`` of the rows whose ``mask`` flag is ``wanted``."""
+        if isinstance(self.data, dict):
+            return {name: [value for value, flag in zip(values, mask) if flag is wanted]
+                    for name, values in self.data.items()}
+        import pyarrow as pa
+
+        return self.data.filter(pa.array(mask if wanted else [not flag for flag in mask]))
+
+
+Batch = dict[Any, TableRows]
 
 
 def prune(conn: Any, retention_seconds: float) -> int:
@@ -56,6 +97,18 @@ def prune(conn: Any, retention_seconds: float) -> int:
     return deleted or 0
 
 
+def _stage_batch(live: dict[str, list[Any]] | None, snapshots: dict[Any, tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """Stage rows read from live records, replaced by the snapshots queued for the same keys."""
+    if live is None:
+        return batch_columns(orm.stage_runs, snapshots.values())
+    add_duration(live)
+    if not snapshots:
+        return live
+    keep = [key not in snapshots for key in live["id"]]
+    taken = batch_columns(orm.stage_runs, snapshots.values())
+    return {name: [value for value, kept in zip(values, keep) if kept] + taken[name] for name, values in live.items()}
+
+
 class HistoryWriter:
     """Batches rows from :meth:`put` into transactions on a background thread.
 
@@ -64,28 +117,41 @@ class HistoryWriter:
     engine : the database
     retention_seconds : keep finished runs this long (``None``: forever)
     linger : seconds to wait after the first row of a batch for more to arrive
+    live_rows : reads the rows of queued live-record references (the recorder's ``live_rows``)
+    max_batch : queued items taken into one batch at most (so the next one is prepared while it commits)
     """
 
-    def __init__(self, engine: Engine, *, retention_seconds: float | None = None, linger: float = 0.005) -> None:
+    def __init__(self, engine: Engine, *, retention_seconds: float | None = None, linger: float = 0.005,
+                 live_rows: Callable[[Iterable[LiveRef]], tuple[list[Values], dict[str, list[Any]]]] | None = None,
+                 max_batch: int = 20_000) -> None:
         self.engine = engine
         self.retention_seconds = retention_seconds
         self.linger = linger
+        self.live_rows = live_rows
+        self.max_batch = max_batch
         self.rows_written = 0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        # The recorder's path: (table, values in column order), unchecked, with no Python frame per event.
-        self.put_values: Callable[[tuple[Any, tuple[Any, ...]]], None] = self._queue.put
+        self.queued_records: set[int] = set()  # the recorder's ``queued``: emptied when a batch is taken
+        # The recorder's path: a row or a live reference, unchecked, with no Python frame per event.
+        self.put_values: Callable[[Any], None] = self._queue.put
         self._live: dict[str, WorkflowRun] = {}
         # Only DuckDB's replacing insert costs much more than a plain one (about twice per row); SQLite
         # and PostgreSQL keep one ON CONFLICT statement per table rather than two round trips.
         self._plain_inserts = engine.dialect.name == "duckdb"
+        self._arrow = engine.dialect.name == "duckdb"  # batches become Arrow tables while the one before commits
+        if self._arrow:
+            import pyarrow  # noqa: F401 - imported now rather than by the first batch (half a second)
         self._open: set[Any] = set()  # keys last written in an open state (see _OPEN_STATES)
-        self._thread = threading.Thread(target=self._loop, name="flowdapt-history-writer", daemon=True)
+        self._prepared: queue.Queue = queue.Queue(maxsize=2)  # (batch, waiters, stop), in commit order
+        self._threads = (threading.Thread(target=self._prepare_loop, name="flowdapt-history-batches", daemon=True),
+                         threading.Thread(target=self._commit_loop, name="flowdapt-history-writer", daemon=True))
         self._closed = False
         self._next_prune = 0.0
         self._next_cancel_poll = 0.0
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def put(self, item: tuple[Any, Mapping[str, Any] | tuple[Any, ...]]) -> None:
         """Queue one ``(table, row)`` for writing; the row by column name, or its values in column order."""
@@ -109,24 +175,33 @@ class HistoryWriter:
             raise TimeoutError("the history writer did not catch up")
 
     def close(self) -> None:
-        """Write what is queued and stop the thread."""
+        """Write what is queued and stop the threads."""
         if self._closed:
             return
         self._closed = True
         self._queue.put((None, None))
-        self._thread.join(timeout=60)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=60)
 
-    # -- the writer thread --------------------------------------------------------------------------------
-    def _loop(self) -> None:
+    # -- the writer threads -------------------------------------------------------------------------------
+    def _prepare_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if self.linger and first[0] is not None:
+                time.sleep(self.linger)
+            prepared = self._drain(first)
+            self._prepared.put(prepared)
+            if prepared[2]:
+                return
+
+    def _commit_loop(self) -> None:
         while True:
             try:
-                first = self._queue.get(timeout=CANCEL_POLL_SECONDS)
+                batch, waiters, stop = self._prepared.get(timeout=CANCEL_POLL_SECONDS)
             except queue.Empty:
                 self._housekeeping()
                 continue
-            if self.linger and first[0] is not None:
-                time.sleep(self.linger)
-            batch, waiters, stop = self._drain(first)
             self._write(batch)
             for waiter in waiters:
                 waiter.set()
@@ -134,27 +209,56 @@ class HistoryWriter:
                 return
             self._housekeeping()
 
-    def _drain(self, first: tuple[Any, Any]) -> tuple[Batch, list[threading.Event], bool]:
-        batch: Batch = {table: {} for table in _ORDER}
+    def _drain(self, first: tuple[Any, ...]) -> tuple[Batch, list[threading.Event], bool]:
+        """What is queued now, as the newest row per key."""
+        live: dict[int, LiveRef] = {}  # id(record) -> reference: each record is read once
+        values: Snapshots = {table: {} for table in _ORDER}
         waiters: list[threading.Event] = []
+        stop = False
         get = self._queue.get_nowait
-        item: tuple[Any, Any] | None = first
-        while item is not None:
-            table, row = item
-            if table is None:
-                if row is None:
-                    return batch, waiters, True
-                waiters.append(row)
+        item = first
+        taken = 0
+        while True:
+            head = item[0]
+            if head is LIVE:
+                live[id(item[1])] = item
+            elif head is not None:
+                values[head][item[1][0]] = item[1]  # the primary key is the first column
+            elif item[1] is None:
+                stop = True
+                break
             else:
-                batch[table][row[0]] = row  # the primary key is the first column
+                waiters.append(item[1])
+            taken += 1
+            if taken >= self.max_batch:
+                break
             try:
                 item = get()
             except queue.Empty:
-                item = None
-        return batch, waiters, False
+                break
+        self.queued_records.clear()  # before reading: a change from now on queues its record again
+        try:
+            return self._columns(live, values), waiters, stop
+        except Exception:  # noqa: BLE001 - history must never break a run; the next start repairs state
+            _log.exception("could not prepare a batch of %d history rows", taken)
+            return {table: TableRows([], None, batch_columns(table, ())) for table in _ORDER}, waiters, stop
+
+    def _columns(self, live: dict[int, LiveRef], values: Snapshots) -> Batch:
+        run_rows: list[Values] = []
+        stage_columns = None
+        if live and self.live_rows is not None:
+            run_rows, stage_columns = self.live_rows(live.values())
+        runs = {row[0]: row for row in run_rows}
+        runs.update(values[orm.runs])
+        columns = {orm.runs: batch_columns(orm.runs, runs.values()),
+                   orm.stage_runs: _stage_batch(stage_columns, values[orm.stage_runs]),
+                   orm.trigger_firings: batch_columns(orm.trigger_firings, values[orm.trigger_firings].values())}
+        return {table: TableRows(rows[_key(table)], rows.get("state"),
+                                 to_arrow(table, rows) if self._arrow and rows[_key(table)] else rows)
+                for table, rows in columns.items()}
 
     def _write(self, batch: Batch) -> None:
-        count = sum(len(rows) for rows in batch.values())
+        count = sum(len(rows.keys) for rows in batch.values())
         if not count:
             return
         try:
@@ -171,27 +275,34 @@ class HistoryWriter:
         self.rows_written += count
         if not self._plain_inserts:
             return
-        for table, state in _STATE_INDEX.items():
-            for key, row in batch[table].items():
-                if row[state] in _OPEN_STATES:
-                    self._open.add(key)
-                else:
-                    self._open.discard(key)
+        for table in (orm.runs, orm.stage_runs):
+            rows = batch[table]
+            if rows.keys:
+                self._open.difference_update(rows.keys)
+                self._open.update(key for key, state in zip(rows.keys, rows.states) if state in _OPEN_STATES)
 
     def _commit(self, batch: Batch, open_keys: set[Any] | None) -> None:
         """One transaction: keys in ``open_keys`` replace their rows, the others are inserted (``None``: all replace)."""
         with self.engine.begin() as conn:
             for table in _ORDER:
                 rows = batch[table]
-                if not rows:
+                if not rows.keys:
                     continue
                 if open_keys is None:
-                    upsert_columns(conn, table, batch_columns(table, rows.values()))
-                    continue
-                seen = rows.keys() & open_keys
-                upsert_columns(conn, table, batch_columns(table, (rows[key] for key in seen)))
-                fresh = (row for key, row in rows.items() if key not in seen) if seen else rows.values()
-                upsert_columns(conn, table, batch_columns(table, fresh), replace=False)
+                    self._insert(conn, table, rows.data, replace=True)
+                elif open_keys.isdisjoint(rows.keys):
+                    self._insert(conn, table, rows.data, replace=False)
+                else:
+                    mask = [key in open_keys for key in rows.keys]
+                    self._insert(conn, table, rows.where(mask, True), replace=True)
+                    self._insert(conn, table, rows.where(mask, False), replace=False)
+
+    @staticmethod
+    def _insert(conn: Any, table: Any, data: Any, replace: bool) -> None:
+        if isinstance(data, dict):
+            upsert_columns(conn, table, data, replace=replace)
+        else:
+            insert_arrow(conn, table, data, replace=replace)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()

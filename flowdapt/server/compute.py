@@ -21,8 +21,7 @@ from flowdapt.compute.api import run_workflow
 from flowdapt.events import Event, RunFinished
 from flowdapt.events.bus import BaseEventBus
 from flowdapt.history.models import RunQuery, StageAttempt
-from flowdapt.history.recorder import HistoryRecorder
-from flowdapt.history.store import HistoryStore, this_owner
+from flowdapt.history.store import HistoryStore
 from flowdapt.resources.models import Config, ErrorInfo, Workflow, WorkflowRun
 from flowdapt.server.cache import CatalogCache
 from flowdapt.server.errors import RunStateError, ServiceUnavailableError
@@ -54,7 +53,6 @@ class ComputeService:
         self._starting: set[str] = set()  # being started in a worker thread
         self._ended_early: set[str] = set()  # ended while still being started
         self._ended: dict[str, asyncio.Future[WorkflowRun]] = {}  # queued, starting or running, by uid
-        self._recorder = HistoryRecorder(lambda row: None, this_owner())
         self._unsubscribe: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------------------------
@@ -208,8 +206,7 @@ class ComputeService:
 
     # -- internals -----------------------------------------------------------------------------------------
     def _record(self, run: WorkflowRun) -> None:
-        if self.store.writer is not None and self.store.retention_seconds != 0:
-            self.store.writer.put((_runs_table(), self._recorder.run_row(run)))
+        self.store.record_run(run)
 
     def _end_queued(self, run: WorkflowRun, state: str) -> WorkflowRun:
         self._queue = deque(item for item in self._queue if item[0] is not run)
@@ -239,9 +236,3 @@ class ComputeService:
             run, definition, options = self._queue.popleft()
             self._starting.add(run.uid)  # holds the slot from now on
             asyncio.ensure_future(self._start_queued(run, definition, options))
-
-
-def _runs_table() -> Any:
-    from flowdapt.history import orm
-
-    return orm.runs
