@@ -107,7 +107,9 @@ def insert_arrow(conn: Connection, table: Table, rows: Any, *, replace: bool = T
     try:
         names = ", ".join(f'"{name}"' for name in rows.schema.names)
         verb = "INSERT OR REPLACE" if replace else "INSERT"
-        conn.exec_driver_sql(f'{verb} INTO "{table.name}" ({names}) SELECT {names} FROM {view}')
+        # Straight to DuckDB, in the connection's open transaction: SQLAlchemy's statement machinery
+        # costs about a millisecond, a third of a small batch's insert.
+        duck.execute(f'{verb} INTO "{table.name}" ({names}) SELECT {names} FROM {view}')
     finally:
         duck.unregister(view)
 

@@ -116,12 +116,13 @@ class HistoryWriter:
     ----------
     engine : the database
     retention_seconds : keep finished runs this long (``None``: forever)
-    linger : seconds to wait after the first row of a batch for more to arrive
+    linger : seconds to wait after the first row reaches an idle writer for more to arrive (none by
+        default: under load batches grow anyway while the batch before them commits)
     live_rows : reads the rows of queued live-record references (the recorder's ``live_rows``)
     max_batch : queued items taken into one batch at most (so the next one is prepared while it commits)
     """
 
-    def __init__(self, engine: Engine, *, retention_seconds: float | None = None, linger: float = 0.005,
+    def __init__(self, engine: Engine, *, retention_seconds: float | None = None, linger: float = 0.0,
                  live_rows: Callable[[Iterable[LiveRef]], tuple[list[Values], dict[str, list[Any]]]] | None = None,
                  max_batch: int = 20_000) -> None:
         self.engine = engine
