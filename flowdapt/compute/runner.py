@@ -95,7 +95,7 @@ class Runner:
         self.context = context
         self.context._cancelled = self.control.cancelled
         run._control = self.control
-        run.stages = [StageRun(name=name, type=graph.stages[name].type) for name in graph.order]
+        run.stages = [StageRun.pending(name, graph.stages[name].type) for name in graph.order]
         self.records = {record.name: record for record in run.stages}
         self.waiting_on = {name: len(stage.depends_on) for name, stage in graph.stages.items()}
         self.unstarted_consumers = {name: len(graph.dependents[name]) for name in graph.stages}
