@@ -96,13 +96,14 @@ def measure_store(url: str) -> dict:
     with HistoryStore(url) as store:
         emit_runs(build_runs(50))  # warm up connections and code paths
         store.flush()
+        before = store.status().runs
         runs = build_runs()
         start = time.perf_counter()
         emit_runs(runs)
         emitted = time.perf_counter() - start
         store.flush()
         elapsed = time.perf_counter() - start
-        assert store.status().runs == RUNS + 50
+        assert store.status().runs == before + RUNS
     stage_rows = RUNS * STAGES
     return {"seconds": elapsed, "emit_seconds": emitted, "stage_rows_per_s": stage_rows / elapsed,
             "rows_per_s": (stage_rows + RUNS) / elapsed}
@@ -111,6 +112,7 @@ def measure_store(url: str) -> dict:
 def measure_write_path(url: str) -> dict:
     """The recorder's cost on the emitting thread plus the writer's batches until committed."""
     with HistoryStore(url, listen=False) as store:
+        before = store.status().runs
         bare_runs, runs = build_runs(), build_runs()
         start = time.perf_counter()
         emit_runs(bare_runs)  # the same events, no listener: subtracted below
@@ -131,7 +133,7 @@ def measure_write_path(url: str) -> dict:
         writer.flush(timeout=600)
         writing = time.perf_counter() - start
         writer.close()
-        assert store.status().runs == RUNS
+        assert store.status().runs == before + RUNS
     elapsed = max(recording, 0.0) + writing
     stage_rows = RUNS * STAGES
     return {"seconds": elapsed, "recorder_seconds": recording, "writer_seconds": writing,
