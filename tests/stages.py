@@ -44,7 +44,9 @@ def sleep_for(seconds: float = 5.0):
 
 
 def sleep_and_clean_up(marker: str, seconds: float = 30.0):
-    """Loop like a training epoch in a ``try`` whose ``finally`` leaves ``marker``: did cleanup run?"""
+    """Loop like a training epoch in a ``try`` whose ``finally`` leaves ``marker``: did cleanup run?
+    ``marker.started`` shows the loop began."""
+    open(f"{marker}.started", "w").close()
     deadline = time.monotonic() + seconds
     try:
         while time.monotonic() < deadline:
@@ -56,8 +58,9 @@ def sleep_and_clean_up(marker: str, seconds: float = 30.0):
 
 def ignore_interrupts(marker: str, seconds: float = 30.0):
     """Write this worker's pid to ``marker``, then sleep through every KeyboardInterrupt."""
-    with open(marker, "w") as out:
+    with open(f"{marker}.tmp", "w") as out:
         out.write(str(os.getpid()))
+    os.replace(f"{marker}.tmp", marker)  # the marker appears with its content
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:

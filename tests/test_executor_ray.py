@@ -44,22 +44,31 @@ def test_failing_stage_keeps_its_exception_type_and_message(cluster):
     assert "tests/stages.py" in result.error.traceback
 
 
-def test_a_timed_out_stage_is_interrupted_so_its_cleanup_runs_and_its_worker_lives(cluster, tmp_path):
+def _cancel_once_running(definition: dict, input: dict, ready: "os.PathLike", cluster) -> None:
+    """Start a run, cancel it once its stage shows it runs (``ready`` exists), and wait for its end."""
+    run = flowdapt.run_workflow(definition, input, executor=cluster, wait=False)
+    deadline = time.monotonic() + 60  # a Ray worker may have to start first
+    while not os.path.exists(ready) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.cancel()
+    run.wait(30)
+    assert run.state == "cancelled"
+
+
+def test_a_cancelled_stage_is_interrupted_so_its_cleanup_runs(cluster, tmp_path):
     marker = tmp_path / "cleanup"
-    definition = workflow(stage("slow", "tests.stages.sleep_and_clean_up", options={"timeout": 0.5}))
-    result = flowdapt.run_workflow(definition, {"marker": str(marker)}, executor=cluster)
-    assert result.error.type == "StageTimeoutError"
-    deadline = time.monotonic() + ray_executor._FORCE_CANCEL_AFTER
+    _cancel_once_running(workflow(stage("slow", "tests.stages.sleep_and_clean_up")), {"marker": str(marker)},
+                         f"{marker}.started", cluster)
+    deadline = time.monotonic() + ray_executor._FORCE_CANCEL_AFTER + 10
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert marker.read_text() == "cleaned up"  # a killed worker would never run the finally block
+    assert marker.exists() and marker.read_text() == "cleaned up"  # a killed worker never runs the finally block
 
 
 def test_a_cancelled_stage_that_ignores_interrupts_has_its_worker_killed(cluster, tmp_path):
     marker = tmp_path / "pid"
-    definition = workflow(stage("stubborn", "tests.stages.ignore_interrupts", options={"timeout": 0.5}))
-    result = flowdapt.run_workflow(definition, {"marker": str(marker)}, executor=cluster)
-    assert result.error.type == "StageTimeoutError"
+    _cancel_once_running(workflow(stage("stubborn", "tests.stages.ignore_interrupts")), {"marker": str(marker)},
+                         marker, cluster)
     worker = int(marker.read_text())
     deadline = time.monotonic() + ray_executor._FORCE_CANCEL_AFTER + 10
     while _alive(worker) and time.monotonic() < deadline:
