@@ -199,6 +199,127 @@ def test_daily_success_rate_and_duration_percentiles_are_computed_in_sql(flowdap
     assert load.p50_duration == pytest.approx(2.5)
 
 
+def test_daily_stats_count_ended_runs_on_their_start_day_and_skip_runs_that_never_started(flowdapt_store):
+    day1 = datetime(2024, 3, 1, 23, 30)
+    late = _synthetic_run("late", "etl", "finished", day1, 3600)  # finishes the next day: counts on day 1
+    interrupted = {**_synthetic_run("int", "etl", "interrupted", day1, 0), "duration": None}  # no duration
+    cancelled = _synthetic_run("can", "etl", "cancelled", day1, 2)
+    only_interrupted = {**_synthetic_run("int2", "ml", "interrupted", day1, 0), "duration": None}
+    never_started = {**_queued_run("q0"), "state": "cancelled", "finished_at": day1}
+    with flowdapt_store.engine.begin() as conn:
+        upsert(conn, orm.runs, [late, interrupted, cancelled, only_interrupted, never_started, _queued_run("q1")])
+
+    stats = flowdapt_store.daily_workflow_stats()
+    assert [(s.workflow, s.day, s.runs, s.finished, s.failed) for s in stats] == [
+        ("etl", date(2024, 3, 1), 3, 1, 0), ("ml", date(2024, 3, 1), 1, 0, 0)]
+    assert stats[0].success_rate == pytest.approx(1 / 3)
+    assert (stats[0].mean_duration, stats[0].p50_duration) == (pytest.approx(1801), pytest.approx(1801))
+    assert stats[0].p95_duration == pytest.approx(2 + 0.95 * 3598)
+    assert (stats[1].success_rate, stats[1].mean_duration, stats[1].p50_duration, stats[1].p95_duration) == (
+        0, None, None, None)
+    assert flowdapt_store.daily_workflow_stats(workflow="ml", until=datetime(2024, 3, 1, tzinfo=timezone.utc)) == []
+
+
+def _queued_run(uid: str, workflow: str = "etl") -> dict:
+    return {**_synthetic_run(uid, workflow, "pending", datetime(2024, 1, 1), 0),
+            "started_at": None, "finished_at": None, "duration": None}
+
+
+def _newest_first(runs: list[dict]) -> list[str]:
+    """Uids in list_runs order: not started first, then newest start first, ties by uid."""
+    started = [r for r in runs if r["started_at"] is not None]
+    by_uid = sorted(started, key=lambda r: r["uid"])
+    return ([r["uid"] for r in sorted(runs, key=lambda r: r["uid"]) if r["started_at"] is None]
+            + [r["uid"] for r in sorted(by_uid, key=lambda r: r["started_at"], reverse=True)])
+
+
+def test_a_queued_run_without_a_start_time_is_listed_first(flowdapt_store):
+    # 60 runs in the newest day fill the first recent window; the queued run (NULL started_at)
+    # must still come first, as it does outside the windows.
+    newest = datetime.utcnow().replace(microsecond=0)
+    runs = [_synthetic_run(f"r{i:02d}", "etl", "finished", newest - timedelta(minutes=i), 1) for i in range(60)]
+    runs.append(_queued_run("q0"))
+    with flowdapt_store.engine.begin() as conn:
+        upsert(conn, orm.runs, runs)
+
+    listed = flowdapt_store.list_runs(limit=50)
+    assert [r.uid for r in listed] == _newest_first(runs)[:50]
+    assert (listed[0].uid, listed[0].state, listed[0].started_at) == ("q0", "pending", None)
+    assert [r.uid for r in flowdapt_store.list_runs(workflow="etl", limit=50)][0] == "q0"
+    assert [r.uid for r in flowdapt_store.list_runs(limit=50, offset=1)] == _newest_first(runs)[1:51]
+
+
+def test_newest_first_pages_are_the_same_inside_and_outside_the_recent_windows(flowdapt_store):
+    newest = datetime(2024, 6, 30, 12)
+    ages = [timedelta(hours=i) for i in range(30)]  # inside the first window (1 day)
+    ages += [timedelta(days=2 + i // 2) for i in range(40)]  # inside the second (30 days), two runs a day
+    ages += [timedelta(days=40 + i) for i in range(40)]  # outside both
+    runs = [_synthetic_run(f"r{i:03d}", "etl" if i % 3 else "ml", "failed" if i % 4 == 0 else "finished",
+                           newest - age, 1) for i, age in enumerate(ages)]
+    runs += [_queued_run("q0"), _queued_run("q1", "ml")]
+    with flowdapt_store.engine.begin() as conn:
+        upsert(conn, orm.runs, runs)
+
+    expected = _newest_first(runs)
+    for limit, offset in [(10, 0), (32, 0), (33, 0), (50, 0), (50, 30), (72, 0), (100, 0), (50, 80), (200, 0),
+                          (5, 110)]:
+        assert [r.uid for r in flowdapt_store.list_runs(limit=limit, offset=offset)] == \
+            expected[offset:offset + limit], (limit, offset)
+    by_workflow = _newest_first([r for r in runs if r["workflow"] == "ml"])
+    assert [r.uid for r in flowdapt_store.list_runs(workflow="ml", limit=20)] == by_workflow[:20]
+    failed = _newest_first([r for r in runs if r["state"] == "failed"])
+    assert [r.uid for r in flowdapt_store.list_runs(state="failed", limit=15, offset=5)] == failed[5:20]
+
+    # Each listing starts where its last page began; that window must never change the answer.
+    for uid in ("r000", "r005", "r029", "r031"):
+        flowdapt_store.delete_run(uid)  # the window now holds too few runs
+    runs = [r for r in runs if r["uid"] not in ("r000", "r005", "r029", "r031")]
+    assert [r.uid for r in flowdapt_store.list_runs(limit=32)] == _newest_first(runs)[:32]
+    assert [r.uid for r in flowdapt_store.list_runs(limit=50, offset=30)] == _newest_first(runs)[30:80]
+    newer = [_synthetic_run(f"n{i}", "ml", "finished", newest + timedelta(minutes=i), 1) for i in range(5)]
+    older = [_synthetic_run("o0", "ml", "finished", newest - timedelta(days=3, minutes=1), 1), _queued_run("q2")]
+    with flowdapt_store.engine.begin() as conn:
+        upsert(conn, orm.runs, newer + older)
+    runs += newer + older
+    for limit, offset in [(10, 0), (32, 0), (50, 30), (72, 0)]:
+        assert [r.uid for r in flowdapt_store.list_runs(limit=limit, offset=offset)] == \
+            _newest_first(runs)[offset:offset + limit], (limit, offset)
+    by_workflow = _newest_first([r for r in runs if r["workflow"] == "ml"])
+    assert [r.uid for r in flowdapt_store.list_runs(workflow="ml", limit=20)] == by_workflow[:20]
+
+
+def test_a_run_is_found_by_uid_or_else_by_its_newest_name_with_its_latest_attempts(flowdapt_store):
+    newest = datetime(2024, 6, 30, 12)
+    recent = _synthetic_run("a" * 32, "etl", "failed", newest, 5)
+    old = {**_synthetic_run("b" * 32, "etl", "finished", newest - timedelta(days=90), 2), "name": "old-run"}
+    renamed = {**_synthetic_run("c" * 32, "etl", "finished", newest - timedelta(days=10), 2), "name": "twice"}
+    again = {**_synthetic_run("d" * 32, "etl", "finished", newest - timedelta(hours=2), 3), "name": "twice"}
+    queued = {**_queued_run("e" * 32), "name": "queued-run"}
+    shadow = {**_synthetic_run("f" * 32, "etl", "finished", newest, 1), "name": "a" * 32}  # named like a uid
+    stages = [
+        {**_synthetic_stage(recent, "load", "failed", 1), "position": 1, "id": f"{recent['uid']}:load:1"},
+        {**_synthetic_stage(recent, "load", "failed", 2), "position": 1, "attempt": 2, "id": f"{recent['uid']}:load:2"},
+        {**_synthetic_stage(recent, "extract", "finished", 3), "position": 0},
+        _synthetic_stage(old, "only", "finished", 2),
+    ]
+    with flowdapt_store.engine.begin() as conn:
+        upsert(conn, orm.runs, [recent, old, renamed, again, queued, shadow])
+        upsert(conn, orm.stage_runs, stages)
+
+    run = flowdapt_store.get_run(recent["name"])
+    assert run.uid == recent["uid"]
+    assert [(s.name, s.attempts, s.state, s.duration) for s in run.stages] == [
+        ("extract", 1, "finished", 3.0), ("load", 2, "failed", 2.0)]
+    assert flowdapt_store.get_run("a" * 32).uid == recent["uid"]  # the uid wins over a name
+    assert flowdapt_store.get_run("aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa").uid == recent["uid"]
+    assert [s.name for s in flowdapt_store.get_run("old-run").stages] == ["only"]  # outside every window
+    assert flowdapt_store.get_run("twice").uid == again["uid"]  # the newest of that name
+    assert (flowdapt_store.get_run("queued-run").state, flowdapt_store.get_run("queued-run").stages) == ("pending", [])
+    assert [(a.stage, a.attempt) for a in flowdapt_store.stage_attempts("old-run")] == [("only", 1)]
+    with pytest.raises(ResourceNotFoundError, match="workflow_run 'nothing' not found"):
+        flowdapt_store.get_run("nothing")
+
+
 def test_the_writer_replaces_rows_another_writer_wrote(flowdapt_store):
     # The writer inserts keys it has not written before without an upsert; a key already in the
     # database (another process, an earlier start) must still be replaced, not lost.

@@ -1,10 +1,10 @@
 """SQL functions the history queries need, compiled per database.
 
-``day(ts)`` truncates a timestamp to its date; ``percentiles(col, (q1, q2))`` is the list of
-continuous percentiles, exact everywhere: DuckDB's ``quantile_cont(col, [q1, q2])``, PostgreSQL's
-``percentile_cont(ARRAY[q1, q2]) WITHIN GROUP (ORDER BY col)``; SQLite has no percentile, so
-:func:`install_sqlite_functions` registers one as an aggregate that runs inside SQLite (the rows
-never travel to the caller).
+``day(ts)`` is a timestamp's date; ``percentiles(col, (q1, q2))`` is one column per fraction,
+continuous percentiles exact everywhere, all read from one aggregate: DuckDB's
+``quantile_cont(col, [q1, q2])[i]``, PostgreSQL's ``(percentile_cont(ARRAY[q1, q2]) WITHIN GROUP
+(ORDER BY col))[i]``; SQLite has no percentile, so :func:`install_sqlite_functions` registers one
+as an aggregate that runs inside SQLite (the rows never travel to the caller) and answers JSON.
 """
 
 from __future__ import annotations
@@ -15,22 +15,23 @@ from typing import Any
 
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
-from sqlalchemy import literal
-from sqlalchemy.types import DateTime, Float, Text, TypeDecorator
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import Date, Float
 
 
 class day(FunctionElement):
-    """A timestamp truncated to its (UTC) day; SQLite answers text ``YYYY-MM-DD``."""
+    """A timestamp's (UTC) day as a date; SQLite answers text ``YYYY-MM-DD``."""
 
-    type = DateTime()
+    type = Date()
     inherit_cache = True
     name = "day"
 
 
 @compiles(day)
 def _day_default(element: day, compiler: Any, **kw: Any) -> str:
-    # date_trunc groups faster than a cast to DATE on DuckDB and means the same on PostgreSQL.
-    return f"date_trunc('day', {compiler.process(element.clauses, **kw)})"
+    # A DATE (4 bytes) groups faster than date_trunc's TIMESTAMP on DuckDB and means the same on
+    # PostgreSQL (naive UTC timestamps); both hand back dates, not midnight timestamps.
+    return f"CAST({compiler.process(element.clauses, **kw)} AS DATE)"
 
 
 @compiles(day, "sqlite")
@@ -38,52 +39,53 @@ def _day_sqlite(element: day, compiler: Any, **kw: Any) -> str:
     return f"date({compiler.process(element.clauses, **kw)})"
 
 
-class _FloatList(TypeDecorator):
-    """A list of floats: DuckDB and PostgreSQL return arrays, the SQLite aggregate JSON text."""
+class percentile(FunctionElement):
+    """``percentile(column, fractions, index)``: the continuous percentile (linear interpolation) at
+    ``fractions[index]``, read from one aggregate that computes all ``fractions`` at once.
 
-    impl = Text
-    cache_ok = True
-
-    def process_result_value(self, value: Any, dialect: Any) -> list[float | None] | None:
-        return json.loads(value) if isinstance(value, str) else value
-
-
-class percentiles(FunctionElement):
-    """``percentiles(column, (f1, f2, ...))``: continuous percentiles (linear interpolation) as one list.
-
-    One aggregate for all fractions, so each group's values are sorted once, not once per fraction.
-    Every database computes it exactly (no approximate quantiles).
+    Use :func:`percentiles`: its columns repeat the very same aggregate call (the fractions are
+    written into the SQL, not bound), which every database evaluates once per group, so each
+    group's values are sorted once, not once per fraction. Exact everywhere (no approximation).
     """
 
-    type = _FloatList()
+    type = Float()
     inherit_cache = True
-    name = "percentiles"
+    name = "percentile"
+    _traverse_internals = FunctionElement._traverse_internals + [
+        ("fractions", InternalTraversal.dp_plain_obj), ("index", InternalTraversal.dp_plain_obj)]
 
-    def __init__(self, column: Any, fractions: tuple[float, ...]) -> None:
-        super().__init__(column, *(literal(float(fraction), Float()) for fraction in fractions))
+    def __init__(self, column: Any, fractions: tuple[float, ...], index: int) -> None:
+        self.fractions = tuple(float(fraction) for fraction in fractions)
+        self.index = index
+        super().__init__(column)
 
 
-def _parts(element: percentiles, compiler: Any, **kw: Any) -> tuple[str, str]:
-    column, *fractions = (compiler.process(clause, **kw) for clause in element.clauses)
-    return column, ", ".join(fractions)
+def percentiles(column: Any, fractions: tuple[float, ...]) -> list[percentile]:
+    """One column per fraction: the continuous percentiles of ``column``, one aggregate for all."""
+    return [percentile(column, fractions, index) for index in range(len(fractions))]
 
 
-@compiles(percentiles)
-def _percentiles_duckdb(element: percentiles, compiler: Any, **kw: Any) -> str:
+def _parts(element: percentile, compiler: Any, **kw: Any) -> tuple[str, str]:
+    # Literal constants (never user input), so the repeated aggregate calls are textually identical.
+    return compiler.process(element.clauses, **kw), ", ".join(repr(fraction) for fraction in element.fractions)
+
+
+@compiles(percentile)
+def _percentile_duckdb(element: percentile, compiler: Any, **kw: Any) -> str:
     column, fractions = _parts(element, compiler, **kw)
-    return f"quantile_cont({column}, [{fractions}])"
+    return f"quantile_cont({column}, [{fractions}])[{element.index + 1}]"
 
 
-@compiles(percentiles, "postgresql")
-def _percentiles_postgresql(element: percentiles, compiler: Any, **kw: Any) -> str:
+@compiles(percentile, "postgresql")
+def _percentile_postgresql(element: percentile, compiler: Any, **kw: Any) -> str:
     column, fractions = _parts(element, compiler, **kw)
-    return f"percentile_cont(ARRAY[{fractions}]) WITHIN GROUP (ORDER BY {column})"
+    return f"(percentile_cont(ARRAY[{fractions}]) WITHIN GROUP (ORDER BY {column}))[{element.index + 1}]"
 
 
-@compiles(percentiles, "sqlite")
-def _percentiles_sqlite(element: percentiles, compiler: Any, **kw: Any) -> str:
+@compiles(percentile, "sqlite")
+def _percentile_sqlite(element: percentile, compiler: Any, **kw: Any) -> str:
     column, fractions = _parts(element, compiler, **kw)
-    return f"flowdapt_percentiles({column}, {fractions})"
+    return f"json_extract(flowdapt_percentiles({column}, {fractions}), '$[{element.index}]')"
 
 
 class _SqlitePercentiles:
