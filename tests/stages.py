@@ -43,19 +43,6 @@ def sleep_for(seconds: float = 5.0):
     return seconds
 
 
-def sleep_and_clean_up(marker: str, seconds: float = 30.0):
-    """Loop like a training epoch in a ``try`` whose ``finally`` leaves ``marker``: did cleanup run?
-    ``marker.started`` shows the loop began."""
-    open(f"{marker}.started", "w").close()
-    deadline = time.monotonic() + seconds
-    try:
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        with open(marker, "w") as out:
-            out.write("cleaned up")
-
-
 def ignore_interrupts(marker: str, seconds: float = 30.0):
     """Write this worker's pid to ``marker``, then sleep through every KeyboardInterrupt."""
     with open(f"{marker}.tmp", "w") as out:
