@@ -220,6 +220,21 @@ def test_daily_stats_count_ended_runs_on_their_start_day_and_skip_runs_that_neve
     assert flowdapt_store.daily_workflow_stats(workflow="ml", until=datetime(2024, 3, 1, tzinfo=timezone.utc)) == []
 
 
+def test_stage_stats_count_attempts_failures_and_failed_items(flowdapt_store):
+    run = _synthetic_run("s1", "etl", "finished", datetime(2024, 3, 1), 10)
+    rows = [{**_synthetic_stage(run, "fan", "failed" if attempt < 3 else "finished", attempt), "attempt": attempt,
+             "id": f"s1:fan:{attempt}", "items_failed": 2 ** 30 + attempt} for attempt in (1, 2, 3)]
+    rows.append({**_synthetic_stage(run, "wait", "running", 1), "duration": None})  # not counted: running
+    with flowdapt_store.engine.begin() as conn:
+        upsert(conn, orm.runs, [run])
+        upsert(conn, orm.stage_runs, rows)
+
+    (fan,) = flowdapt_store.stage_stats()
+    assert (fan.workflow, fan.stage, fan.attempts, fan.failed, fan.max_duration) == ("etl", "fan", 3, 2, 3)
+    assert fan.items_failed == 3 * 2 ** 30 + 6  # past 32 bits
+    assert (fan.mean_duration, fan.p50_duration, fan.p95_duration) == (2, 2, pytest.approx(2.9))
+
+
 def _queued_run(uid: str, workflow: str = "etl") -> dict:
     return {**_synthetic_run(uid, workflow, "pending", datetime(2024, 1, 1), 0),
             "started_at": None, "finished_at": None, "duration": None}

@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Sequence
 
 from pydantic import TypeAdapter
 from sqlalchemy import (
+    BigInteger,
     Connection,
     DateTime,
     Integer,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    cast,
     func,
     literal_column,
     select,
@@ -44,7 +46,6 @@ from flowdapt.resources.models import ErrorInfo, StageRun, WorkflowRun
 
 _NOT_ENDED = ("pending", "running")  # every other run state is terminal; two comparisons instead of four
 _MEDIAN_P95 = (0.5, 0.95)
-Stats = TypeVar("Stats", DailyWorkflowStats, StageStats)
 _RUN_COLUMNS = [c for c in orm.runs.c if c.name not in ("duration", "owner")]
 _STARTED = [c.name for c in _RUN_COLUMNS].index("started_at")
 _STAGE_COLUMNS = [orm.stage_runs.c[name] for name in (
@@ -313,8 +314,8 @@ def stage_attempts(conn: Connection, identifier: str) -> list[StageAttempt]:
 
 
 # -- statistics ----------------------------------------------------------------------------------------------
-def _columns(conn: Connection, statement: Any) -> dict[str, list[Any]]:
-    """A result column by column, as Python values.
+def _columns(conn: Connection, statement: Any) -> list[list[Any]]:
+    """A result column by column (in the statement's order), as Python values.
 
     DuckDB hands the whole result over as NumPy arrays (one conversion per column instead of a
     Python object per value and a row object per row): thousands of rows (a year of days per
@@ -324,24 +325,19 @@ def _columns(conn: Connection, statement: Any) -> dict[str, list[Any]]:
     if conn.dialect.name == "duckdb":
         arrays = result.cursor.fetchnumpy()
         result.close()
-        columns = {}
-        for name, array in arrays.items():
+        columns = []
+        for array in arrays.values():
             if array.dtype.kind == "M":  # DATE arrives as datetime64
                 array = array.astype("datetime64[D]")
-            columns[name] = array.tolist()  # masked (NULL) values become None
+            columns.append(array.tolist())  # masked (NULL) values become None
         return columns
-    names = list(result.keys())
     rows = result.all()
-    return {name: [row[index] for row in rows] for index, name in enumerate(names)}
+    return [[row[index] for row in rows] for index in range(len(result.keys()))]
 
 
-def _models(model: type[Stats], columns: dict[str, list[Any]]) -> list[Stats]:
-    """Columns of a statistics query as ``model``s, validated in one call (not one ``__init__`` per row)."""
-    names = list(columns)
-    return _LIST_ADAPTERS[model].validate_python([dict(zip(names, values)) for values in zip(*columns.values())])
-
-
-_LIST_ADAPTERS: dict[Any, TypeAdapter] = {model: TypeAdapter(list[model]) for model in (DailyWorkflowStats, StageStats)}
+# Statistics are validated as one list (one call into pydantic, not one ``__init__`` per row).
+_DAILY = TypeAdapter(list[DailyWorkflowStats])
+_STAGE_STATS = TypeAdapter(list[StageStats])
 
 
 def daily_workflow_stats(conn: Connection, workflow: str | None = None, since: datetime | None = None,
@@ -357,17 +353,16 @@ def daily_workflow_stats(conn: Connection, workflow: str | None = None, since: d
     if workflow is not None:
         clauses.append(r.workflow == workflow)
     bucket = day(r.started_at).label("day")
-    p50, p95 = percentiles(r.duration, _MEDIAN_P95)
     statement = (
-        select(r.workflow, bucket, func.count().label("runs"),
-               func.count().filter(r.state == "finished").label("finished"),
-               func.count().filter(r.state == "failed").label("failed"),
-               func.avg(r.duration).label("mean_duration"), p50.label("p50_duration"), p95.label("p95_duration"))
+        select(r.workflow, bucket, func.count(), func.count().filter(r.state == "finished"),
+               func.count().filter(r.state == "failed"), func.avg(r.duration), *percentiles(r.duration, _MEDIAN_P95))
         .where(*clauses).group_by(r.workflow, bucket).order_by(r.workflow, bucket)
     )
-    columns = _columns(conn, statement)
-    columns["success_rate"] = [finished / runs for finished, runs in zip(columns["finished"], columns["runs"])]
-    return _models(DailyWorkflowStats, columns)
+    return _DAILY.validate_python([
+        {"workflow": name, "day": started_on, "runs": runs, "finished": finished, "failed": failed,
+         "success_rate": finished / runs, "mean_duration": mean, "p50_duration": p50, "p95_duration": p95}
+        for name, started_on, runs, finished, failed, mean, p50, p95 in zip(*_columns(conn, statement))
+    ])
 
 
 def stage_stats(conn: Connection, workflow: str | None = None, since: datetime | None = None,
@@ -377,16 +372,18 @@ def stage_stats(conn: Connection, workflow: str | None = None, since: datetime |
     clauses = [s.state.in_(("finished", "failed")), *_time_window(s.started_at, since, until)]
     if workflow is not None:
         clauses.append(s.workflow == workflow)
-    p50, p95 = percentiles(s.duration, _MEDIAN_P95)
     statement = (
-        select(s.workflow, s.stage, func.count().label("attempts"),
-               func.count().filter(s.state == "failed").label("failed"),
-               func.avg(s.duration).label("mean_duration"), p50.label("p50_duration"), p95.label("p95_duration"),
-               func.max(s.duration).label("max_duration"),
-               func.coalesce(func.sum(s.items_failed), 0).label("items_failed"))
+        select(s.workflow, s.stage, func.count(), func.count().filter(s.state == "failed"), func.avg(s.duration),
+               *percentiles(s.duration, _MEDIAN_P95), func.max(s.duration),
+               # BIGINT: DuckDB sums into a 128-bit integer, which NumPy would hand over as a float.
+               cast(func.coalesce(func.sum(s.items_failed), 0), BigInteger()))
         .where(*clauses).group_by(s.workflow, s.stage).order_by(s.workflow, s.stage)
     )
-    return _models(StageStats, _columns(conn, statement))
+    return _STAGE_STATS.validate_python([
+        {"workflow": name, "stage": stage, "attempts": attempts, "failed": failed, "mean_duration": mean,
+         "p50_duration": p50, "p95_duration": p95, "max_duration": longest, "items_failed": items_failed}
+        for name, stage, attempts, failed, mean, p50, p95, longest, items_failed in zip(*_columns(conn, statement))
+    ])
 
 
 def trigger_firings(conn: Connection, trigger: str | None = None, since: datetime | None = None,
