@@ -44,9 +44,7 @@ from flowdapt import events  # noqa: E402
 from flowdapt.compute.runner import update_record  # noqa: E402
 from flowdapt.events import RunFinished, RunStarted, StageFinished, StageStarted  # noqa: E402
 from flowdapt.history import HistoryStore  # noqa: E402
-from flowdapt.history.recorder import HistoryRecorder  # noqa: E402
-from flowdapt.history.store import this_owner  # noqa: E402
-from flowdapt.history.writer import HistoryWriter  # noqa: E402
+from flowdapt.history.store import recording  # noqa: E402
 from flowdapt.resources.models import StageRun, WorkflowRun  # noqa: E402
 
 RUNS = 10_000
@@ -117,15 +115,12 @@ def measure_write_path(url: str) -> dict:
         start = time.perf_counter()
         emit_runs(bare_runs)  # the same events, no listener: subtracted below
         bare = time.perf_counter() - start
-        writer = HistoryWriter(store.engine)
-        recorder = HistoryRecorder(writer.put_values, this_owner(), on_run=writer.track,
-                                   queued=writer.queued_records)
-        writer.live_rows = recorder.live_rows
+        writer, recorder = recording(store.engine)
         unsubscribe = events.subscribe(recorder)
         try:
             start = time.perf_counter()
             emit_runs(runs)
-            recording = time.perf_counter() - start - bare
+            recorder_cost = time.perf_counter() - start - bare
         finally:
             unsubscribe()
         start = time.perf_counter()
@@ -134,9 +129,9 @@ def measure_write_path(url: str) -> dict:
         writing = time.perf_counter() - start
         writer.close()
         assert store.status().runs == before + RUNS
-    elapsed = max(recording, 0.0) + writing
+    elapsed = max(recorder_cost, 0.0) + writing
     stage_rows = RUNS * STAGES
-    return {"seconds": elapsed, "recorder_seconds": recording, "writer_seconds": writing,
+    return {"seconds": elapsed, "recorder_seconds": recorder_cost, "writer_seconds": writing,
             "stage_rows_per_s": stage_rows / elapsed, "rows_per_s": (stage_rows + RUNS) / elapsed}
 
 

@@ -36,7 +36,6 @@ TRIGGER_FIRED = "com.event.trigger.trigger_fired"
 _log = logging.getLogger("flowdapt.history")
 LIVE = "live"  # queue marker: (LIVE, record, run), a live stage or run record whose row is read when written
 Values = tuple[Any, ...]  # a complete row: values in column order, primary key first
-Row = tuple[Any, Values]  # (table, values)
 LiveRef = tuple[str, "StageRun | WorkflowRun", WorkflowRun]
 _STAGE_EVENTS = (StageStarted, StageFinished, StageFailed, StageRetried, ItemsProgress)
 

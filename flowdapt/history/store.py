@@ -78,6 +78,14 @@ def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
 
+def recording(engine: Engine, *, retention_seconds: float | None = None) -> tuple[HistoryWriter, HistoryRecorder]:
+    """A history writer (not started) and the event listener that feeds it, wired together."""
+    writer = HistoryWriter(engine, retention_seconds=retention_seconds)
+    recorder = HistoryRecorder(writer.put_values, this_owner(), on_run=writer.track, queued=writer.queued_records)
+    writer.live_rows = recorder.live_rows
+    return writer, recorder
+
+
 class HistoryStore:
     """Run history and resource catalog over one SQL database.
 
@@ -119,10 +127,7 @@ class HistoryStore:
             self.engine.dispose()
             raise
         if self.listen:
-            self.writer = HistoryWriter(self.engine, retention_seconds=self.retention_seconds or None)
-            self._recorder = HistoryRecorder(self.writer.put_values, this_owner(), on_run=self.writer.track,
-                                             queued=self.writer.queued_records)
-            self.writer.live_rows = self._recorder.live_rows
+            self.writer, self._recorder = recording(self.engine, retention_seconds=self.retention_seconds or None)
             self.writer.start()
             if self.retention_seconds != 0:
                 self._unsubscribe = events.subscribe(self._recorder)
