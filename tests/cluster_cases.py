@@ -6,12 +6,16 @@ executor as the ``cluster`` fixture; workers import this module to run its stage
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
 
 import flowdapt
 from flowdapt.compute import object_store
+from flowdapt.compute.context import RunContext, RunInfo
+from flowdapt.compute.executors.base import Outcome
+from flowdapt.compute.invoke import StageCall
 
 HERE = "tests.cluster_cases."
 BIG = 100 * 1024 * 1024 // 8  # float64 items in 100 MB
@@ -141,6 +145,27 @@ def test_map_over_an_upstream_output_that_stays_on_the_cluster(cluster):
     result = flowdapt.run_workflow(definition, {"n": 3000}, executor=cluster)
     assert result.result == sum(x * x for x in range(3000))
     assert result.stage("sq").items_done == 3000
+
+
+def _call(name: str, target: str, root: bool, **input) -> "StageCall":
+    context = RunContext(input, {}, "default", RunInfo("uid", "run", "wf"), "test", name)
+    return StageCall(stage=name, target=target, context=context, root=root)
+
+
+def test_a_call_queued_on_the_output_of_a_failing_call_never_runs(cluster, tmp_path):
+    # The runner queues stages on their dependencies' output handles before those finish.
+    marker = tmp_path / "ran"
+    outcomes: dict[str, Outcome] = {}
+    over = threading.Event()
+    failing = cluster.submit(_call("boom", "tests.stages.fail_after", True, seconds=0.2), [], {},
+                             lambda outcome: outcomes.setdefault("boom", outcome))
+    assert failing.output is not None
+    cluster.submit(_call("after", "tests.stages.touch", False, marker=str(marker)), [failing.output], {},
+                   lambda outcome: (outcomes.setdefault("after", outcome), over.set()))
+    assert over.wait(30)
+    assert outcomes["boom"].error.message == "stage exploded late"
+    assert outcomes["after"].error is not None and outcomes["after"].value is None
+    assert not marker.exists(), "the queued call ran on the output of a failed call"
 
 
 def test_describe_reports_kind_and_state(cluster):

@@ -133,3 +133,20 @@ def fast(x=None):
 
 def item_with_input(item, scale: int = 1):
     return item * scale
+
+
+def fail_after(seconds: float = 0.3):
+    time.sleep(seconds)
+    raise ValueError("stage exploded late")
+
+
+def touch(*args):
+    """Create the file named by the run input's ``marker`` (to see whether a stage ran at all)."""
+    with open(get_run_context().input["marker"], "a"):
+        pass
+    return True
+
+
+def pause(x=None, seconds: float = 0.05):
+    time.sleep(seconds)
+    return x

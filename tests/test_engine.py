@@ -170,6 +170,34 @@ def test_stage_starts_as_soon_as_its_own_dependencies_finish(executor):
     assert result.stage("after_quick").finished_at < result.stage("slow").finished_at
 
 
+def test_records_show_each_stage_starting_after_its_dependencies_finished(executor):
+    # Cluster executors queue a stage before its dependencies finish; its record must not say so.
+    definition = workflow(stage("a", "pause"), stage("b", "pause", "a"), stage("c", "pause", "b"),
+                          stage("d", "add", "b", "c"))
+    result = run(definition, {"x": 1}, executor)
+    assert result.state == "finished" and result.result == 2
+    for name, dependencies in (("b", "a"), ("c", "b"), ("d", "bc")):
+        for dependency in dependencies:
+            assert result.stage(name).started_at >= result.stage(dependency).finished_at, (name, dependency)
+
+
+def test_a_stage_never_runs_when_a_dependency_fails(executor, tmp_path):
+    marker = tmp_path / "ran"
+    definition = workflow(stage("boom", "fail_after"), stage("after", "touch", "boom"), stage("last", "touch", "after"))
+    result = run(definition, {"seconds": 0.3, "marker": str(marker)}, executor)
+    assert result.state == "failed" and result.error.stage == "boom"
+    assert (result.stage("after").state, result.stage("last").state) == ("skipped", "skipped")
+    time.sleep(0.3)
+    assert not marker.exists(), "a stage ran although its dependency failed"
+
+
+def test_a_stage_after_a_retried_dependency_gets_the_retried_output(executor, tmp_path):
+    definition = workflow(stage("flaky", "flaky", options={"retries": 1}), stage("after", "square", "flaky"))
+    result = run(definition, {"counter": str(tmp_path / "calls"), "failures": 1}, executor)
+    assert result.state == "finished" and result.result == 4
+    assert result.stage("flaky").attempts == 2 and result.stage("after").attempts == 1
+
+
 def test_result_of_several_sinks_is_a_dict_by_stage_name(executor):
     definition = workflow(stage("a", "numbers"), stage("left", "total", "a"), stage("right", "first", "a"))
     assert run(definition, {"n": 4}, executor).result == {"left": 6, "right": 0}
@@ -272,6 +300,17 @@ def test_timeout_fails_the_stage_without_waiting_for_it(executor):
     assert result.error.type == "StageTimeoutError"
     assert "timed out after 0.5s" in result.error.message
     wait_out(started, 2)
+
+
+def test_a_stage_after_a_timed_out_dependency_never_runs(executor, tmp_path):
+    marker = tmp_path / "ran"
+    definition = workflow(stage("slow", "sleep_for", options={"timeout": 0.3}), stage("after", "touch", "slow"))
+    started = time.monotonic()
+    result = run(definition, {"seconds": 1.5, "marker": str(marker)}, executor)
+    assert result.state == "failed" and result.error.type == "StageTimeoutError"
+    assert result.stage("after").state == "skipped"
+    wait_out(started, 2)
+    assert not marker.exists(), "a stage ran after its dependency timed out"
 
 
 def test_async_stage_timeout_is_reported(executor):

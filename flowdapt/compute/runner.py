@@ -1,8 +1,12 @@
 """The runner: walks a workflow graph on an executor and keeps the run record.
 
 Executors report completions from any thread; the reports are handled one at a time under a lock
-(see :class:`Runner`). A stage starts as soon as its own dependencies have finished. Timeouts and
-retry delays are deadlines on a heap that bound the caller's sleep, so nothing polls.
+(see :class:`Runner`). A stage starts as soon as its own dependencies have finished. On executors
+that queue work ahead (Dask, Ray), a simple stage is also handed to the cluster as soon as each of
+its dependencies has an output handle, so the cluster starts it the moment its inputs exist, with
+no round trip through the runner; the runner still records it as started only when its
+dependencies have finished. Timeouts and retry delays are deadlines on a heap that bound the
+caller's sleep, so nothing polls.
 The runner emits events and knows nothing about storage or UIs.
 """
 
@@ -51,6 +55,10 @@ def update_record(record: StageRun, **fields: Any) -> None:
     model's field storage, instead of pydantic's ``__setattr__`` per field.
     """
     record.__dict__.update(fields)
+
+
+def _ignore_progress(done: int, failed: int, total: int) -> None:
+    """Progress callback of calls queued ahead (simple stages report none)."""
 
 
 def error_info(error: TaskError, stage: str | None) -> ErrorInfo:
@@ -102,6 +110,9 @@ class Runner:
         self.outputs: dict[str, Any] = {}
         self.upstream: dict[str, list[Any]] = {}
         self.handles: dict[str, TaskHandle] = {}
+        self.queues_ahead = executor.queues_ahead
+        self.ahead: dict[str, TaskHandle] = {}  # stages queued on the cluster, not started yet
+        self.early: dict[str, Outcome] = {}  # outcomes of queued stages that came before they started
         self.live: dict[str, int] = {}  # stage -> attempt whose outcome is awaited
         self.calls: dict[str, StageCall] = {}
         self.deadlines: list[tuple[float, int, int, str, int]] = []
@@ -194,11 +205,8 @@ class Runner:
     def _finish(self) -> None:
         resolve = self.executor.resolve
         sinks = self.graph.sinks
-        if len(sinks) == 1:
-            result = resolve(self.outputs[sinks[0]])
-        else:
-            result = {name: resolve(self.outputs[name]) for name in sinks}
-        self.run.result = result
+        values = resolve([self.outputs[name] for name in sinks])
+        self.run.result = values[0] if len(sinks) == 1 else dict(zip(sinks, values))
         self.run.state = "finished"
 
     # -- stages ---------------------------------------------------------------------------------
@@ -234,16 +242,65 @@ class Runner:
         def on_progress(done: int, failed: int, total: int) -> None:
             post((_PROGRESS, name, attempt, (done, failed, total)))
 
-        try:
-            handle = get_stage_type(stage.type).start(
-                self.executor, stage, self._call(name), self.upstream[name], on_progress, on_done
-            )
-        except Exception as exc:  # noqa: BLE001 - e.g. a resource the executor cannot provide
-            on_done(Outcome(error=TaskError.capture(exc)))
-            return
+        handle = self.ahead.pop(name, None) if self.queues_ahead else None
+        if handle is None:
+            try:
+                handle = get_stage_type(stage.type).start(
+                    self.executor, stage, self._call(name), self.upstream[name], on_progress, on_done
+                )
+            except Exception as exc:  # noqa: BLE001 - e.g. a resource the executor cannot provide
+                on_done(Outcome(error=TaskError.capture(exc)))
+                return
+        elif name in self.early:
+            post((_DONE, name, attempt, self.early.pop(name)))  # handled after this report, not recursively
         self.handles[name] = handle
         if stage.options.timeout:
             self._deadline(stage.options.timeout, _TIMEOUT, name, attempt)
+        if handle.output is not None:
+            self._queue_ahead(name)
+
+    def _queue_ahead(self, name: str) -> None:
+        """Hand the cluster the stages downstream of ``name`` whose every dependency has an output
+        handle (finished, or queued with no retries), so each runs as soon as its inputs exist."""
+        graph = self.graph
+        parents = [name]
+        while parents:
+            for child in graph.dependents[parents.pop()]:
+                stage = graph.stages[child]
+                if child in self.ahead or self.records[child].attempts or not get_stage_type(stage.type).queues_ahead:
+                    continue
+                upstream = []
+                for dependency in stage.depends_on:
+                    output = self._output_ahead(dependency)
+                    if output is None:
+                        break
+                    upstream.append(output[0])
+                else:
+                    post = self._post
+
+                    def on_done(outcome: Outcome, child: str = child) -> None:
+                        post((_DONE, child, 1, outcome))
+
+                    try:
+                        handle = get_stage_type(stage.type).start(self.executor, stage, self._call(child), upstream,
+                                                                  _ignore_progress, on_done)
+                    except Exception:  # noqa: BLE001 - e.g. resources no worker has: reported when it starts
+                        continue
+                    self.ahead[child] = handle
+                    if handle.output is not None:
+                        parents.append(child)
+
+    def _output_ahead(self, name: str) -> tuple[Any] | None:
+        """``(output,)`` of ``name`` for a stage queued ahead: its value once finished, else the output
+        handle of its one and only attempt; None when there is none yet."""
+        if name in self.outputs:
+            return (self.outputs[name],)
+        if self.graph.stages[name].options.retries:
+            return None  # a retry would produce another output
+        handle = self.ahead.get(name) or self.handles.get(name)
+        if handle is None or handle.output is None:
+            return None
+        return (handle.output,)
 
     def _deadline(self, delay: float, action: int, name: str, attempt: int) -> None:
         self.sequence += 1
@@ -275,7 +332,9 @@ class Runner:
 
     def _on_done(self, name: str, attempt: int, outcome: Outcome) -> None:
         if self.live.get(name) != attempt:
-            return  # a late report of an attempt that already timed out or was cancelled
+            if name in self.ahead:  # queued ahead and over before its dependencies were seen to finish
+                self.early[name] = outcome
+            return  # or a late report of an attempt that already timed out or was cancelled
         self.live[name] = None  # type: ignore[assignment]
         self.handles.pop(name, None)
         record = self.records[name]
@@ -325,6 +384,8 @@ class Runner:
                 for dependency in stages[child].depends_on:
                     self._release(dependency)
                 self._start(child)
+        if self.queues_ahead:
+            self._queue_ahead(name)
 
     def _release(self, name: str) -> None:
         """Drop an output once every consumer has started (sinks keep theirs for the result)."""
@@ -340,9 +401,11 @@ class Runner:
         run.state = state  # type: ignore[assignment]
         run.error = error
         now = _now()
-        for name, handle in list(self.handles.items()):
+        for handle in [*self.handles.values(), *self.ahead.values()]:
             self.executor.cancel(handle)
         self.handles.clear()
+        self.ahead.clear()
+        self.early.clear()
         for record in run.stages:
             if record.state == "running":
                 record.state = "cancelled"

@@ -35,6 +35,9 @@ class StageType(abc.ABC):
 
     name: ClassVar[str]
     maps_items: ClassVar[bool] = False
+    #: Whether :meth:`start` is one ``executor.submit`` call, which an executor that queues work ahead
+    #: may receive before the stage's dependencies finish (see ``BaseExecutor.queues_ahead``).
+    queues_ahead: ClassVar[bool] = False
 
     @abc.abstractmethod
     def validate(self, stage: "WorkflowStage", check_target: bool = True) -> None:
@@ -63,6 +66,7 @@ class SimpleStage(StageType):
     """One call: root stages get the run input as keywords, others their dependencies' outputs."""
 
     name = "simple"
+    queues_ahead = True
 
     def validate(self, stage: "WorkflowStage", check_target: bool = True) -> None:
         resolved = _validated_function(stage, check_target)

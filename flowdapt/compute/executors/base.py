@@ -38,15 +38,21 @@ OnProgress = Callable[[int, int, int], None]  # (items done, items failed, items
 
 
 class TaskHandle:
-    """A submitted call or map; ``cancel()`` stops what has not started and flags the rest."""
+    """A submitted call or map; ``cancel()`` stops what has not started and flags the rest.
 
-    __slots__ = ("_stop", "futures", "cancelled", "slots")
+    ``output`` is set by executors that can queue work ahead (see :attr:`BaseExecutor.queues_ahead`):
+    the native handle of the call's output, usable as another call's ``upstream`` before this one
+    has finished.
+    """
+
+    __slots__ = ("_stop", "futures", "cancelled", "slots", "output")
 
     def __init__(self) -> None:
         self._stop: threading.Event | None = None
         self.futures: list[Any] = []
         self.cancelled = False
         self.slots: list[Any] = []  # executor-specific bookkeeping (e.g. capacity held)
+        self.output: Any = None
 
     @property
     def stop(self) -> threading.Event:
@@ -62,6 +68,10 @@ class BaseExecutor(abc.ABC):
     """Base class of executors. Subclasses implement the abstract hooks; see the module doc."""
 
     kind: ClassVar[str] = ""
+    #: Whether :meth:`submit` accepts the ``output`` of a call that has not finished as ``upstream``
+    #: (the engine then runs the dependent call once its inputs exist, and never runs it when one of
+    #: them failed). The runner uses it to queue a stage on the cluster before its dependencies finish.
+    queues_ahead: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._running = False
@@ -106,9 +116,9 @@ class BaseExecutor(abc.ABC):
         for future in handle.futures:
             future.cancel()
 
-    def resolve(self, value: Any) -> Any:
-        """Turn an output reported by this executor into a plain Python value."""
-        return value
+    def resolve(self, values: list[Any]) -> list[Any]:
+        """Turn outputs reported by this executor into plain Python values (fetched together)."""
+        return values
 
     def __enter__(self) -> "BaseExecutor":
         self.start()

@@ -115,6 +115,7 @@ class ClusterExecutor(BaseExecutor):
     Subclasses implement the engine hooks; this class owns chunking, ordering and progress.
     """
 
+    queues_ahead = True
     chunk_size: int | None = None
     chunks_per_lane = 4  # cluster tasks cost milliseconds: fewer, larger chunks than on local threads
     _nodes: list[dict[str, float]]

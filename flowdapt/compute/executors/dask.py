@@ -321,8 +321,8 @@ class DaskExecutor(ClusterExecutor):
                         threads=self._threads_total, resources=sorted(self._declared - {"cpus", "memory"}))
         return info
 
-    def resolve(self, value: Any) -> Any:
-        return value.result() if self._is_handle(value) else value
+    def resolve(self, values: list[Any]) -> list[Any]:
+        return self.client.gather(values) if any(self._is_handle(value) for value in values) else values
 
     def cancel(self, handle: TaskHandle) -> None:
         handle.cancelled = True
@@ -349,6 +349,7 @@ class DaskExecutor(ClusterExecutor):
         future = self.client.submit(_invoke, call, *_opaque(upstream), key=self._key(call), resources=options,
                                     pure=False)
         handle.futures.append(future)
+        handle.output = future
 
         def done(future: Future) -> None:
             status = future.status

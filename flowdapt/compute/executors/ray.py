@@ -2,7 +2,9 @@
 
 Each stage is one task with two returns, ``(error, output)``: the runner learns success from the
 small first object and hands the second (an ObjectRef) to dependent stages, so outputs stay in
-the object store (numpy arrays are read zero-copy). Parameterized stages run as chunks of items.
+the object store (numpy arrays are read zero-copy). Dependent stages may be queued on that
+ObjectRef before the stage finishes; the output of a failed stage is a marker on which they return
+without running. Parameterized stages run as chunks of items.
 Stage ``resources`` map to ``num_cpus``, ``num_gpus``, ``memory`` and custom resources; a request no
 node can meet fails the stage at once. Remote functions are registered once per process.
 
@@ -58,10 +60,26 @@ def _ensure_worker() -> None:
         object_store.register_cluster_memory("ray", RayMemory())
 
 
+class _Failed:
+    """The output of a stage that failed: a stage queued on it returns at once without running."""
+
+    def __reduce__(self):
+        return (_failed, ())
+
+
+def _failed() -> "_Failed":
+    return _FAILED
+
+
+_FAILED = _Failed()
+
+
 def _invoke(call: StageCall, *upstream: Any) -> tuple[TaskError | None, Any]:
+    if any(value is _FAILED for value in upstream):
+        return TaskError("UpstreamFailedError", f"stage '{call.stage}' did not run: a dependency failed", ""), _FAILED
     _ensure_worker()
     value = invoke(call, list(upstream))
-    return (value, None) if isinstance(value, TaskError) else (None, value)
+    return (value, _FAILED) if isinstance(value, TaskError) else (None, value)
 
 
 def _run_chunk(call: StageCall, chunk: list[Any], start: int, *rest: Any) -> ChunkResult:
@@ -362,8 +380,12 @@ class RayExecutor(ClusterExecutor):
                         resources=ray.cluster_resources())
         return info
 
-    def resolve(self, value: Any) -> Any:
-        return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+    def resolve(self, values: list[Any]) -> list[Any]:
+        refs = [value for value in values if isinstance(value, ray.ObjectRef)]
+        if not refs:
+            return values
+        fetched = iter(ray.get(refs))
+        return [next(fetched) if isinstance(value, ray.ObjectRef) else value for value in values]
 
     def cancel(self, handle: TaskHandle) -> None:
         """Interrupt the handle's tasks, and kill the workers of those still running a moment later.
@@ -420,6 +442,7 @@ class RayExecutor(ClusterExecutor):
         remote = _remotes()
         error_ref, value_ref = remote.with_options(remote.invoke, options).remote(call, *upstream)
         handle.futures.append(error_ref)
+        handle.output = value_ref
 
         def settle(error: TaskError | None, exc: BaseException | None) -> None:
             if exc is not None:  # the task never ran to the end: cancelled, worker or cluster lost
