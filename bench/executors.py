@@ -5,10 +5,14 @@
   ``ray.remote`` task per item, ``ray.get`` of the refs.
 - ``pass_100mb``: a stage returns a 100 MB float64 array, two consumers read it (sum, len).
   Raw Dask: futures passed to two ``client.submit`` calls; raw Ray: an ObjectRef passed to two tasks.
+- ``chain_1000``: 1000 sequential no-op stages, each taking the previous output. Raw Dask: each
+  ``client.submit`` takes the previous future; raw Ray: each ``.remote`` call the previous ObjectRef;
+  both submitted at once, then the last result fetched.
 
 Both run on one 2-worker cluster per engine (Dask ``LocalCluster`` 2×1 processes, Ray ``num_cpus=2``);
-start-up excluded; median of the repetitions after a warm-up. Results: ``bench/results/executors.json``.
-Run ``python bench/executors.py``.
+start-up excluded. Each repetition runs flowdapt then the raw engine back to back (so load on the
+box hits both alike); the table shows medians after a warm-up, and the ratio of the medians.
+Results: ``bench/results/executors.json``. Run ``python bench/executors.py [dask|ray]``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ import flowdapt  # noqa: E402
 
 FANOUT = 10_000
 BIG = 100 * 1024 * 1024 // 8
-REPEAT = 3
+CHAIN = 1000
+REPEAT = {"fanout_10k": 3, "pass_100mb": 30, "chain_1000": 3}  # timed repetitions after one warm-up
 RESULTS = Path(__file__).resolve().parent / "results" / "executors.json"
 
 
@@ -58,21 +63,27 @@ def _workflow(*stages: dict) -> dict:
 FANOUT_WF = _workflow({"name": "src", "target": "_stages.numbers"},
                       {"name": "sq", "target": "_stages.square", "type": "parameterized", "depends_on": ["src"]},
                       {"name": "sum", "target": "_stages.total", "depends_on": ["sq"]})
+CHAIN_WF = _workflow({"name": "s0", "target": "_stages.first"},
+                     *({"name": f"s{index}", "target": "_stages.step", "depends_on": [f"s{index - 1}"]}
+                       for index in range(1, CHAIN)))
 PASS_WF = _workflow({"name": "make", "target": "executors.big_array"},
                     {"name": "total", "target": "executors.array_sum", "depends_on": ["make"]},
                     {"name": "count", "target": "executors.array_len", "depends_on": ["make"]})
-EXPECTED = {"fanout_10k": sum(i * i for i in range(FANOUT)), "pass_100mb": {"total": float(BIG), "count": BIG}}
+EXPECTED = {"fanout_10k": sum(i * i for i in range(FANOUT)), "pass_100mb": {"total": float(BIG), "count": BIG},
+            "chain_1000": 0}
 
 
-def _time(function: Callable[[], Any], expected: Any) -> list[float]:
-    times = []
-    for repetition in range(REPEAT + 1):  # the first is the warm-up
-        started = time.perf_counter()
-        result = function()
-        elapsed = time.perf_counter() - started
-        assert result == expected, f"wrong result {result!r}"
-        if repetition:
-            times.append(elapsed)
+def _time(runs: dict[str, Callable[[], Any]], expected: Any, repeat: int) -> dict[str, list[float]]:
+    """Wall times of each function in ``runs``, interleaved, after one warm-up round."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for repetition in range(repeat + 1):
+        for name, function in runs.items():
+            started = time.perf_counter()
+            result = function()
+            elapsed = time.perf_counter() - started
+            assert result == expected, f"{name}: wrong result {result!r}"
+            if repetition:
+                times[name].append(elapsed)
     return times
 
 
@@ -102,8 +113,15 @@ def _dask_cases() -> tuple[dict[str, dict[str, Callable[[], Any]]], Any]:
                                       client.submit(array_len, array, pure=False)])
         return {"total": total, "count": count}
 
+    def raw_chain() -> int:
+        future = client.submit(_stages.first, 0, pure=False)
+        for _ in range(1, CHAIN):
+            future = client.submit(_stages.step, future, pure=False)
+        return future.result()
+
     cases = {"fanout_10k": {"flowdapt": _flowdapt(FANOUT_WF, executor, {"n": FANOUT}), "raw": raw_fanout},
-             "pass_100mb": {"flowdapt": _flowdapt(PASS_WF, executor), "raw": raw_pass}}
+             "pass_100mb": {"flowdapt": _flowdapt(PASS_WF, executor), "raw": raw_pass},
+             "chain_1000": {"flowdapt": _flowdapt(CHAIN_WF, executor, {"x": 0}), "raw": raw_chain}}
     return cases, executor
 
 
@@ -114,7 +132,8 @@ def _ray_cases() -> tuple[dict[str, dict[str, Callable[[], Any]]], Any]:
 
     executor = RayExecutor(num_cpus=2, object_store_memory="1GB")
     executor.start()
-    numbers, square, total = (ray.remote(f) for f in (_stages.numbers, _stages.square, _stages.total))
+    numbers, square, total, first, step = (ray.remote(f) for f in (_stages.numbers, _stages.square, _stages.total,
+                                                                   _stages.first, _stages.step))
     make, summed, length = (ray.remote(f) for f in (big_array, array_sum, array_len))
 
     def raw_fanout() -> int:
@@ -126,22 +145,32 @@ def _ray_cases() -> tuple[dict[str, dict[str, Callable[[], Any]]], Any]:
         total_value, count = ray.get([summed.remote(array), length.remote(array)])
         return {"total": total_value, "count": count}
 
+    def raw_chain() -> int:
+        ref = first.remote(0)
+        for _ in range(1, CHAIN):
+            ref = step.remote(ref)
+        return ray.get(ref)
+
     cases = {"fanout_10k": {"flowdapt": _flowdapt(FANOUT_WF, executor, {"n": FANOUT}), "raw": raw_fanout},
-             "pass_100mb": {"flowdapt": _flowdapt(PASS_WF, executor), "raw": raw_pass}}
+             "pass_100mb": {"flowdapt": _flowdapt(PASS_WF, executor), "raw": raw_pass},
+             "chain_1000": {"flowdapt": _flowdapt(CHAIN_WF, executor, {"x": 0}), "raw": raw_chain}}
     return cases, executor
 
 
-def main() -> dict[str, Any]:
-    """Run every case on Dask then Ray, print ratios, write the JSON results."""
+def main(engines: list[str] | None = None) -> dict[str, Any]:
+    """Run every case on Dask then Ray (or the ``engines`` named), print ratios, write the JSON results."""
     rows = []
-    for engine, build in (("dask", _dask_cases), ("ray", _ray_cases)):
-        cases, executor = build()
+    builders = {"dask": _dask_cases, "ray": _ray_cases}
+    for engine in engines or list(builders):
+        cases, executor = builders[engine]()
         try:
             for benchmark, runs in cases.items():
-                ours = statistics.median(_time(runs["flowdapt"], EXPECTED[benchmark]))
-                raw = statistics.median(_time(runs["raw"], EXPECTED[benchmark]))
+                times = _time(runs, EXPECTED[benchmark], REPEAT[benchmark])
+                ours, raw = statistics.median(times["flowdapt"]), statistics.median(times["raw"])
                 rows.append({"benchmark": benchmark, "engine": engine, "flowdapt_s": round(ours, 4),
-                             "raw_s": round(raw, 4), "ratio": round(ours / raw, 3)})
+                             "raw_s": round(raw, 4), "ratio": round(ours / raw, 3),
+                             "flowdapt_range_s": [round(min(times["flowdapt"]), 4), round(max(times["flowdapt"]), 4)],
+                             "raw_range_s": [round(min(times["raw"]), 4), round(max(times["raw"]), 4)]})
                 print(f"{benchmark:<11} {engine:<5} flowdapt {ours * 1000:9.1f} ms   raw {raw * 1000:9.1f} ms   "
                       f"ratio {ours / raw:6.3f}", flush=True)
         finally:
@@ -154,4 +183,4 @@ def main() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:] or None)
