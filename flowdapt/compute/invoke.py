@@ -69,6 +69,24 @@ class StageCall:
          self.retry_delay, self.allow_partial_failure, self.settings) = state
 
 
+    def to_wire(self) -> tuple[Any, ...]:
+        """The call as plain values (str, bytes, numbers), which Ray sends without starting a pickler
+        per task; the target, the settings and the run's shared context are pickled once and cached."""
+        target = _pickled(self.target).payload if callable(self.target) else self.target
+        settings = _pickled(self.settings).payload if self.settings is not None else None
+        return (self.stage, target, _pickled_run_context(self.context), self.root, self.map_on, self.timeout,
+                self.retries, self.retry_delay, self.allow_partial_failure, settings)
+
+    @classmethod
+    def from_wire(cls, wire: tuple[Any, ...] | list[Any]) -> "StageCall":
+        """The call :meth:`to_wire` described (its context unpickled anew: stages may change it)."""
+        stage, target, context, root, map_on, timeout, retries, retry_delay, allow_partial_failure, settings = wire
+        input, config, namespace, run, executor = cloudpickle.loads(context)
+        return cls(stage, _Pickled(target) if isinstance(target, bytes) else target,
+                   RunContext(input, config, namespace, run, executor, stage), root, map_on, timeout, retries,
+                   retry_delay, allow_partial_failure, None if settings is None else _Pickled(settings))
+
+
 class _Pickled:
     """Cloudpickled bytes of an object sent to workers again and again (a target, the settings)."""
 
@@ -92,6 +110,18 @@ def _pickled(obj: Any) -> _Pickled:
             _pickled_cache.clear()
         cached = _pickled_cache[id(obj)] = (obj, _Pickled(cloudpickle.dumps(obj)))
     return cached[1]
+
+
+def _pickled_run_context(context: RunContext) -> bytes:
+    """The parts of ``context`` its run's stages share, pickled once per run (keyed by the run's info)."""
+    run = context.run
+    cached = _pickled_cache.get(id(run))
+    if cached is None or cached[0] is not run:
+        if len(_pickled_cache) > 4096:
+            _pickled_cache.clear()
+        payload = cloudpickle.dumps((context.input, context.config, context.namespace, run, context.executor))
+        cached = _pickled_cache[id(run)] = (run, _Pickled(payload))
+    return cached[1].payload
 
 
 def _unpickle(value: Any) -> Any:

@@ -74,7 +74,8 @@ def _failed() -> "_Failed":
 _FAILED = _Failed()
 
 
-def _invoke(call: StageCall, *upstream: Any) -> tuple[TaskError | None, Any]:
+def _invoke(wire: tuple[Any, ...], *upstream: Any) -> tuple[TaskError | None, Any]:
+    call = StageCall.from_wire(wire)
     if any(value is _FAILED for value in upstream):
         return TaskError("UpstreamFailedError", f"stage '{call.stage}' did not run: a dependency failed", ""), _FAILED
     _ensure_worker()
@@ -440,7 +441,7 @@ class RayExecutor(ClusterExecutor):
     def _launch_call(self, call: StageCall, upstream: list[Any], options: Any, report: CallReport,
                      handle: TaskHandle) -> None:
         remote = _remotes()
-        error_ref, value_ref = remote.with_options(remote.invoke, options).remote(call, *upstream)
+        error_ref, value_ref = remote.with_options(remote.invoke, options).remote(call.to_wire(), *upstream)
         handle.futures.append(error_ref)
         handle.output = value_ref
 
