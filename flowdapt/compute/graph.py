@@ -26,7 +26,9 @@ class GraphError(ValueError):
 class WorkflowGraph:
     """A validated DAG of a workflow's stages.
 
-    ``order`` is a topological order (definition order among independent stages).
+    ``order`` is a topological order (definition order among independent stages);
+    ``dependency_counts`` and ``dependent_counts`` give each stage's number of dependencies and
+    of dependents (a run copies them as its countdowns).
     """
 
     workflow: str
@@ -35,6 +37,8 @@ class WorkflowGraph:
     roots: tuple[str, ...]
     sinks: tuple[str, ...]
     order: tuple[str, ...]
+    dependency_counts: dict[str, int]
+    dependent_counts: dict[str, int]
 
     @classmethod
     def from_workflow(cls, workflow: "Workflow") -> "WorkflowGraph":
@@ -44,46 +48,50 @@ class WorkflowGraph:
             if stage.name in stages:
                 raise GraphError(f"duplicate stage name '{stage.name}'", stage.name, "name")
             stages[stage.name] = stage
-        dependents: dict[str, list[str]] = {name: [] for name in stages}
-        for stage in stages.values():
-            seen = set()
-            for dependency in stage.depends_on:
-                if dependency == stage.name:
-                    raise GraphError(f"stage depends on itself", stage.name, "depends_on")
-                if dependency not in stages:
-                    raise GraphError(f"unknown stage '{dependency}'", stage.name, "depends_on")
-                if dependency in seen:
-                    raise GraphError(f"'{dependency}' is listed twice", stage.name, "depends_on")
-                seen.add(dependency)
-                dependents[dependency].append(stage.name)
-        order = _topological_order(stages)
+        consumers: dict[str, list[str]] = {name: [] for name in stages}
+        roots = []
+        for name, stage in stages.items():
+            depends_on = stage.depends_on
+            if not depends_on:
+                roots.append(name)
+                continue
+            for dependency in depends_on:
+                listed = consumers.get(dependency)
+                if listed is None:
+                    raise GraphError(f"unknown stage '{dependency}'", name, "depends_on")
+                if dependency == name:
+                    raise GraphError("stage depends on itself", name, "depends_on")
+                listed.append(name)
+            if len(depends_on) > 1 and len(set(depends_on)) < len(depends_on):
+                twice = next(dependency for index, dependency in enumerate(depends_on) if dependency in depends_on[:index])
+                raise GraphError(f"'{twice}' is listed twice", name, "depends_on")
+        dependency_counts = {name: len(stage.depends_on) for name, stage in stages.items()}
+        order = _topological_order(stages, consumers, roots, dict(dependency_counts))
         return cls(
             workflow=workflow.metadata.name,
             stages=stages,
-            dependents={name: tuple(names) for name, names in dependents.items()},
-            roots=tuple(name for name, stage in stages.items() if not stage.depends_on),
-            sinks=tuple(name for name in stages if not dependents[name]),
+            dependents={name: tuple(names) for name, names in consumers.items()},
+            roots=tuple(roots),
+            sinks=tuple(name for name, names in consumers.items() if not names),
             order=order,
+            dependency_counts=dependency_counts,
+            dependent_counts={name: len(names) for name, names in consumers.items()},
         )
 
 
-def _topological_order(stages: dict[str, "WorkflowStage"]) -> tuple[str, ...]:
-    remaining = {name: len(stage.depends_on) for name, stage in stages.items()}
-    consumers: dict[str, list[str]] = {name: [] for name in stages}
-    for name, stage in stages.items():
-        for dependency in stage.depends_on:
-            consumers[dependency].append(name)
-    ready = [name for name, count in remaining.items() if count == 0]
-    order: list[str] = []
-    while ready:
-        name = ready.pop(0)
-        order.append(name)
+def _topological_order(stages: dict[str, "WorkflowStage"], consumers: dict[str, list[str]],
+                       roots: list[str], remaining: dict[str, int]) -> tuple[str, ...]:
+    """Kahn's algorithm from ``roots``, first in first out (definition order among independent
+    stages); counts down ``remaining`` (each stage's dependencies)."""
+    order = list(roots)
+    for name in order:  # the list grows while it is walked
         for consumer in consumers[name]:
             remaining[consumer] -= 1
             if remaining[consumer] == 0:
-                ready.append(consumer)
+                order.append(consumer)
     if len(order) < len(stages):
-        cycle = _find_cycle(stages, {name for name in stages if name not in set(order)})
+        done = set(order)
+        cycle = _find_cycle(stages, {name for name in stages if name not in done})
         raise GraphError(f"cycle {' -> '.join(cycle)}", cycle[0], "depends_on")
     return tuple(order)
 

@@ -105,8 +105,8 @@ class Runner:
         run._control = self.control
         run.stages = [StageRun.pending(name, graph.stages[name].type) for name in graph.order]
         self.records = {record.name: record for record in run.stages}
-        self.waiting_on = {name: len(stage.depends_on) for name, stage in graph.stages.items()}
-        self.unstarted_consumers = {name: len(graph.dependents[name]) for name in graph.stages}
+        self.waiting_on = dict(graph.dependency_counts)
+        self.unstarted_consumers = dict(graph.dependent_counts)
         self.outputs: dict[str, Any] = {}
         self.upstream: dict[str, list[Any]] = {}
         self.handles: dict[str, TaskHandle] = {}

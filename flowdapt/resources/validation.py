@@ -20,18 +20,19 @@ def validate_workflow(workflow: Workflow, *, file: str | None = None, check_targ
     def error(message: str, stage: str | None, field: str | None) -> ResourceError:
         return ResourceError(message, file=file, kind="workflow", resource=name, stage=stage, field=field)
 
+    stage_types = []
     for stage in workflow.spec.stages:
         try:
-            get_stage_type(stage.type)
+            stage_types.append(get_stage_type(stage.type))
         except UnknownNameError as exc:
             raise error(str(exc), stage.name, "type") from None
     try:
         graph = WorkflowGraph.from_workflow(workflow)
     except GraphError as exc:
         raise error(exc.message, exc.stage, exc.field) from None
-    for stage in workflow.spec.stages:
+    for stage, stage_type in zip(workflow.spec.stages, stage_types):
         try:
-            get_stage_type(stage.type).validate(stage, check_target=check_targets)
+            stage_type.validate(stage, check_target=check_targets)
         except StageDefinitionError as exc:
             raise error(exc.message, stage.name, exc.field) from None
     return graph
