@@ -58,20 +58,10 @@ class StageCall:
     allow_partial_failure: bool = True
     settings: Any = None  # the driver's Settings, so workers write artifacts where the driver reads them
 
-    def __getstate__(self):
-        target = _pickled(self.target) if callable(self.target) else self.target
-        settings = _pickled(self.settings) if self.settings is not None else None
-        return (self.stage, target, self.context, self.root, self.map_on, self.timeout, self.retries,
-                self.retry_delay, self.allow_partial_failure, settings)
-
-    def __setstate__(self, state) -> None:
-        (self.stage, self.target, self.context, self.root, self.map_on, self.timeout, self.retries,
-         self.retry_delay, self.allow_partial_failure, self.settings) = state
-
-
     def to_wire(self) -> tuple[Any, ...]:
-        """The call as plain values (str, bytes, numbers), which Ray sends without starting a pickler
-        per task; the target, the settings and the run's shared context are pickled once and cached."""
+        """The call as plain values (str, bytes, numbers): its pickled state, and what Ray sends
+        without starting a pickler per task. The target, the settings and the run's shared context
+        are pickled once and cached."""
         target = _pickled(self.target).payload if callable(self.target) else self.target
         settings = _pickled(self.settings).payload if self.settings is not None else None
         return (self.stage, target, _pickled_run_context(self.context), self.root, self.map_on, self.timeout,
@@ -80,11 +70,20 @@ class StageCall:
     @classmethod
     def from_wire(cls, wire: tuple[Any, ...] | list[Any]) -> "StageCall":
         """The call :meth:`to_wire` described (its context unpickled anew: stages may change it)."""
+        call = cls.__new__(cls)
+        call.__setstate__(wire)
+        return call
+
+    __getstate__ = to_wire
+
+    def __setstate__(self, wire: tuple[Any, ...] | list[Any]) -> None:
         stage, target, context, root, map_on, timeout, retries, retry_delay, allow_partial_failure, settings = wire
         input, config, namespace, run, executor = cloudpickle.loads(context)
-        return cls(stage, _Pickled(target) if isinstance(target, bytes) else target,
-                   RunContext(input, config, namespace, run, executor, stage), root, map_on, timeout, retries,
-                   retry_delay, allow_partial_failure, None if settings is None else _Pickled(settings))
+        self.stage, self.root, self.map_on, self.timeout = stage, root, map_on, timeout
+        self.retries, self.retry_delay, self.allow_partial_failure = retries, retry_delay, allow_partial_failure
+        self.target = _Pickled(target) if isinstance(target, bytes) else target
+        self.context = RunContext(input, config, namespace, run, executor, stage)
+        self.settings = None if settings is None else _Pickled(settings)
 
 
 class _Pickled:
