@@ -61,26 +61,17 @@ def _ensure_worker() -> None:
 
 
 class _Failed:
-    """The output of a stage that failed: a stage queued on it returns at once without running."""
-
-    def __reduce__(self):
-        return (_failed, ())
-
-
-def _failed() -> "_Failed":
-    return _FAILED
-
-
-_FAILED = _Failed()
+    """The output of a stage that failed: a stage queued on it returns at once without running.
+    The class itself is the marker (a class pickles by name, so it stays the same object)."""
 
 
 def _invoke(wire: tuple[Any, ...], *upstream: Any) -> tuple[TaskError | None, Any]:
     call = StageCall.from_wire(wire)
-    if any(value is _FAILED for value in upstream):
-        return TaskError("UpstreamFailedError", f"stage '{call.stage}' did not run: a dependency failed", ""), _FAILED
+    if any(value is _Failed for value in upstream):
+        return TaskError("UpstreamFailedError", f"stage '{call.stage}' did not run: a dependency failed", ""), _Failed
     _ensure_worker()
     value = invoke(call, list(upstream))
-    return (value, _FAILED) if isinstance(value, TaskError) else (None, value)
+    return (value, _Failed) if isinstance(value, TaskError) else (None, value)
 
 
 def _run_chunk(call: StageCall, chunk: list[Any], start: int, *rest: Any) -> ChunkResult:
