@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 from sqlalchemy import Engine, delete, select
 
 from flowdapt.history import orm
-from flowdapt.history.bulk import insert_arrow, to_arrow, upsert_columns
+from flowdapt.history.bulk import insert_arrow, to_arrow, upsert_columns, warm_up_arrow
 from flowdapt.history.recorder import LIVE, LiveRef, Values
 from flowdapt.resources.models import WorkflowRun
 
@@ -140,8 +140,6 @@ class HistoryWriter:
         # and PostgreSQL keep one ON CONFLICT statement per table rather than two round trips.
         self._plain_inserts = engine.dialect.name == "duckdb"
         self._arrow = engine.dialect.name == "duckdb"  # batches become Arrow tables while the one before commits
-        if self._arrow:
-            import pyarrow  # noqa: F401 - imported now rather than by the first batch (half a second)
         self._open: set[Any] = set()  # keys last written in an open state (see _OPEN_STATES)
         self._prepared: queue.Queue = queue.Queue(maxsize=2)  # (batch, waiters, stop), in commit order
         self._threads = (threading.Thread(target=self._prepare_loop, name="flowdapt-history-batches", daemon=True),
@@ -187,6 +185,8 @@ class HistoryWriter:
 
     # -- the writer threads -------------------------------------------------------------------------------
     def _prepare_loop(self) -> None:
+        if self._arrow:
+            warm_up_arrow()  # on this thread as the writer starts, rather than by the first batch
         while True:
             first = self._queue.get()
             if self.linger and first[0] is not None:
