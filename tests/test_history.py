@@ -18,6 +18,7 @@ from flowdapt import events
 from flowdapt.errors import ResourceNotFoundError
 from flowdapt.history import TRIGGER_FIRED, HistoryStore, SchemaVersionError, migrations, orm
 from flowdapt.history.bulk import upsert
+from flowdapt.history import writer as writer_module
 from flowdapt.history.store import make_engine
 from flowdapt.resources import catalog
 from flowdapt.resources.loading import loads
@@ -471,3 +472,21 @@ def test_a_cancel_request_in_the_database_stops_the_run(flowdapt_store):
     assert run.state == "cancelled"
     flowdapt_store.flush()
     assert flowdapt_store.get_run(run.uid).state == "cancelled"
+
+
+def test_duckdb_folds_its_write_ahead_log_into_the_database_file_when_the_writer_is_idle(tmp_path, monkeypatch):
+    # The writer checkpoints when it has nothing to write (not in whichever commit fills DuckDB's
+    # log): after a burst of runs the .wal file is gone while the store stays open.
+    monkeypatch.setattr(writer_module, "IDLE_CHECKPOINT_ROWS", 20)
+    path = tmp_path / "history.duckdb"
+    with HistoryStore(f"duckdb:///{path}") as store:
+        catalog.set_catalog(store)
+        _apply(store)
+        runs = [flowdapt.run_workflow("squares", {"n": 4}) for _ in range(8)]
+        store.flush()
+        wal = tmp_path / "history.duckdb.wal"
+        deadline = time.monotonic() + 10
+        while wal.exists() and wal.stat().st_size and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not wal.exists() or wal.stat().st_size == 0
+        assert [run.state for run in store.list_runs(workflow="squares")] == ["finished"] * len(runs)
