@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +73,7 @@ def current_run_context() -> RunContext | None:
     return _current.get()
 
 
-def set_run_context(context: RunContext | None) -> Token:
-    return _current.set(context)
-
-
-def reset_run_context(token: Token) -> None:
-    _current.reset(token)
+# Make ``context`` the current one (returns a token for reset_run_context), and undo that: the
+# context variable's own methods, called once or twice per stage, without a frame of ours around them.
+set_run_context: Callable[[RunContext | None], Token] = _current.set
+reset_run_context: Callable[[Token], None] = _current.reset

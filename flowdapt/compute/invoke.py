@@ -135,15 +135,21 @@ def _unpickle(value: Any) -> Any:
 
 
 def _function(call: StageCall) -> Callable[..., Any]:
-    if call.settings is not None:
-        call.settings = settings = _unpickle(call.settings)
+    settings = call.settings
+    if settings is not None:
+        if type(settings) is _Pickled:
+            call.settings = settings = _unpickle(settings)
         if get_settings() is not settings:
             set_settings(settings)
     target = call.target
-    if isinstance(target, _Pickled):
+    if type(target) is _Pickled:
         call.target = target = _unpickle(target)
         return target
     return resolve_target(target)
+
+
+# Outputs of these types are never awaited: a cheaper test than ``inspect.isawaitable`` on every call.
+_NOT_AWAITABLE = frozenset({type(None), bool, int, float, complex, str, bytes, list, tuple, dict, set})
 
 
 def _await(awaitable: Any, call: StageCall) -> Any:
@@ -172,7 +178,7 @@ def invoke(call: StageCall, upstream: list[Any]) -> Any:
             if not args and upstream:
                 raise StageInputError(call.stage, "its function takes no arguments but the stage has depends_on")
             value = function(*args)
-        if inspect.isawaitable(value):
+        if type(value) not in _NOT_AWAITABLE and inspect.isawaitable(value):
             value = _await(value, call)
         return value
     except BaseException as exc:  # noqa: BLE001 - every failure is reported, never raised across workers
