@@ -47,7 +47,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from flowdapt import events  # noqa: E402
-from flowdapt.compute.runner import update_record  # noqa: E402
 from flowdapt.events import RunFinished, RunStarted, StageFinished, StageStarted  # noqa: E402
 from flowdapt.history import HistoryStore  # noqa: E402
 from flowdapt.history.store import recording  # noqa: E402
@@ -81,7 +80,7 @@ def emit_runs(runs: list[WorkflowRun]) -> None:
     """Run each record through its lifecycle, dispatching the engine's events to the subscribed listeners.
 
     Records change as the runner changes them: a run's fields one by one, a stage's in one
-    ``update_record`` per event.
+    write of its fields straight into the record per event.
     """
     listeners = events.listeners()
     dispatch = events.dispatch
@@ -89,9 +88,9 @@ def emit_runs(runs: list[WorkflowRun]) -> None:
         run.state, run.started_at = "running", _now()
         dispatch(RunStarted(run=run), listeners)
         for record in run.stages:
-            update_record(record, attempts=1, state="running", started_at=_now())
+            record.__dict__.update(attempts=1, state="running", started_at=_now())
             dispatch(StageStarted(run=run, stage=record), listeners)
-            update_record(record, state="finished", error=None, finished_at=_now())
+            record.__dict__.update(state="finished", error=None, finished_at=_now())
             dispatch(StageFinished(run=run, stage=record), listeners)
         run.state, run.result, run.finished_at = "finished", number, _now()
         dispatch(RunFinished(run=run), listeners)
