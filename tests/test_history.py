@@ -18,6 +18,7 @@ from flowdapt import events
 from flowdapt.errors import ResourceNotFoundError
 from flowdapt.history import TRIGGER_FIRED, HistoryStore, SchemaVersionError, migrations, orm
 from flowdapt.history.bulk import upsert
+from flowdapt.history import recorder as recorder_module
 from flowdapt.history import writer as writer_module
 from flowdapt.history.store import make_engine
 from flowdapt.resources import catalog
@@ -139,6 +140,22 @@ def test_rows_read_from_live_records_in_small_batches_end_in_each_runs_final_sta
     assert [(a.attempt, a.state) for a in attempts] == [(1, "failed"), (2, "failed")]
     assert attempts[0].started_at == runs[0].stages[0].started_at  # the record keeps the first attempt's start
     assert attempts[1].started_at >= attempts[0].finished_at  # the second attempt's own start
+
+
+def test_stage_rows_read_in_chunks_keep_their_runs_positions_and_states(flowdapt_store, monkeypatch):
+    # Large batches are read a few records at a time (the writer hands the GIL over in between):
+    # every stage row still lands on its run, at its position, in its final state.
+    monkeypatch.setattr(recorder_module, "READ_CHUNK", 2)
+    _apply(flowdapt_store)
+    flowdapt_store.writer.linger = 0.05  # let rows of several runs gather in one batch
+    runs = [flowdapt.run_workflow("squares", {"n": 3}, wait=False) for _ in range(6)]
+    for run in runs:
+        run.wait(30)
+    flowdapt_store.flush()
+    for run in runs:
+        stored = flowdapt_store.get_run(run.uid)
+        assert [(s.name, s.state, s.items_done, s.items_failed) for s in stored.stages] == [
+            (s.name, s.state, s.items_done, s.items_failed) for s in run.stages]
 
 
 def test_runs_are_listed_by_workflow_state_source_and_time_with_paging(flowdapt_store):
