@@ -99,28 +99,27 @@ _pickled_cache: dict[int, tuple[Any, _Pickled]] = {}
 _unpickled: dict[bytes, Any] = {}
 
 
-def _pickled(obj: Any) -> _Pickled:
-    """``obj`` cloudpickled once per object (the cache keeps the object alive, so ids stay unique)."""
+_ITSELF = object()
+
+
+def _pickled(obj: Any, value: Any = _ITSELF) -> _Pickled:
+    """``value`` (by default ``obj`` itself) cloudpickled once per ``obj`` (the cache keeps ``obj`` alive,
+    so ids stay unique)."""
     if isinstance(obj, _Pickled):  # a call pickled again without being run (e.g. by Dask's scheduler)
         return obj
     cached = _pickled_cache.get(id(obj))
     if cached is None or cached[0] is not obj:
         if len(_pickled_cache) > 4096:
             _pickled_cache.clear()
-        cached = _pickled_cache[id(obj)] = (obj, _Pickled(cloudpickle.dumps(obj)))
+        payload = cloudpickle.dumps(obj if value is _ITSELF else value)
+        cached = _pickled_cache[id(obj)] = (obj, _Pickled(payload))
     return cached[1]
 
 
 def _pickled_run_context(context: RunContext) -> bytes:
     """The parts of ``context`` its run's stages share, pickled once per run (keyed by the run's info)."""
     run = context.run
-    cached = _pickled_cache.get(id(run))
-    if cached is None or cached[0] is not run:
-        if len(_pickled_cache) > 4096:
-            _pickled_cache.clear()
-        payload = cloudpickle.dumps((context.input, context.config, context.namespace, run, context.executor))
-        cached = _pickled_cache[id(run)] = (run, _Pickled(payload))
-    return cached[1].payload
+    return _pickled(run, (context.input, context.config, context.namespace, run, context.executor)).payload
 
 
 def _unpickle(value: Any) -> Any:
