@@ -27,6 +27,7 @@ import statistics
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -89,7 +90,12 @@ Node = tuple[Callable[..., Any], tuple[str, ...], dict[str, Any]]
 
 
 def run_dag(pool: Executor, nodes: dict[str, Node], sink: str) -> Any:
-    """Walk a DAG on ``pool``: Kahn's algorithm in done-callbacks, children submitted from there."""
+    """Walk a DAG on ``pool``: Kahn's algorithm in done-callbacks, children submitted from there.
+
+    A future that is already done when its callback is added runs the callback at once, in the
+    submitting thread: children that became ready while a thread is submitting are queued and
+    submitted by its loop, not by recursion (a chain of 1000 fast stages would exceed the
+    recursion limit, and ``add_done_callback`` only logs that error, so the walk would hang)."""
     dependents: dict[str, list[str]] = {name: [] for name in nodes}
     waiting: dict[str, int] = {}
     for name, (_, depends_on, _) in nodes.items():
@@ -102,10 +108,21 @@ def run_dag(pool: Executor, nodes: dict[str, Node], sink: str) -> Any:
     remaining = len(nodes)
     errors: list[BaseException] = []
 
-    def submit(name: str) -> None:
-        function, depends_on, kwargs = nodes[name]
-        future = pool.submit(function, *(outputs[d] for d in depends_on), **kwargs)
-        future.add_done_callback(lambda f, name=name: on_done(name, f))
+    submitting = threading.local()  # .queue: children this thread submits next
+
+    def submit(names: list[str]) -> None:
+        queue = getattr(submitting, "queue", None)
+        if queue is not None:
+            queue.extend(names)
+            return
+        queue = submitting.queue = deque(names)
+        try:
+            while queue:
+                function, depends_on, kwargs = nodes[name := queue.popleft()]
+                future = pool.submit(function, *(outputs[d] for d in depends_on), **kwargs)
+                future.add_done_callback(lambda f, name=name: on_done(name, f))
+        finally:
+            submitting.queue = None
 
     def on_done(name: str, future: Future) -> None:
         nonlocal remaining
@@ -124,11 +141,10 @@ def run_dag(pool: Executor, nodes: dict[str, Node], sink: str) -> Any:
                     ready.append(child)
             if remaining == 0:
                 finished.set()
-        for child in ready:
-            submit(child)
+        if ready:
+            submit(ready)
 
-    for name in [name for name, count in waiting.items() if count == 0]:
-        submit(name)
+    submit([name for name, count in waiting.items() if count == 0])
     finished.wait()
     if errors:
         raise errors[0]
