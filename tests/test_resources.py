@@ -11,6 +11,7 @@ import flowdapt
 from flowdapt.errors import ResourceError
 from flowdapt.resources import Config, TriggerRule, Workflow, load, loads, parse_bytes
 from flowdapt.resources.catalog import MemoryCatalog
+from flowdapt.resources.validation import workflow_graph
 
 GOOD = """
 kind: workflow
@@ -266,6 +267,22 @@ def test_loads_and_load_agree_and_validated_workflows_run():
     (workflow,) = loads(workflow_yaml("- {name: n, target: tests.stages.numbers}\n"
                                       "- {name: s, target: tests.stages.total, depends_on: [n]}"))
     assert flowdapt.run_workflow(workflow, {"n": 5}).result == 10
+
+
+def test_a_workflow_object_edited_between_runs_is_validated_again():
+    (workflow,) = loads(workflow_yaml("- {name: n, target: tests.stages.numbers}\n"
+                                      "- {name: s, target: tests.stages.total, depends_on: [n]}"))
+    assert flowdapt.run_workflow(workflow, {"n": 5}).result == 10
+    workflow.spec.stages[1].depends_on.append("gone")
+    with pytest.raises(ResourceError, match="stage 's': depends_on: unknown stage 'gone'"):
+        flowdapt.run_workflow(workflow, {"n": 5})
+    workflow.spec.stages[1].depends_on.pop()
+    workflow.spec.stages[1].target = "tests.stages.missing"
+    with pytest.raises(ResourceError, match="stage 's': target: module 'tests.stages' has no attribute 'missing'"):
+        flowdapt.run_workflow(workflow, {"n": 5})
+    workflow.spec.stages[1] = workflow.spec.stages[1].model_copy(update={"target": "tests.stages.first"})
+    assert flowdapt.run_workflow(workflow, {"n": 5}).result == 0  # the new stage object runs, not the old one
+    assert workflow_graph(workflow) is workflow_graph(workflow)  # unchanged: validated once
 
 
 def test_workflows_are_found_by_name_or_uid_in_the_catalog():

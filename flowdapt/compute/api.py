@@ -15,7 +15,7 @@ from flowdapt.resources import catalog
 from flowdapt.resources.configs import merged_config
 from flowdapt.resources.loading import load, parse_resource
 from flowdapt.resources.models import Config, Workflow, WorkflowRun
-from flowdapt.resources.validation import validate_workflow
+from flowdapt.resources.validation import workflow_graph
 from flowdapt.settings import get_settings
 
 WorkflowLike = Workflow | dict | str | Path
@@ -80,7 +80,7 @@ def run_workflow(
     traceback and stage of the exception.
     """
     definition = resolve_workflow(workflow)
-    graph = validate_workflow(definition)
+    graph = workflow_graph(definition)
     running = resolve_executor(executor)
     data = merged_config(definition, catalog.list_configs() if configs is None else configs)
     data.update(config or {})

@@ -28,12 +28,6 @@ def resolve_target(target: str | Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-def forget_target(prefix: str) -> None:
-    """Drop cached resolutions of targets under ``prefix`` (after a stage module was rewritten)."""
-    for key in [key for key in _resolved if key == prefix or key.startswith(prefix + ".")]:
-        del _resolved[key]
-
-
 def _import_path(path: str) -> Callable[..., Any]:
     parts = path.split(".")
     if len(parts) < 2 or not all(part.isidentifier() for part in parts):

