@@ -12,12 +12,13 @@ The runner emits events and knows nothing about storage or UIs.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import threading
 import time
 from datetime import datetime, timezone
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 from flowdapt.compute.context import RunContext
 from flowdapt.compute.executors.base import BaseExecutor, Outcome, TaskHandle
@@ -44,12 +45,11 @@ _DONE, _PROGRESS, _CANCEL, _START, _DEADLINES = 0, 1, 2, 3, 4
 _TIMEOUT, _RETRY = 0, 1
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+_now = functools.partial(datetime.now, timezone.utc)  # the current UTC time, with no Python frame per call
 
 
 def _ignore_progress(done: int, failed: int, total: int) -> None:
-    """Progress callback of calls queued ahead (simple stages report none)."""
+    """Progress callback of stages that report none (simple stages, calls queued ahead)."""
 
 
 def error_info(error: TaskError, stage: str | None) -> ErrorInfo:
@@ -93,6 +93,7 @@ class Runner:
         self.control.post = self._post
         self.context = context
         self.context._cancelled = self.control.cancelled
+        self.settings = get_settings()  # the run's stages write artifacts where this run started to
         run._control = self.control
         run.stages = [StageRun.pending(name, graph.stages[name].type) for name in graph.order]
         self.records = {record.name: record for record in run.stages}
@@ -206,11 +207,9 @@ class Runner:
         if call is None:
             stage = self.graph.stages[name]
             options = stage.options
-            call = self.calls[name] = StageCall(
-                stage=name, target=stage.target, context=self.context.for_stage(name), root=not stage.depends_on,
-                map_on=options.map_on, timeout=options.timeout, retries=options.retries,
-                retry_delay=options.retry_delay, allow_partial_failure=options.allow_partial_failure,
-                settings=get_settings(),
+            call = self.calls[name] = StageCall(  # positional: binding ten keywords costs more than the call
+                name, stage.target, self.context.for_stage(name), not stage.depends_on, options.map_on,
+                options.timeout, options.retries, options.retry_delay, options.allow_partial_failure, self.settings,
             )
         return call
 
@@ -228,21 +227,19 @@ class Runner:
             self.active += 1
             fields["started_at"] = _now()
         self.live[name] = attempt
-        self._emit(StageStarted, stage=record)
+        if self.listeners:
+            self._emit(StageStarted, stage=record)
         post = self._post
 
         def on_done(outcome: Outcome) -> None:
             post((_DONE, name, attempt, outcome))
 
-        def on_progress(done: int, failed: int, total: int) -> None:
-            post((_PROGRESS, name, attempt, (done, failed, total)))
-
         handle = self.ahead.pop(name, None) if self.queues_ahead else None
         if handle is None:
+            stage_type = get_stage_type(stage.type)
+            on_progress = self._progress_reporter(name, attempt) if stage_type.maps_items else _ignore_progress
             try:
-                handle = get_stage_type(stage.type).start(
-                    self.executor, stage, self._call(name), self.upstream[name], on_progress, on_done
-                )
+                handle = stage_type.start(self.executor, stage, self._call(name), self.upstream[name], on_progress, on_done)
             except Exception as exc:  # noqa: BLE001 - e.g. a resource the executor cannot provide
                 on_done(Outcome(error=TaskError.capture(exc)))
                 return
@@ -253,6 +250,14 @@ class Runner:
             self._deadline(stage.options.timeout, _TIMEOUT, name, attempt)
         if handle.output is not None:
             self._queue_ahead(name)
+
+    def _progress_reporter(self, name: str, attempt: int) -> Callable[[int, int, int], None]:
+        post = self._post
+
+        def on_progress(done: int, failed: int, total: int) -> None:
+            post((_PROGRESS, name, attempt, (done, failed, total)))
+
+        return on_progress
 
     def _queue_ahead(self, name: str) -> None:
         """Hand the cluster the stages downstream of ``name`` whose every dependency has an output
@@ -373,13 +378,16 @@ class Runner:
         self.active -= 1
         self.outputs[name] = value
         del self.upstream[name]
-        self._emit(StageFinished, stage=record)
+        if self.listeners:
+            self._emit(StageFinished, stage=record)
         stages = self.graph.stages
+        waiting_on, outputs = self.waiting_on, self.outputs
         for child in self.graph.dependents[name]:
-            self.waiting_on[child] -= 1
-            if self.waiting_on[child] == 0:
-                self.upstream[child] = [self.outputs[dependency] for dependency in stages[child].depends_on]
-                for dependency in stages[child].depends_on:
+            waiting_on[child] -= 1
+            if waiting_on[child] == 0:
+                depends_on = stages[child].depends_on
+                self.upstream[child] = [outputs[dependency] for dependency in depends_on]
+                for dependency in depends_on:
                     self._release(dependency)
                 self._start(child)
         if self.queues_ahead:

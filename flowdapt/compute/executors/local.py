@@ -75,8 +75,7 @@ class _Capacity:
     def acquire_or_wait(self, slot: _Slot, launch: Callable[[], None]) -> bool:
         """Take ``slot.need`` now (True) or queue ``launch`` until it fits (False)."""
         with self.lock:
-            if not self.waiting and self._fits(slot.need):
-                self._take(slot.need)
+            if not self.waiting and self._take_if_fits(slot.need):
                 slot.held = True
                 return True
             self.waiting.append((slot, launch))
@@ -89,25 +88,25 @@ class _Capacity:
             if slot.released or not slot.held:
                 return ready
             slot.released = True
+            free = self.free
             for key, amount in slot.need.items():
-                self.free[key] += amount
-            while self.waiting and self._fits(self.waiting[0][0].need):
-                waiting, launch = self.waiting.popleft()
-                self._take(waiting.need)
-                waiting.held = True
+                free[key] += amount
+            waiting = self.waiting
+            while waiting and self._take_if_fits(waiting[0][0].need):
+                next_slot, launch = waiting.popleft()
+                next_slot.held = True
                 ready.append(launch)
         return ready
 
-    def _fits(self, need: dict[str, float]) -> bool:
+    def _take_if_fits(self, need: dict[str, float]) -> bool:
+        """Take ``need`` if all of it is free (caller holds the lock)."""
         free = self.free
         for key, amount in need.items():
             if free[key] + _EPSILON < amount:
                 return False
-        return True
-
-    def _take(self, need: dict[str, float]) -> None:
         for key, amount in need.items():
-            self.free[key] -= amount
+            free[key] -= amount
+        return True
 
 
 def _init_process_worker(memory_path: str, sys_path: list[str]) -> None:
@@ -224,7 +223,6 @@ class LocalExecutor(BaseExecutor):
 
     def _launch(self, handle: TaskHandle, function: Callable[..., Any], args: tuple[Any, ...],
                 done: Callable[[Any], None]) -> None:
-        pool = self._pool_or_fail()
         if self.mode == "threads":
             queue = getattr(_worker, "queue", None)
             if queue is not None and not queue:
@@ -232,10 +230,10 @@ class LocalExecutor(BaseExecutor):
                 # became ready right here, after it returns, instead of waking another thread.
                 queue.append((handle, function, args, done))
                 return
-            future = pool.submit(_run_on_thread, handle, function, args, done)
+            future = self._pool_or_fail().submit(_run_on_thread, handle, function, args, done)
             future.add_done_callback(lambda f: f.cancelled() and done(_CANCELLED))
         else:
-            future = pool.submit(function, *args)
+            future = self._pool_or_fail().submit(function, *args)
             future.add_done_callback(lambda f: done(_future_value(f)))
         handle.futures.append(future)
 
