@@ -17,7 +17,7 @@ from typing import Any, Callable
 import cloudpickle
 
 from flowdapt.compute.context import RunContext, reset_run_context, set_run_context
-from flowdapt.compute.targets import binding_for, resolve_target
+from flowdapt.compute.targets import Binding, callable_with_binding
 from flowdapt.errors import StageInputError, StageTimeoutError
 from flowdapt.settings import get_settings, set_settings
 
@@ -133,7 +133,8 @@ def _unpickle(value: Any) -> Any:
     return obj
 
 
-def _function(call: StageCall) -> Callable[..., Any]:
+def _function(call: StageCall) -> tuple[Callable[..., Any], Binding]:
+    """The stage's function and how it takes arguments (after making the driver's settings current)."""
     settings = call.settings
     if settings is not None:
         if type(settings) is _Pickled:
@@ -143,8 +144,7 @@ def _function(call: StageCall) -> Callable[..., Any]:
     target = call.target
     if type(target) is _Pickled:
         call.target = target = _unpickle(target)
-        return target
-    return resolve_target(target)
+    return callable_with_binding(target)
 
 
 # Outputs of these types are never awaited: a cheaper test than ``inspect.isawaitable`` on every call.
@@ -168,8 +168,7 @@ def invoke(call: StageCall, upstream: list[Any]) -> Any:
     """Run a simple stage: root stages get the input as keywords, others the upstream outputs."""
     token = set_run_context(call.context)
     try:
-        function = _function(call)
-        binding = binding_for(function)
+        function, binding = _function(call)
         if call.root:
             value = function(**binding.root_kwargs(call.stage, call.context.input))
         else:
@@ -210,8 +209,7 @@ def run_items(
     retried = 0
     try:
         try:
-            function = _function(call)
-            binding = binding_for(function)
+            function, binding = _function(call)
             rest = binding.positional_args([None, *upstream_rest])[1:]
             if binding.positional == 0 and not binding.var_positional:
                 raise StageInputError(call.stage, "a parameterized stage's function must take the item as its first argument")

@@ -88,6 +88,24 @@ class Binding:
 
 
 _bindings: dict[Any, Binding] = {}
+_callables: dict[Any, tuple[Callable[..., Any], Binding]] = {}
+
+
+def callable_with_binding(target: str | Callable[..., Any]) -> tuple[Callable[..., Any], Binding]:
+    """:func:`resolve_target` and :func:`binding_for` in one cached look-up (once per stage call)."""
+    try:
+        return _callables[target]
+    except (KeyError, TypeError):
+        pass
+    function = resolve_target(target)
+    entry = (function, binding_for(function))
+    try:
+        if len(_callables) > 4096:
+            _callables.clear()
+        _callables[target] = entry
+    except TypeError:  # unhashable callable
+        pass
+    return entry
 
 
 def binding_for(function: Callable[..., Any]) -> Binding:
