@@ -389,7 +389,7 @@ class RayExecutor(ClusterExecutor):
         C call such as ``time.sleep``, or ignoring the interrupt) have their workers killed.
         """
         handle.cancelled = True
-        refs = list(handle.futures)
+        refs = self._unfinished(list(handle.futures))
         if not refs:
             return
         _cancel_refs(refs, force=False)
@@ -398,13 +398,20 @@ class RayExecutor(ClusterExecutor):
         timer.start()
 
     def _force_cancel(self, refs: list[Any]) -> None:
-        if not self._running or not ray.is_initialized():
-            return
+        _cancel_refs(self._unfinished(refs), force=True)
+
+    def _unfinished(self, refs: list[Any]) -> list[Any]:
+        """The refs whose tasks have not ended. Only those are cancelled: Ray 2.60's owner can abort
+        the whole driver process when a cancel meets the completion of the same task (``Check
+        failed: it != submissible_tasks_.end()``, ray-project/ray#54527), and the tasks a run's end
+        cancels are often ending by themselves (those queued on a failed stage return at once)."""
+        if not refs or not self._running or not ray.is_initialized():
+            return []
         try:
-            _, running = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+            _, unfinished = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
         except Exception:  # noqa: BLE001 - gone with the cluster
-            return
-        _cancel_refs(running, force=True)
+            return []
+        return unfinished
 
     # -- engine hooks -------------------------------------------------------------------------------
     def _is_handle(self, value: Any) -> bool:
