@@ -95,7 +95,7 @@ class Runner:
         self.context._cancelled = self.control.cancelled
         self.settings = get_settings()  # the run's stages write artifacts where this run started to
         run._control = self.control
-        run.stages = [StageRun.pending(name, graph.stages[name].type) for name in graph.order]
+        run.stages = StageRun.pending([(name, graph.stages[name].type) for name in graph.order])
         self.records = {record.name: record for record in run.stages}
         self.waiting_on = dict(graph.dependency_counts)
         self.unstarted_consumers = dict(graph.dependent_counts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Literal, Union
+from typing import Any, Callable, ClassVar, Iterable, Literal, Union
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -331,22 +331,27 @@ class StageRun(BaseModel):
         return None
 
     @classmethod
-    def pending(cls, name: str, type: str) -> "StageRun":
-        """A new pending record, unvalidated: the runner's stage names and types are already valid.
+    def pending(cls, stages: Iterable[tuple[str, str]]) -> list["StageRun"]:
+        """New pending records of ``(name, type)`` pairs, unvalidated: the runner's stage names and
+        types are already valid.
 
-        Built straight from the field defaults (about 1 µs; validating costs 3 µs, ``model_construct``
-        far more), as the runner makes one per stage of every run before it starts.
+        Built straight from the field defaults in one loop (about 1 µs a record; validating costs 3 µs,
+        ``model_construct`` far more), as the runner makes one per stage of every run before it starts.
         """
-        record = object.__new__(cls)
-        fields = _PENDING_STAGE.copy()
-        fields["name"] = name
-        fields["type"] = type
-        fields["item_failures"] = []
-        object.__setattr__(record, "__dict__", fields)
-        _set_fields_set(record, {"name", "type"})
-        _set_extra(record, None)
-        _set_private(record, None)
-        return record
+        new, copy, set_dict = object.__new__, _PENDING_STAGE.copy, object.__setattr__
+        records = []
+        for name, type in stages:
+            record = new(cls)
+            fields = copy()
+            fields["name"] = name
+            fields["type"] = type
+            fields["item_failures"] = []
+            set_dict(record, "__dict__", fields)
+            _set_fields_set(record, {"name", "type"})
+            _set_extra(record, None)
+            _set_private(record, None)
+            records.append(record)
+        return records
 
 
 _PENDING_STAGE = StageRun(name="pending").__dict__.copy()
