@@ -9,8 +9,9 @@ Two graphs, the same for every engine (stage bodies in :mod:`_stages` are no-ops
 Engines: flowdapt ``LocalExecutor`` (threads and processes, ``cpus=2``); raw
 ``ThreadPoolExecutor(2)`` / ``ProcessPoolExecutor(2)`` (Kahn walk in done-callbacks for the chain,
 ``pool.map`` for the fan-out, ``chunksize=500`` on processes); Dask's threaded scheduler
-(``dask.delayed``, 2 workers). Every engine is started and warmed up before timing; the figure is
-the median of the repetitions. Dask graphs are built outside the timer (generous to Dask);
+(``dask.delayed``, 2 workers). Every engine is started and warmed up before timing; the engines of a
+benchmark take turns, one repetition each (the shared VM this was written on changes speed by a
+third within a minute); the figure is the median of the repetitions. Dask graphs are built outside the timer (generous to Dask);
 flowdapt's timer covers ``run_workflow`` of an applied workflow, validation included.
 
 Run ``python bench/engine.py``; results go to ``bench/results/engine.json``.
@@ -68,20 +69,28 @@ class Measurement:
         return statistics.median(self.times_s)
 
 
-def timed(run: Callable[[], Any], expected: Any) -> list[float]:
-    """Run once to warm up, then time repetitions (3, or 5 when a run is short); check the result."""
-    result = run()
-    if result != expected:
-        raise AssertionError(f"wrong result {result!r}, expected {expected!r}")
-    start = time.perf_counter()
-    run()
-    first = time.perf_counter() - start
-    times = [first]
-    for _ in range(4 if first < 1.0 else 2):
-        gc.collect()
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
+def timed_together(runs: dict[str, Callable[[], Any]], expected: Any) -> dict[str, list[float]]:
+    """Time the engines of one benchmark in turns, so a change in the machine's speed hits them alike.
+
+    Each engine runs once to warm up (its result checked), then the engines take turns until each
+    has 5 timed repetitions (3 for an engine whose first repetition took a second or more).
+    """
+    for name, run in runs.items():
+        result = run()
+        if result != expected:
+            raise AssertionError(f"{name}: wrong result {result!r}, expected {expected!r}")
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    wanted = dict.fromkeys(runs, 5)
+    while any(len(times[name]) < wanted[name] for name in runs):
+        for name, run in runs.items():
+            if len(times[name]) >= wanted[name]:
+                continue
+            gc.collect()
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+            if len(times[name]) == 1 and times[name][0] >= 1.0:
+                wanted[name] = 3
     return times
 
 
@@ -204,33 +213,32 @@ def dask_graphs() -> dict[str, Any] | None:
 
 # -- the run -----------------------------------------------------------------------------------------
 def measure_all() -> list[Measurement]:
-    """Time every engine on both benchmarks, engine by engine (each started once)."""
+    """Time every engine on both benchmarks; the engines of a benchmark and mode take turns."""
     results: list[Measurement] = []
     workflows = {"chain_1000": (chain_workflow(CHAIN), {}), "fanout_10k": (fanout_workflow(), {"n": FANOUT})}
+    graphs = dask_graphs()
     forkserver = multiprocessing.get_context("forkserver")
     for mode, pool_class, chunksize in (("threads", ThreadPoolExecutor, 1),
                                         ("processes", ProcessPoolExecutor, PROCESS_CHUNKSIZE)):
         options = {"mp_context": forkserver} if mode == "processes" else {}
-        with pool_class(max_workers=WORKERS, **options) as pool:
+        with pool_class(max_workers=WORKERS, **options) as pool, LocalExecutor(mode=mode, cpus=WORKERS) as executor:
             nodes = raw_chain_nodes(CHAIN)
-            results.append(Measurement("chain_1000", "raw", mode, timed(
-                lambda: run_dag(pool, nodes, f"s{CHAIN - 1}"), EXPECTED["chain_1000"]),
-                note="Kahn walk in done-callbacks"))
-            results.append(Measurement("fanout_10k", "raw", mode, timed(
-                lambda: raw_fanout(pool, FANOUT, chunksize), EXPECTED["fanout_10k"]),
-                note=f"pool.map chunksize={chunksize}" if chunksize > 1 else "pool.map"))
-        with LocalExecutor(mode=mode, cpus=WORKERS) as executor:
+            raw = {"chain_1000": (lambda: run_dag(pool, nodes, f"s{CHAIN - 1}"), "Kahn walk in done-callbacks"),
+                   "fanout_10k": (lambda: raw_fanout(pool, FANOUT, chunksize),
+                                  f"pool.map chunksize={chunksize}" if chunksize > 1 else "pool.map")}
             for benchmark, (workflow, input) in workflows.items():
-                results.append(Measurement(benchmark, "flowdapt", mode, timed(
-                    lambda: run_flowdapt(workflow, input, executor), EXPECTED[benchmark])))
-    graphs = dask_graphs()
-    if graphs is not None:
-        import dask
+                runs = {"raw": raw[benchmark][0],
+                        "flowdapt": lambda workflow=workflow, input=input: run_flowdapt(workflow, input, executor)}
+                notes = {"raw": raw[benchmark][1], "flowdapt": ""}
+                if mode == "threads" and graphs is not None:
+                    import dask
 
-        for benchmark, graph in graphs.items():
-            results.append(Measurement(benchmark, "dask.delayed", "threads", timed(
-                lambda: dask.compute(graph, scheduler="threads", num_workers=WORKERS)[0], EXPECTED[benchmark]),
-                note=f"dask {dask.__version__}, graph built outside the timer"))
+                    graph = graphs[benchmark]
+                    runs["dask.delayed"] = lambda graph=graph: dask.compute(
+                        graph, scheduler="threads", num_workers=WORKERS)[0]
+                    notes["dask.delayed"] = f"dask {dask.__version__}, graph built outside the timer"
+                for engine, times in timed_together(runs, EXPECTED[benchmark]).items():
+                    results.append(Measurement(benchmark, engine, mode, times, note=notes[engine]))
     rank = {("raw", "threads"): 0, ("flowdapt", "threads"): 1, ("dask.delayed", "threads"): 2,
             ("raw", "processes"): 3, ("flowdapt", "processes"): 4}
     results.sort(key=lambda m: (m.benchmark, rank[m.engine, m.mode]))
