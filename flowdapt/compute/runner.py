@@ -237,7 +237,7 @@ class Runner:
         handle = self.ahead.pop(name, None) if self.queues_ahead else None
         if handle is None:
             stage_type = get_stage_type(stage.type)
-            on_progress = self._progress_reporter(name, attempt) if stage_type.maps_items else _ignore_progress
+            on_progress = self._progress_reporter(name, attempt) if stage_type.reports_progress else _ignore_progress
             try:
                 handle = stage_type.start(self.executor, stage, self._call(name), self.upstream[name], on_progress, on_done)
             except Exception as exc:  # noqa: BLE001 - e.g. a resource the executor cannot provide

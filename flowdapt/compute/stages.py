@@ -38,6 +38,8 @@ class StageType(abc.ABC):
     #: Whether :meth:`start` is one ``executor.submit`` call, which an executor that queues work ahead
     #: may receive before the stage's dependencies finish (see ``BaseExecutor.queues_ahead``).
     queues_ahead: ClassVar[bool] = False
+    #: Whether :meth:`start` may call ``on_progress`` (the runner passes a no-op to those that do not).
+    reports_progress: ClassVar[bool] = True
 
     @abc.abstractmethod
     def validate(self, stage: "WorkflowStage", check_target: bool = True) -> None:
@@ -67,6 +69,7 @@ class SimpleStage(StageType):
 
     name = "simple"
     queues_ahead = True
+    reports_progress = False
 
     def validate(self, stage: "WorkflowStage", check_target: bool = True) -> None:
         resolved = _validated_function(stage, check_target)
