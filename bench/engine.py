@@ -11,8 +11,9 @@ Engines: flowdapt ``LocalExecutor`` (threads and processes, ``cpus=2``); raw
 ``pool.map`` for the fan-out, ``chunksize=500`` on processes); Dask's threaded scheduler
 (``dask.delayed``, 2 workers). Every engine is started and warmed up before timing; the engines of a
 benchmark take turns, one repetition each (the shared VM this was written on changes speed by a
-third within a minute); the figure is the median of the repetitions. Dask graphs are built outside the timer (generous to Dask);
-flowdapt's timer covers ``run_workflow`` of an applied workflow, validation included.
+third within a minute); the figure is the median of the repetitions. Dask graphs are built outside
+the timer (generous to Dask); flowdapt's timer covers ``run_workflow`` of an applied workflow,
+validation included (a workflow object run again unchanged is validated once, see the README).
 
 Run ``python bench/engine.py``; results go to ``bench/results/engine.json``.
 """
