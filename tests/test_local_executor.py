@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import weakref
 
 import pytest
 
@@ -74,3 +76,23 @@ def test_executors_are_chosen_by_name_and_unknown_names_list_the_known_ones():
 def test_get_run_context_outside_a_stage_is_a_clear_error():
     with pytest.raises(RuntimeError, match=r"get_run_context\(\) was called outside a running stage"):
         flowdapt.get_run_context()
+
+
+@pytest.mark.parametrize("target", ["numbers", "fail"])
+def test_a_finished_run_is_freed_when_dropped_without_waiting_for_the_garbage_collector(target):
+    """A loop of runs (a trigger, a notebook) must not pile up runs for the cyclic collector."""
+    definition = {"metadata": {"name": "w"}, "spec": {"stages": [
+        {"name": "a", "target": f"tests.stages.{target}"},
+        {"name": "b", "target": "tests.stages.total", "depends_on": ["a"]}]}}
+    gc.disable()
+    try:
+        with LocalExecutor(cpus=2) as executor:
+            run = flowdapt.run_workflow(definition, {"n": 3}, executor=executor)
+            assert run.state == ("finished" if target == "numbers" else "failed")
+            run.cancel()  # a no-op once the run is over
+            run.wait(1)
+            dropped = weakref.ref(run)
+            del run
+        assert dropped() is None
+    finally:
+        gc.enable()
