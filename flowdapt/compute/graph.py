@@ -26,7 +26,8 @@ class GraphError(ValueError):
 class WorkflowGraph:
     """A validated DAG of a workflow's stages.
 
-    ``order`` is a topological order (definition order among independent stages);
+    ``order`` is a topological order (definition order among independent stages), ``typed_order``
+    the same as ``(name, stage type)`` pairs (what a run's stage records start from);
     ``dependency_counts`` and ``dependent_counts`` give each stage's number of dependencies and
     of dependents (a run copies them as its countdowns).
     """
@@ -37,6 +38,7 @@ class WorkflowGraph:
     roots: tuple[str, ...]
     sinks: tuple[str, ...]
     order: tuple[str, ...]
+    typed_order: tuple[tuple[str, str], ...]
     dependency_counts: dict[str, int]
     dependent_counts: dict[str, int]
 
@@ -74,6 +76,7 @@ class WorkflowGraph:
             roots=tuple(roots),
             sinks=tuple(name for name, names in consumers.items() if not names),
             order=order,
+            typed_order=tuple((name, stages[name].type) for name in order),
             dependency_counts=dependency_counts,
             dependent_counts={name: len(names) for name, names in consumers.items()},
         )

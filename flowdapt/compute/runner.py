@@ -99,7 +99,7 @@ class Runner:
         self.context._cancelled = self.control.cancelled
         self.settings = get_settings()  # the run's stages write artifacts where this run started to
         run._control = self.control
-        run.stages = StageRun.pending([(name, graph.stages[name].type) for name in graph.order])
+        run.stages = StageRun.pending(graph.typed_order)
         self.records = {record.name: record for record in run.stages}
         self.waiting_on = dict(graph.dependency_counts)
         self.unstarted_consumers = dict(graph.dependent_counts)
@@ -388,24 +388,22 @@ class Runner:
         del self.upstream[name]
         if self.listeners:
             self._emit(StageFinished, stage=record)
-        stages = self.graph.stages
-        waiting_on, outputs = self.waiting_on, self.outputs
-        for child in self.graph.dependents[name]:
+        graph = self.graph
+        stages, sinks = graph.stages, graph.sinks
+        waiting_on, outputs, unstarted_consumers = self.waiting_on, self.outputs, self.unstarted_consumers
+        for child in graph.dependents[name]:
             waiting_on[child] -= 1
             if waiting_on[child] == 0:
                 depends_on = stages[child].depends_on
                 self.upstream[child] = [outputs[dependency] for dependency in depends_on]
                 for dependency in depends_on:
-                    self._release(dependency)
+                    # Drop an output once every consumer has started (sinks keep theirs for the result).
+                    unstarted_consumers[dependency] -= 1
+                    if unstarted_consumers[dependency] == 0 and dependency not in sinks:
+                        outputs.pop(dependency, None)
                 self._start(child)
         if self.queues_ahead:
             self._queue_ahead(name)
-
-    def _release(self, name: str) -> None:
-        """Drop an output once every consumer has started (sinks keep theirs for the result)."""
-        self.unstarted_consumers[name] -= 1
-        if self.unstarted_consumers[name] == 0 and name not in self.graph.sinks:
-            self.outputs.pop(name, None)
 
     def _stop(self, state: str, error: ErrorInfo | None) -> None:
         """End the run early: cancel running stages, skip the ones not started."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import abc
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Sequence
 
 from flowdapt.compute.invoke import StageCall, TaskError
 
@@ -27,7 +27,7 @@ class Outcome:
 
     value: Any = None
     error: TaskError | None = None
-    item_failures: list[tuple[int, TaskError]] = field(default_factory=list)
+    item_failures: Sequence[tuple[int, TaskError]] = ()  # a tuple by default: no list built per call
     items_total: int | None = None
     item_retries: int = 0
     output_notebook: str | None = None

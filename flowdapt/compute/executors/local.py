@@ -33,15 +33,42 @@ from flowdapt.errors import ExecutorError
 _EPSILON = 1e-9
 
 
-class _Slot:
-    """The capacity one scheduled call holds once launched; given back exactly once."""
+class _Call:
+    """One scheduled call: what it runs, the capacity it holds once launched (given back exactly
+    once), and where its value goes (``report``; ``_CANCELLED`` when it was dropped unrun).
 
-    __slots__ = ("need", "held", "released")
+    One object per call instead of closures: the chain of a thread-mode stage is the hot path.
+    """
 
-    def __init__(self, need: dict[str, float]) -> None:
+    __slots__ = ("executor", "handle", "need", "function", "args", "report", "held", "released")
+
+    def __init__(self, executor: "LocalExecutor", handle: TaskHandle, need: dict[str, float],
+                 function: Callable[..., Any], args: tuple[Any, ...], report: Callable[[Any], None]) -> None:
+        self.executor = executor
+        self.handle: TaskHandle | None = handle
         self.need = need
+        self.function = function
+        self.args = args
+        self.report = report
         self.held = False
         self.released = False
+
+    def launch(self) -> None:
+        """Hand the call to the pool (its capacity is held)."""
+        if self.handle.cancelled:
+            self.done(_CANCELLED)
+            return
+        try:
+            self.executor._launch(self)
+        except Exception as exc:  # noqa: BLE001 - e.g. the pool was shut down under us
+            self.done(TaskError.capture(exc))
+
+    def done(self, value: Any) -> None:
+        """Give the capacity back (launching the calls that now fit), then report ``value``."""
+        self.handle = None  # the handle lists this call: no cycle left for the garbage collector
+        for ready in self.executor._capacity.release(self):
+            ready.launch()
+        self.report(value)
 
 
 class _Capacity:
@@ -50,7 +77,7 @@ class _Capacity:
     def __init__(self, total: dict[str, float]) -> None:
         self.total = total
         self.free = dict(total)
-        self.waiting: deque[tuple[_Slot, Callable[[], None]]] = deque()
+        self.waiting: deque[_Call] = deque()
         self.lock = threading.Lock()
         self._needs: dict[int, tuple[dict[str, float], dict[str, float]]] = {}
 
@@ -72,30 +99,34 @@ class _Capacity:
         self._needs[id(resources)] = (resources, need)
         return need
 
-    def acquire_or_wait(self, slot: _Slot, launch: Callable[[], None]) -> bool:
-        """Take ``slot.need`` now (True) or queue ``launch`` until it fits (False)."""
+    def acquire_or_wait(self, call: _Call) -> bool:
+        """Take ``call.need`` now (True) or queue ``call`` until it fits (False)."""
         with self.lock:
-            if not self.waiting and self._take_if_fits(slot.need):
-                slot.held = True
+            if not self.waiting and self._take_if_fits(call.need):
+                call.held = True
                 return True
-            self.waiting.append((slot, launch))
+            self.waiting.append(call)
             return False
 
-    def release(self, slot: _Slot) -> list[Callable[[], None]]:
-        """Give back what ``slot`` holds; returns the queued launches that now fit."""
-        ready = []
+    def release(self, call: _Call) -> list[_Call]:
+        """Give back what ``call`` holds; returns the queued calls that now fit (to launch)."""
+        if call.released or not call.held:
+            return _NOTHING_READY
         with self.lock:
-            if slot.released or not slot.held:
-                return ready
-            slot.released = True
+            if call.released:
+                return _NOTHING_READY
+            call.released = True
             free = self.free
-            for key, amount in slot.need.items():
+            for key, amount in call.need.items():
                 free[key] += amount
             waiting = self.waiting
-            while waiting and self._take_if_fits(waiting[0][0].need):
-                next_slot, launch = waiting.popleft()
-                next_slot.held = True
-                ready.append(launch)
+            if not waiting:
+                return _NOTHING_READY
+            ready = []
+            while waiting and self._take_if_fits(waiting[0].need):
+                next_call = waiting.popleft()
+                next_call.held = True
+                ready.append(next_call)
         return ready
 
     def _take_if_fits(self, need: dict[str, float]) -> bool:
@@ -107,6 +138,9 @@ class _Capacity:
         for key, amount in need.items():
             free[key] -= amount
         return True
+
+
+_NOTHING_READY: list[_Call] = []  # never appended to
 
 
 def _init_process_worker(memory_path: str, sys_path: list[str]) -> None:
@@ -198,43 +232,27 @@ class LocalExecutor(BaseExecutor):
         return self._pool
 
     def _schedule(self, handle: TaskHandle, need: dict[str, float], function: Callable[..., Any],
-                  args: tuple[Any, ...], finished: Callable[[Any], None]) -> None:
-        """Run ``function(*args)`` once ``need`` fits; ``finished`` gets its value (``_CANCELLED`` if dropped)."""
-        slot = _Slot(need)
-        handle.slots.append(slot)
-        capacity = self._capacity
+                  args: tuple[Any, ...], report: Callable[[Any], None]) -> None:
+        """Run ``function(*args)`` once ``need`` fits; ``report`` gets its value (``_CANCELLED`` if dropped)."""
+        call = _Call(self, handle, need, function, args, report)
+        handle.slots.append(call)
+        if self._capacity.acquire_or_wait(call):
+            call.launch()
 
-        def done(value: Any) -> None:
-            for ready in capacity.release(slot):
-                ready()
-            finished(value)
-
-        def launch() -> None:
-            if handle.cancelled:
-                done(_CANCELLED)
-                return
-            try:
-                self._launch(handle, function, args, done)
-            except Exception as exc:  # noqa: BLE001 - e.g. the pool was shut down under us
-                done(TaskError.capture(exc))
-
-        if capacity.acquire_or_wait(slot, launch):
-            launch()
-
-    def _launch(self, handle: TaskHandle, function: Callable[..., Any], args: tuple[Any, ...],
-                done: Callable[[Any], None]) -> None:
+    def _launch(self, call: _Call) -> None:
+        handle = call.handle  # read first: the call may be over (and let go of it) before submit returns
         if self.mode == "threads":
             queue = getattr(_worker, "queue", None)
             if queue is not None and not queue:
                 # We are on a worker thread reporting a finished call: run the first call that
                 # became ready right here, after it returns, instead of waking another thread.
-                queue.append((handle, function, args, done))
+                queue.append(call)
                 return
-            future = self._pool_or_fail().submit(_run_on_thread, handle, function, args, done)
-            future.add_done_callback(lambda f: f.cancelled() and done(_CANCELLED))
+            future = self._pool_or_fail().submit(_run_on_thread, call)
+            future.add_done_callback(lambda f: f.cancelled() and call.done(_CANCELLED))
         else:
-            future = self._pool_or_fail().submit(function, *args)
-            future.add_done_callback(lambda f: done(_future_value(f)))
+            future = self._pool_or_fail().submit(call.function, *call.args)
+            future.add_done_callback(lambda f: call.done(_future_value(f)))
         handle.futures.append(future)
 
     def cancel(self, handle: TaskHandle) -> None:
@@ -245,24 +263,16 @@ class LocalExecutor(BaseExecutor):
         In process mode the worker process stays busy until the call returns.
         """
         super().cancel(handle)
-        for slot in handle.slots:
-            for ready in self._capacity.release(slot):
-                ready()
+        for call in handle.slots:
+            for ready in self._capacity.release(call):
+                ready.launch()
 
     def submit(self, call: StageCall, upstream: list[Any], resources: dict[str, float], on_done: OnDone) -> TaskHandle:
         handle = TaskHandle()
-        self._pool_or_fail()
-        need = self._capacity.need(call.stage, resources)
-
-        def finished(value: Any) -> None:
-            if value is _CANCELLED:
-                on_done(Outcome(error=TaskError("RunCancelledError", "cancelled before it started", "")))
-            elif isinstance(value, TaskError):
-                on_done(Outcome(error=value))
-            else:
-                on_done(Outcome(value=value))
-
-        self._schedule(handle, need, invoke, (call, upstream), finished)
+        if self._pool is None:
+            self._pool_or_fail()
+        self._schedule(handle, self._capacity.need(call.stage, resources), invoke, (call, upstream),
+                       functools.partial(_report_outcome, on_done))
         return handle
 
     def map(self, call: StageCall, items: Any, upstream_rest: list[Any], resources: dict[str, float],
@@ -299,21 +309,30 @@ _CANCELLED = object()  # what a call reports when it was dropped before it ran
 _worker = threading.local()  # .queue: calls to run next on this worker thread
 
 
-def _run_on_thread(handle: TaskHandle, function: Callable[..., Any], args: tuple[Any, ...],
-                   done: Callable[[Any], None]) -> None:
+def _report_outcome(on_done: OnDone, value: Any) -> None:
+    """Report a submitted call's value as its :class:`Outcome`."""
+    if value is _CANCELLED:
+        on_done(Outcome(error=TaskError("RunCancelledError", "cancelled before it started", "")))
+    elif type(value) is TaskError:
+        on_done(Outcome(error=value))
+    else:
+        on_done(Outcome(value))
+
+
+def _run_on_thread(call: _Call) -> None:
     """A thread-pool task: run the call, report it, then run what the report made ready here."""
-    queue = _worker.queue = deque([(handle, function, args, done)])
+    queue = _worker.queue = deque([call])
     try:
         while queue:
-            handle, function, args, done = queue.popleft()
-            if handle.cancelled:
-                done(_CANCELLED)
+            call = queue.popleft()
+            if call.handle.cancelled:
+                call.done(_CANCELLED)
                 continue
             try:
-                value = function(*args)
+                value = call.function(*call.args)
             except BaseException as exc:  # noqa: BLE001 - reported like any other failure
                 value = TaskError.capture(exc)
-            done(value)
+            call.done(value)
     finally:
         _worker.queue = None
 
