@@ -269,8 +269,7 @@ class LocalExecutor(BaseExecutor):
 
     def submit(self, call: StageCall, upstream: list[Any], resources: dict[str, float], on_done: OnDone) -> TaskHandle:
         handle = TaskHandle()
-        if self._pool is None:
-            self._pool_or_fail()
+        self._pool_or_fail()
         self._schedule(handle, self._capacity.need(call.stage, resources), invoke, (call, upstream),
                        functools.partial(_report_outcome, on_done))
         return handle
