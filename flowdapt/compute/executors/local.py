@@ -26,7 +26,7 @@ from typing import Any, Callable, Literal
 
 from flowdapt.compute import object_store
 from flowdapt.compute.executors.base import BaseExecutor, OnDone, OnProgress, Outcome, TaskHandle
-from flowdapt.compute.executors.cluster import MapState, chunk_size, failed_chunk
+from flowdapt.compute.executors.cluster import MapState, cancelled_error, chunk_size, failed_chunk
 from flowdapt.compute.invoke import ChunkResult, StageCall, TaskError, invoke, run_items
 from flowdapt.errors import ExecutorError
 
@@ -311,7 +311,7 @@ _worker = threading.local()  # .queue: calls to run next on this worker thread
 def _report_outcome(on_done: OnDone, value: Any) -> None:
     """Report a submitted call's value as its :class:`Outcome`."""
     if value is _CANCELLED:
-        on_done(Outcome(error=TaskError("RunCancelledError", "cancelled before it started", "")))
+        on_done(Outcome(error=cancelled_error("cancelled before it started")))
     elif type(value) is TaskError:
         on_done(Outcome(error=value))
     else:
