@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -123,6 +124,38 @@ def _remotes() -> _Remote:
     if _remote is None:
         _remote = _Remote()
     return _remote
+
+
+_ready: queue.SimpleQueue | None = None  # (settle, token, value) of the refs Ray reported ready
+_ready_lock = threading.Lock()
+_log = logging.getLogger("flowdapt.executors")
+
+
+def _reporting() -> queue.SimpleQueue:
+    """The queue of the process's reporting thread, started on first use. It makes no Ray call (Ray
+    fetched the values), so a ``ray.shutdown()`` at any moment cannot catch it inside Ray."""
+    global _ready
+    if _ready is None:
+        with _ready_lock:
+            if _ready is None:
+                ready: queue.SimpleQueue = queue.SimpleQueue()
+                threading.Thread(target=_report_ready, args=(ready,), name="flowdapt-ray-reports",
+                                 daemon=True).start()
+                _ready = ready
+    return _ready
+
+
+def _report_ready(ready: queue.SimpleQueue) -> None:
+    """Settle each ref Ray reported ready with its value, in the order reported."""
+    while True:
+        settle, token, value = ready.get()
+        try:
+            if isinstance(value, BaseException):  # what Ray hands over for a task that did not end normally
+                settle(token, None, value)
+            else:
+                settle(token, value, None)
+        except Exception:  # noqa: BLE001 - one failing report must not stop the others
+            _log.exception("reporting a finished Ray task failed")
 
 
 # -- object store -----------------------------------------------------------------------------------
@@ -300,7 +333,7 @@ class RayExecutor(ClusterExecutor):
         self._nodes: list[dict[str, float]] = []
         self._cpus_total = 1
         self._lock = threading.Lock()
-        self._pending: dict[int, Callable[[BaseException], None]] = {}
+        self._pending: dict[int, Callable[[Any, BaseException | None], None]] = {}  # token -> settle
         self._pending_lock = threading.Lock()
         self._token = 0
         self._monitor_stop: threading.Event | None = None
@@ -480,38 +513,36 @@ class RayExecutor(ClusterExecutor):
 
     def _watch(self, ref: Any, settle: Callable[[Any, BaseException | None], None]) -> None:
         """Call ``settle(value, None)`` or ``settle(None, exception)`` exactly once when ``ref`` is ready,
-        or when the connection to the cluster is lost (Ray then never completes the ref)."""
+        or when the connection to the cluster is lost (Ray then never completes the ref).
+
+        Ray runs completion callbacks on its core worker's I/O thread, the thread that also hands
+        the next queued task its inputs, so the callback only queues the value: the reporting thread
+        (:func:`_report_ready`) settles it, and the runner's bookkeeping runs there. With
+        ``ref.future()`` all of it ran on that I/O thread, between one task's end and the next one's start.
+        """
         with self._pending_lock:
             self._token += 1
             token = self._token
+            self._pending[token] = settle
+        ready = _reporting()
+        own_settle = self._settle
+        ref._on_completed(lambda value: ready.put((own_settle, token, value)))
 
-        def once(value: Any, exc: BaseException | None) -> None:
-            with self._pending_lock:
-                if self._pending.pop(token, None) is None:
-                    return
-            settle(value, exc)
-
-        def done(future: Any) -> None:
-            try:
-                value = future.result()
-            except BaseException as exc:  # noqa: BLE001 - reported to the run
-                once(None, exc)
-            else:
-                once(value, None)
-
+    def _settle(self, token: int, value: Any, exc: BaseException | None) -> None:
         with self._pending_lock:
-            self._pending[token] = lambda exc: once(None, exc)
-        ref.future().add_done_callback(done)
+            settle = self._pending.pop(token, None)
+        if settle is not None:
+            settle(value, exc)
 
     def _monitor(self, stop: threading.Event) -> None:
         """Fail what is in flight once the connection to Ray is gone."""
         while not stop.wait(_MONITOR_INTERVAL):
             if self._pending and not ray.is_initialized():
                 with self._pending_lock:
-                    failing = list(self._pending.values())
+                    tokens = list(self._pending)
                 lost = ConnectionError("the connection to Ray was closed")
-                for fail in failing:
-                    fail(lost)
+                for token in tokens:
+                    self._settle(token, None, lost)
 
     def _failure(self, exc: BaseException, stage: str, handle: TaskHandle | None) -> TaskError:
         """A task that raised inside Ray: a cancellation, a dead worker, or a lost cluster."""
