@@ -132,8 +132,8 @@ _log = logging.getLogger("flowdapt.executors")
 
 
 def _reporting() -> queue.SimpleQueue:
-    """The queue of the process's reporting thread, started on first use. It makes no Ray call (Ray
-    fetched the values), so a ``ray.shutdown()`` at any moment cannot catch it inside Ray."""
+    """The queue of the process's reporting thread, started on first use. It waits on this queue, not
+    inside Ray (Ray fetched the values), so a ``ray.shutdown()`` cannot catch it in a blocking Ray call."""
     global _ready
     if _ready is None:
         with _ready_lock:
