@@ -518,7 +518,9 @@ class RayExecutor(ClusterExecutor):
         Ray runs completion callbacks on its core worker's I/O thread, the thread that also hands
         the next queued task its inputs, so the callback only queues the value: the reporting thread
         (:func:`_report_ready`) settles it, and the runner's bookkeeping runs there. With
-        ``ref.future()`` all of it ran on that I/O thread, between one task's end and the next one's start.
+        ``ref.future()`` all of it ran on that I/O thread, between one task's end and the next one's start
+        (``_on_completed`` is the hook Ray builds ``future()`` on: it hands over the value, or the
+        exception of a task that did not end normally).
         """
         with self._pending_lock:
             self._token += 1
