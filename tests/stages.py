@@ -150,3 +150,15 @@ def touch(*args):
 def pause(x=None, seconds: float = 0.05):
     time.sleep(seconds)
     return x
+
+
+def gpu_probe(item=None, hold: float = 0.0):
+    """What a stage holding a GPU sees (tests/test_gpu.py): the devices it may use, the device's name,
+    a sum computed on it, and when it held it (to tell whether two such stages overlapped)."""
+    import torch
+
+    started = time.time()
+    value = float((torch.ones(1024, device="cuda") * 2).sum())
+    time.sleep(hold)
+    return {"visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "device": torch.cuda.get_device_name(0),
+            "value": value, "held": [started, time.time()], "pid": os.getpid()}
