@@ -106,13 +106,15 @@ def test_dask_runs_one_gpu_stage_at_a_time_on_a_worker_declaring_one_gpu():
 
 
 @pytest.mark.parametrize("mode", ["threads", "processes"])
-def test_local_executor_shares_its_declared_gpu_one_stage_at_a_time(mode):
-    """Process workers start from the forkserver, so they get CUDA even after this process used it."""
+def test_local_executor_finds_the_gpus_and_shares_them_one_stage_each(mode):
+    """The executor declares the machine's GPUs by itself; process workers start from the
+    forkserver, so they get CUDA even after this process used it."""
     from flowdapt.compute.executors.local import LocalExecutor
 
     torch.ones(1, device="cuda")  # this process holds a CUDA context, as a notebook kernel would
-    with LocalExecutor(mode=mode, cpus=2, resources={"gpus": 1}) as executor:
-        run = flowdapt.run_workflow(_two_probes({"gpus": 1}), {"hold": HOLD}, executor=executor)
+    with LocalExecutor(mode=mode, cpus=2) as executor:
+        assert executor.describe()["resources"]["gpus"] == _gpu_count()
+        run = flowdapt.run_workflow(_two_probes({"gpus": _gpu_count()}), {"hold": HOLD}, executor=executor)
     assert run.state == "finished", run.error
     for probe in run.result.values():
         _assert_saw_the_gpu(probe)

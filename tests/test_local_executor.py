@@ -49,6 +49,25 @@ def test_declared_resources_are_accounted_and_over_asking_fails_at_once():
     assert run.error.message == "stage 'm' needs gpus=2 but the local executor has gpus=1"
 
 
+@pytest.mark.parametrize(("visible", "declared"), [("0,1", 2.0), ("GPU-5e0c,1,-1,2", 2.0), ("", None), ("-1", None)])
+def test_the_gpus_cuda_lets_this_process_use_are_declared_by_themselves(monkeypatch, visible, declared):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    with LocalExecutor(cpus=4) as executor:
+        assert executor.describe()["resources"].get("gpus") == declared
+        run = flowdapt.run_workflow(mapped("interval", {"gpus": 3}), {"x": [1]}, executor=executor)
+    if declared:  # asking for more GPUs than there are fails at once
+        assert run.error.message == f"stage 'm' needs gpus=3 but the local executor has gpus={declared:g}"
+    else:  # none here: a stage written for a GPU cluster still runs (unaccounted)
+        assert run.state == "finished"
+
+
+def test_declared_gpus_win_over_the_detected_ones(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with LocalExecutor(cpus=4, resources={"gpus": 0}) as executor:
+        run = flowdapt.run_workflow(mapped("interval", {"gpus": 1}), {"x": [1]}, executor=executor)
+    assert run.error.message == "stage 'm' needs gpus=1 but the local executor has gpus=0"
+
+
 def test_process_mode_runs_stages_in_other_processes():
     with LocalExecutor(mode="processes", cpus=2) as executor:
         run = flowdapt.run_workflow(mapped("pid"), {"x": list(range(8))}, executor=executor)

@@ -4,7 +4,9 @@
 (default: the machine's cores) and each call holds what its stage asks for (default 1; a request
 larger than the whole executor is clamped to it, so the stage runs alone). Resources declared in
 ``resources`` (e.g. ``{"gpus": 1}``) are accounted the same way; asking for more than is declared
-fails the stage at once; undeclared resources are not tracked locally.
+fails the stage at once; undeclared resources are not tracked locally. ``gpus`` is declared by
+itself when not given: the GPUs this process may use (:func:`detected_gpus`), as Ray counts them;
+on a machine with none it stays undeclared, so a stage written for a GPU cluster still runs here.
 
 Parameterized stages are cut into chunks (about eight per parallel lane, at most 1024 items) that
 run in parallel; process workers receive functions by cloudpickle and reach the object store over
@@ -143,6 +145,25 @@ class _Capacity:
 _NOTHING_READY: list[_Call] = []  # never appended to
 
 
+def detected_gpus() -> int:
+    """The NVIDIA GPUs this process may use: the devices ``CUDA_VISIBLE_DEVICES`` lists when it is
+    set (up to its first invalid entry, as CUDA reads it: ``""`` or ``"-1"`` hide them all), else the
+    GPUs the driver lists under ``/proc/driver/nvidia/gpus`` (0 without the driver)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        count = 0
+        for entry in visible.split(","):
+            entry = entry.strip()
+            if not entry or entry.startswith("-"):
+                break
+            count += 1
+        return count
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+
+
 def _init_process_worker(memory_path: str, sys_path: list[str]) -> None:
     for entry in sys_path:
         if entry not in sys.path:
@@ -158,7 +179,8 @@ class LocalExecutor(BaseExecutor):
     mode : ``"threads"`` (default) or ``"processes"``
     cpus : capacity in cpus (default: number of cores)
     workers : process count in process mode (default: ``cpus`` rounded up)
-    resources : other capacities to account, e.g. ``{"gpus": 1}``
+    resources : other capacities to account, e.g. ``{"gpus": 1}`` (``gpus`` defaults to :func:`detected_gpus`
+        where that finds any; ``{"gpus": 0}`` fails every stage that asks for one)
     chunk_size : items per chunk of a parameterized stage (default: automatic)
     start_method : multiprocessing start method for process mode (default ``forkserver``)
     """
@@ -181,6 +203,8 @@ class LocalExecutor(BaseExecutor):
         self.cpus = float(cpus or os.cpu_count() or 1)
         self.workers = int(workers or math.ceil(self.cpus))
         self.resources = {key: float(value) for key, value in (resources or {}).items()}
+        if "gpus" not in self.resources and (gpus := detected_gpus()):
+            self.resources["gpus"] = float(gpus)
         self.chunk_size = chunk_size
         self.start_method = start_method
         self._pool: Executor | None = None
