@@ -1,10 +1,14 @@
 """The Ray executor: stages as Ray tasks on a local Ray instance or an existing Ray cluster.
 
-Each stage is one task with two returns, ``(error, output)``: the runner learns success from the
-small first object and hands the second (an ObjectRef) to dependent stages, so outputs stay in
-the object store (numpy arrays are read zero-copy). Dependent stages may be queued on that
-ObjectRef before the stage finishes; the output of a failed stage is a marker on which they return
-without running. Parameterized stages run as chunks of items.
+Each stage is one task with two returns, ``(output, error)``: the runner learns success from the
+small second object and hands the first (an ObjectRef) to dependent stages, so outputs stay in
+the object store (numpy arrays are read zero-copy). The output comes first because Ray stores a
+task's returns in order as its reply arrives, each store waking what waits on that object: the
+dependent stage queued on the output is sent to a worker before the runner's completion callback
+on the error object runs (the other order put that callback, and the GIL it waits for, between
+one stage's end and the next one's start: a 1000-stage chain ran 13-14 % slower). Dependent stages
+may be queued on the output before the stage finishes; the output of a failed stage is a marker on
+which they return without running. Parameterized stages run as chunks of items.
 Stage ``resources`` map to ``num_cpus``, ``num_gpus``, ``memory`` and custom resources; a request no
 node can meet fails the stage at once. Remote functions are registered once per process.
 
@@ -66,13 +70,13 @@ class _Failed:
     The class itself is the marker (a class pickles by name, so it stays the same object)."""
 
 
-def _invoke(wire: tuple[Any, ...], *upstream: Any) -> tuple[TaskError | None, Any]:
+def _invoke(wire: tuple[Any, ...], *upstream: Any) -> tuple[Any, TaskError | None]:
     call = StageCall.from_wire(wire)
     if any(value is _Failed for value in upstream):
-        return TaskError("UpstreamFailedError", f"stage '{call.stage}' did not run: a dependency failed", ""), _Failed
+        return _Failed, TaskError("UpstreamFailedError", f"stage '{call.stage}' did not run: a dependency failed", "")
     _ensure_worker()
     value = invoke(call, list(upstream))
-    return (value, _Failed) if isinstance(value, TaskError) else (None, value)
+    return (_Failed, value) if isinstance(value, TaskError) else (value, None)
 
 
 def _run_chunk(call: StageCall, chunk: list[Any], start: int, *rest: Any) -> ChunkResult:
@@ -472,7 +476,7 @@ class RayExecutor(ClusterExecutor):
     def _launch_call(self, call: StageCall, upstream: list[Any], options: Any, report: CallReport,
                      handle: TaskHandle) -> None:
         remote = _remotes()
-        error_ref, value_ref = remote.with_options(remote.invoke, options).remote(call.to_wire(), *upstream)
+        value_ref, error_ref = remote.with_options(remote.invoke, options).remote(call.to_wire(), *upstream)
         handle.futures.append(error_ref)
         handle.output = value_ref
 
