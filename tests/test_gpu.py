@@ -1,9 +1,8 @@
 """Stages that ask for GPUs, run on a machine that has one: Ray, Dask and the local executor.
 
 Skipped where PyTorch or a CUDA GPU is absent (CI machines have none); run them on a GPU machine
-with ``pytest tests/test_gpu.py``. Each check holds the GPU for a while in two stages of one run
-and asserts they took turns, since the machine is expected to have exactly one GPU's worth of the
-``gpus`` resource per worker (see :func:`_gpu_count`).
+with ``pytest tests/test_gpu.py``. Each check holds the GPU for a while in two independent stages
+of one run and asserts they took turns where only one of them fits on the GPUs at a time.
 """
 
 from __future__ import annotations
@@ -28,10 +27,9 @@ def _gpu_count() -> int:
     return torch.cuda.device_count()
 
 
-def _two_probes(resources: dict, **extra: dict) -> dict:
+def _two_probes(resources: dict) -> dict:
     return {"metadata": {"name": "gpu"}, "spec": {"stages": [
-        {"name": name, "target": "tests.stages.gpu_probe", "resources": resources, **extra}
-        for name in ("a", "b")]}}
+        {"name": name, "target": "tests.stages.gpu_probe", "resources": resources} for name in ("a", "b")]}}
 
 
 def _took_turns(first: dict, second: dict) -> bool:
