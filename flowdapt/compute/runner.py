@@ -24,7 +24,7 @@ from flowdapt.compute.context import RunContext
 from flowdapt.compute.executors.base import BaseExecutor, Outcome, TaskHandle
 from flowdapt.compute.graph import WorkflowGraph
 from flowdapt.compute.invoke import StageCall, TaskError
-from flowdapt.compute.stages import get_stage_type
+from flowdapt.compute.stages import StageType, get_stage_type
 from flowdapt.errors import StageTimeoutError
 from flowdapt.events import (
     Event,
@@ -58,6 +58,14 @@ def error_info(error: TaskError, stage: str | None) -> ErrorInfo:
 
 def _drop_report(message: tuple[int, Any, int, Any]) -> None:
     """Where a finished run's control sends reports: nowhere."""
+
+
+class _StageTypes(dict):
+    """Stage types by name, looked up in the registry once per run (a dict read per stage after that)."""
+
+    def __missing__(self, name: str) -> StageType:
+        stage_type = self[name] = get_stage_type(name)
+        return stage_type
 
 
 class RunControl:
@@ -111,6 +119,7 @@ class Runner:
         self.early: dict[str, Outcome] = {}  # outcomes of queued stages that came before they started
         self.live: dict[str, int] = {}  # stage -> attempt whose outcome is awaited
         self.calls: dict[str, StageCall] = {}
+        self.stage_types = _StageTypes()
         self.deadlines: list[tuple[float, int, int, str, int]] = []
         self.sequence = 0
         self.active = 0  # stages running or waiting for a retry
@@ -244,7 +253,7 @@ class Runner:
 
         handle = self.ahead.pop(name, None) if self.queues_ahead else None
         if handle is None:
-            stage_type = get_stage_type(stage.type)
+            stage_type = self.stage_types[stage.type]
             on_progress = self._progress_reporter(name, attempt) if stage_type.reports_progress else _ignore_progress
             try:
                 handle = stage_type.start(self.executor, stage, self._call(name), self.upstream[name], on_progress, on_done)
@@ -275,7 +284,8 @@ class Runner:
         while parents:
             for child in graph.dependents[parents.pop()]:
                 stage = graph.stages[child]
-                if child in self.ahead or self.records[child].attempts or not get_stage_type(stage.type).queues_ahead:
+                stage_type = self.stage_types[stage.type]
+                if child in self.ahead or self.records[child].attempts or not stage_type.queues_ahead:
                     continue
                 upstream = []
                 for dependency in stage.depends_on:
@@ -290,8 +300,7 @@ class Runner:
                         post((_DONE, child, 1, outcome))
 
                     try:
-                        handle = get_stage_type(stage.type).start(self.executor, stage, self._call(child), upstream,
-                                                                  _ignore_progress, on_done)
+                        handle = stage_type.start(self.executor, stage, self._call(child), upstream, _ignore_progress, on_done)
                     except Exception:  # noqa: BLE001 - e.g. resources no worker has: reported when it starts
                         continue
                     self.ahead[child] = handle
@@ -366,7 +375,7 @@ class Runner:
             return
         info = error_info(error, name)
         record.error = info
-        if attempt <= stage.options.retries and not get_stage_type(stage.type).maps_items:
+        if attempt <= stage.options.retries and not self.stage_types[stage.type].maps_items:
             delay = stage.options.retry_delay
             self._emit(StageRetried, stage=record, error=info, delay=delay)
             self._deadline(delay, _RETRY, name, attempt)
@@ -394,9 +403,9 @@ class Runner:
         for child in graph.dependents[name]:
             waiting_on[child] -= 1
             if waiting_on[child] == 0:
-                depends_on = stages[child].depends_on
-                self.upstream[child] = [outputs[dependency] for dependency in depends_on]
-                for dependency in depends_on:
+                upstream = self.upstream[child] = []
+                for dependency in stages[child].depends_on:
+                    upstream.append(outputs[dependency])
                     # Drop an output once every consumer has started (sinks keep theirs for the result).
                     unstarted_consumers[dependency] -= 1
                     if unstarted_consumers[dependency] == 0 and dependency not in sinks:

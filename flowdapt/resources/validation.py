@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import threading
 from typing import Any
 
@@ -42,9 +43,11 @@ def validate_workflow(workflow: Workflow, *, file: str | None = None, check_targ
 
 
 # Graphs of workflows validated for a run, by id(workflow): (workflow, what validation read, graph).
-_graphs: dict[int, tuple[Workflow, list[tuple[Any, ...]], WorkflowGraph]] = {}
+_graphs: dict[int, tuple[Workflow, tuple[Any, ...], WorkflowGraph]] = {}
 _graphs_lock = threading.Lock()
 _GRAPHS_KEPT = 64
+_stage_shape = operator.attrgetter("name", "type", "target", "options.map_on")
+_depends_on = operator.attrgetter("depends_on")
 
 
 def workflow_graph(workflow: Workflow) -> WorkflowGraph:
@@ -56,9 +59,9 @@ def workflow_graph(workflow: Workflow) -> WorkflowGraph:
     cached for the process anyway) are what they were; the graph holds the stage objects, so
     their ids stay unique. Checking that costs a fifth of validating.
     """
-    shape = [(workflow.metadata.name,)]
-    shape += [(id(stage), stage.name, stage.type, stage.target, stage.options.map_on, *stage.depends_on)
-              for stage in workflow.spec.stages]
+    stages = workflow.spec.stages  # read with C-level map()s: this check runs before every run
+    shape = (workflow.metadata.name, list(map(id, stages)), list(map(_stage_shape, stages)),
+             list(map(tuple, map(_depends_on, stages))))
     cached = _graphs.get(id(workflow))
     if cached is not None and cached[0] is workflow and cached[1] == shape:
         return cached[2]

@@ -119,8 +119,12 @@ class _Capacity:
                 return _NOTHING_READY
             call.released = True
             free = self.free
-            for key, amount in call.need.items():
-                free[key] += amount
+            need = call.need
+            if len(need) == 1:  # cpus only (every need has cpus): the common case, without a loop
+                free["cpus"] += need["cpus"]
+            else:
+                for key, amount in need.items():
+                    free[key] += amount
             waiting = self.waiting
             if not waiting:
                 return _NOTHING_READY
@@ -134,6 +138,12 @@ class _Capacity:
     def _take_if_fits(self, need: dict[str, float]) -> bool:
         """Take ``need`` if all of it is free (caller holds the lock)."""
         free = self.free
+        if len(need) == 1:  # cpus only, as in release()
+            amount = need["cpus"]
+            if free["cpus"] + _EPSILON < amount:
+                return False
+            free["cpus"] -= amount
+            return True
         for key, amount in need.items():
             if free[key] + _EPSILON < amount:
                 return False
