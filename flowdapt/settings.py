@@ -87,6 +87,17 @@ class LoggingSettings(BaseModel):
         return value.lower() if isinstance(value, str) else value
 
 
+class NotebookSettings(BaseModel):
+    """Kernels of notebook stages (see :mod:`flowdapt.notebook.kernels`): ``warm_kernels`` started ahead
+    per kernel name in each process running notebook stages (0: one started per run, as papermill
+    does), ``kernel_runs`` notebooks one kernel runs before it is replaced (1: a fresh kernel per run)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    warm_kernels: int = Field(default=1, ge=0, le=64)
+    kernel_runs: int = Field(default=1, ge=1)
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -120,6 +131,7 @@ class Settings(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     run_retention: int | float | str = -1
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    notebook: NotebookSettings = Field(default_factory=NotebookSettings)
 
     @field_validator("run_retention")
     @classmethod

@@ -136,20 +136,29 @@ class NotebookTask:
         from papermill.iorw import load_notebook_node
         from papermill.parameterize import parameterize_notebook
 
+        from flowdapt.notebook import kernels  # with it, papermill's warm-kernel engine
+
         nb = load_notebook_node(self.path)
         spec = nb.metadata.get("kernelspec", {})
         kernel_name = self.kernel_name or spec.get("name") or "python3"
         language = spec.get("language") or nb.metadata.get("language_info", {}).get("name") or "python"
         nb = parameterize_notebook(nb, literal, kernel_name=kernel_name, language=language)
         injected = next(cell for cell in nb.cells if "injected-parameters" in cell.metadata.get("tags", []))
+        folder = str(Path(self.path).parent)
         lines = [f"__import__('os').environ[{CONTEXT_ENV!r}] = {str(context_file)!r}  # injected by flowdapt"]
         lines += [f"{name} = __import__('flowdapt.notebook').notebook.fetch({key!r})" for name, key in keys.items()]
         injected.source = injected.source.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
+        kernel = _warm_kernel(kernel_name)
+        engine = {"engine_name": kernels.ENGINE, "kernel": kernel} if kernel is not None else {}
+        succeeded = False
         try:
+            if kernel is not None:
+                kernel.connect(folder)
             papermill.execute_notebook(
                 nb, self.output_path, kernel_name=kernel_name, language=language, progress_bar=False,
-                execution_timeout=self.cell_timeout, resources={"metadata": {"path": str(Path(self.path).parent)}},
+                execution_timeout=self.cell_timeout, resources={"metadata": {"path": folder}}, **engine,
             )
+            succeeded = True
         except CellTimeoutError:
             index, source = _running_cell(self.output_path, nbformat)
             raise NotebookExecutionError(
@@ -161,7 +170,22 @@ class NotebookTask:
                 exc.source, self.output_path,
             ).with_traceback(None) from _CellTraceback(_ANSI.sub("", "\n".join(exc.traceback)))
         finally:
+            if kernel is not None:
+                kernels.kernel_pool().give_back(kernel, reusable=succeeded)
             _record_input_path(self.output_path, self.path, nbformat)
+
+
+def _warm_kernel(kernel_name: str) -> Any:
+    """A :class:`~flowdapt.notebook.kernels.WarmKernel` from this process's pool, or None when the
+    settings ask for a kernel started per run (papermill's own way)."""
+    from flowdapt.notebook import kernels
+
+    settings = get_settings().notebook
+    if settings.warm_kernels == 0 and settings.kernel_runs == 1:
+        return None
+    pool = kernels.kernel_pool()
+    pool.configure(settings.warm_kernels, settings.kernel_runs)
+    return pool.take(kernel_name)
 
 
 class _CellTraceback(Exception):
