@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -118,3 +119,17 @@ def test_bad_kernel_settings_are_rejected(flowdapt_app_dir):
 
     with pytest.raises(ConfigError, match="notebook.warm_kernels"):
         load_settings(flowdapt_app_dir, overrides=["notebook.warm_kernels=-1"])
+
+
+def test_a_kernel_that_died_while_waiting_in_the_pool_is_replaced(probe):
+    use_kernels(warm=1, runs=1)
+    first = run_probe(1)
+    pool = kernels.kernel_pool()
+    deadline = time.monotonic() + 60
+    while not pool._ready["python3"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process = pool._ready["python3"][0].manager.provisioner.process
+    process.kill()
+    process.wait(10)
+    after = run_probe(2)
+    assert after.result["pid"] not in (first.result["pid"], process.pid)

@@ -166,33 +166,43 @@ class KernelPool:
 
     def take(self, kernel_name: str) -> WarmKernel:
         """A started kernel for one run: a ready one, else one already starting, else one started now."""
-        with self._changed:
-            ready = self._ready[kernel_name]
-            kernel = None
-            if len(ready) > self._waiting[kernel_name]:
-                kernel = ready.popleft()
-            elif self._unclaimed[kernel_name]:
-                self._unclaimed[kernel_name] -= 1  # wait for that start rather than start another
-                self._waiting[kernel_name] += 1
-                failures = self._failures[kernel_name]
-                try:
-                    while not ready and not failures:
-                        self._changed.wait()
-                    if not ready:
-                        raise failures.popleft()
-                    kernel = ready.popleft()
-                finally:
-                    self._waiting[kernel_name] -= 1
-                    if not self._waiting[kernel_name]:
-                        failures.clear()
-        if kernel is None:
-            kernel = run_sync(WarmKernel(kernel_name).start)()  # on this thread's loop, as the run's client
+        while True:
+            kernel = self._claim(kernel_name)
+            if kernel is None:
+                kernel = run_sync(WarmKernel(kernel_name).start)()  # on this thread's loop, as the run's client
+                break
+            if run_sync(kernel.manager.is_alive)():
+                break
+            _log.warning("a %s kernel waiting in the pool had died: taking another", kernel_name)
+            _in_background(kernel.shutdown, f"flowdapt-kernel-stop-{kernel_name}")
         kernel.runs += 1
         with self._changed:
             kernel.returning = kernel.runs < self.runs_per_kernel
             self._returning[kernel_name] += kernel.returning
         self._refill(kernel_name)
         return kernel
+
+    def _claim(self, kernel_name: str) -> WarmKernel | None:
+        """A ready kernel nobody waits for, else one from a start in flight (waiting for it), else None."""
+        with self._changed:
+            ready = self._ready[kernel_name]
+            if len(ready) > self._waiting[kernel_name]:
+                return ready.popleft()
+            if not self._unclaimed[kernel_name]:
+                return None
+            self._unclaimed[kernel_name] -= 1  # wait for that start rather than start another
+            self._waiting[kernel_name] += 1
+            failures = self._failures[kernel_name]
+            try:
+                while not ready and not failures:
+                    self._changed.wait()
+                if not ready:
+                    raise failures.popleft()
+                return ready.popleft()
+            finally:
+                self._waiting[kernel_name] -= 1
+                if not self._waiting[kernel_name]:
+                    failures.clear()
 
     def give_back(self, kernel: WarmKernel, reusable: bool) -> None:
         """End ``kernel``'s run: back to the pool when ``reusable`` (the run succeeded), it may run more
@@ -254,13 +264,13 @@ class KernelPool:
                     self._changed.notify_all()
             return
         with self._changed:
-            closed = self._closed
-            if not closed:
-                if self._unclaimed[kernel_name]:
-                    self._unclaimed[kernel_name] -= 1
+            if self._unclaimed[kernel_name]:
+                self._unclaimed[kernel_name] -= 1
+            unwanted = self._closed and not self._waiting[kernel_name]  # a closed pool still serves its waiters
+            if not unwanted:
                 self._ready[kernel_name].append(kernel)
                 self._changed.notify_all()
-        if closed:
+        if unwanted:
             _run(kernel.shutdown())
 
 
