@@ -313,6 +313,38 @@ def test_a_stage_after_a_timed_out_dependency_never_runs(executor, tmp_path):
     assert not marker.exists(), "a stage ran after its dependency timed out"
 
 
+def test_a_stage_timing_out_down_a_chain_fails_the_run_and_skips_the_rest(executor, tmp_path):
+    # On local threads the chain goes on in the worker that ran its first stage: the deadline
+    # still holds there.
+    marker = tmp_path / "ran"
+    definition = workflow(stage("first", "pause"), stage("slow", "sleep_for", "first", options={"timeout": 0.4}),
+                          stage("after", "touch", "slow"))
+    started = time.monotonic()
+    result = run(definition, {"x": 1.5, "marker": str(marker)}, executor)
+    assert time.monotonic() - started < 1.3, "the run waited for the timed-out stage"
+    assert (result.state, result.error.type, result.error.stage) == ("failed", "StageTimeoutError", "slow")
+    assert result.stage("after").state == "skipped"
+    wait_out(started, 1.6)
+    assert not marker.exists(), "a stage ran after its dependency timed out"
+
+
+def test_a_stage_down_a_chain_is_retried_and_its_dependent_gets_the_retried_output(executor, tmp_path):
+    definition = workflow(stage("first", "pause"), stage("flaky", "flaky", "first", options={"retries": 1}),
+                          stage("after", "square", "flaky"))
+    result = run(definition, {"x": str(tmp_path / "calls")}, executor)
+    assert result.state == "finished" and result.result == 4
+    assert [result.stage(name).attempts for name in ("first", "flaky", "after")] == [1, 2, 1]
+
+
+def test_dependents_made_ready_together_run_at_the_same_time(executor):
+    definition = workflow(stage("first", "pause"), stage("left", "interval", "first"),
+                          stage("right", "interval", "first"), stage("join", "add", "left", "right"))
+    result = run(definition, {"x": 1}, executor)
+    assert result.state == "finished"
+    (_, left_start, left_end), (_, right_start, right_end) = result.result[:3], result.result[3:]
+    assert left_start < right_end and right_start < left_end, "left and right ran one after the other"
+
+
 def test_async_stage_timeout_is_reported(executor):
     result = run(workflow(stage("slow", "async_sleep", options={"timeout": 0.3})), {"seconds": 2}, executor)
     assert result.state == "failed" and result.error.type == "StageTimeoutError"
@@ -337,6 +369,22 @@ def test_a_running_run_can_be_cancelled(executor):
     assert handle.stage("after").state == "skipped"
     assert handle.finished_at is not None
     wait_out(started, 2)
+
+
+def test_a_run_cancelled_in_the_middle_of_a_chain_runs_none_of_the_rest(executor, tmp_path):
+    marker = tmp_path / "ran"
+    definition = workflow(stage("first", "pause"), stage("slow", "sleep_for", "first"), stage("after", "touch", "slow"))
+    started = time.monotonic()
+    handle = run(definition, {"x": 1.5, "marker": str(marker)}, executor, wait=False)
+    deadline = time.monotonic() + 10
+    while handle.stage("slow").state != "running" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    handle.cancel()
+    handle.wait(10)
+    assert handle.state == "cancelled"
+    assert [handle.stage(name).state for name in ("first", "slow", "after")] == ["finished", "cancelled", "skipped"]
+    wait_out(started, 1.7)
+    assert not marker.exists(), "a stage ran after its run was cancelled"
 
 
 def test_a_failing_stage_cancels_running_siblings_and_ends_the_run_at_once(executor):

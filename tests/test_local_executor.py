@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 import weakref
 
 import pytest
@@ -115,3 +116,39 @@ def test_a_finished_run_is_freed_when_dropped_without_waiting_for_the_garbage_co
         assert dropped() is None
     finally:
         gc.enable()
+
+
+def chain(*resources: dict) -> dict:
+    """A workflow of ``pause`` stages s0 → s1 → …, one per entry of ``resources`` (what it asks for)."""
+    stages = [{"name": f"s{i}", "target": "tests.stages.pause", "depends_on": [f"s{i - 1}"] if i else [],
+               "resources": asked} for i, asked in enumerate(resources)]
+    return {"metadata": {"name": "chain"}, "spec": {"stages": stages}}
+
+
+def test_a_long_chain_leaves_its_capacity_to_a_run_waiting_for_it():
+    # A chain on threads goes on in the worker of its last stage, holding its capacity: it must
+    # still let a run that waits for that capacity go first.
+    with LocalExecutor(cpus=1) as executor:
+        long = flowdapt.run_workflow(chain(*[{}] * 20), {"x": 1}, executor=executor, wait=False)
+        deadline = time.monotonic() + 10
+        while long.stage("s1").state != "running" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        short = flowdapt.run_workflow(mapped("square"), {"x": [3]}, executor=executor)
+        long.wait(10)
+    assert (short.state, long.state) == ("finished", "finished")
+    assert short.stage("m").finished_at < long.stage("s4").started_at, "the short run waited for the long chain"
+
+
+def test_a_stage_down_a_chain_holds_what_it_asks_for_not_what_its_dependency_held():
+    with LocalExecutor(cpus=4, resources={"gpus": 1}) as executor:
+        runs = [flowdapt.run_workflow({"metadata": {"name": "w"}, "spec": {"stages": [
+            {"name": "first", "target": "tests.stages.pause"},
+            {"name": "gpu", "target": "tests.stages.interval", "depends_on": ["first"], "resources": {"gpus": 1}},
+        ]}}, {"x": index}, executor=executor, wait=False) for index in range(2)]
+        over_asking = flowdapt.run_workflow(chain({}, {"gpus": 2}), {"x": 1}, executor=executor)
+        for run in runs:
+            run.wait(10)
+    assert [run.state for run in runs] == ["finished", "finished"]
+    assert overlaps([run.result for run in runs]) == 1, "two stages held the only GPU at once"
+    assert (over_asking.state, over_asking.error.stage) == ("failed", "s1")
+    assert over_asking.error.message == "stage 's1' needs gpus=2 but the local executor has gpus=1"

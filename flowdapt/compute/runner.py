@@ -21,7 +21,7 @@ from collections import deque
 from typing import Any, Callable
 
 from flowdapt.compute.context import RunContext
-from flowdapt.compute.executors.base import BaseExecutor, Outcome, TaskHandle
+from flowdapt.compute.executors.base import BaseExecutor, Continuation, Outcome, TaskHandle, Then
 from flowdapt.compute.graph import WorkflowGraph
 from flowdapt.compute.invoke import StageCall, TaskError
 from flowdapt.compute.stages import StageType, get_stage_type
@@ -41,7 +41,7 @@ from flowdapt.events import (
 from flowdapt.settings import get_settings
 from flowdapt.resources.models import ErrorInfo, ItemFailure, StageRun, WorkflowRun
 
-_DONE, _PROGRESS, _CANCEL, _START, _DEADLINES = 0, 1, 2, 3, 4
+_VALUE, _DONE, _PROGRESS, _CANCEL, _START, _DEADLINES = 0, 1, 2, 3, 4, 5
 _TIMEOUT, _RETRY = 0, 1
 
 
@@ -91,8 +91,11 @@ class Runner:
     Run state is only touched while holding ``_lock``. Reports are posted to a queue and drained by
     whichever thread posts while no other thread is draining (a trampoline): a worker thread that
     finishes a stage thus submits the stage's dependents itself, with no hop through another thread,
-    and a report posted from inside a handler is queued, never handled recursively. The thread that
-    called :meth:`execute` only sleeps until the next deadline (timeouts, retry delays) or the end.
+    and a report posted from inside a handler is queued, never handled recursively. On executors
+    that continue calls (local threads), a worker hands a simple stage's value to the runner
+    directly (waiting for the lock) and runs the dependent it gets back at once, on the same thread
+    and capacity. The thread that called :meth:`execute` only sleeps until the next deadline
+    (timeouts, retry delays) or the end.
     """
 
     def __init__(self, graph: WorkflowGraph, executor: BaseExecutor, run: WorkflowRun, context: RunContext,
@@ -115,6 +118,7 @@ class Runner:
         self.upstream: dict[str, list[Any]] = {}
         self.handles: dict[str, TaskHandle] = {}
         self.queues_ahead = executor.queues_ahead
+        self.continues = executor.continues_calls
         self.ahead: dict[str, TaskHandle] = {}  # stages queued on the cluster, not started yet
         self.early: dict[str, Outcome] = {}  # outcomes of queued stages that came before they started
         self.live: dict[str, int] = {}  # stage -> attempt whose outcome is awaited
@@ -135,8 +139,12 @@ class Runner:
 
     # -- reports ----------------------------------------------------------------------------------
     def _post(self, message: tuple[int, Any, int, Any]) -> None:
+        self._queue.append(message)
+        self._drain()
+
+    def _drain(self) -> None:
+        """Handle queued reports unless another thread is at it (it re-checks after releasing the lock)."""
         queue = self._queue
-        queue.append(message)
         while queue:
             if not self._lock.acquire(blocking=False):
                 return  # the draining thread re-checks the queue after releasing the lock
@@ -146,12 +154,28 @@ class Runner:
             finally:
                 self._lock.release()
 
-    def _handle(self, message: tuple[int, Any, int, Any]) -> None:
+    def _then(self, name: str, attempt: int) -> Then:
+        """What the worker running ``attempt`` of ``name`` calls with its value (continuing executors)."""
+
+        def then(value: Any) -> Continuation | None:
+            with self._lock:
+                following = self._handle((_VALUE, name, attempt, value))
+            if self._queue:
+                self._drain()
+            return following
+
+        return then
+
+    def _handle(self, message: tuple[int, Any, int, Any]) -> Continuation | None:
+        """Handle one report (under the lock); a stage's value may return the dependent its worker runs next."""
         if self.closed:
-            return
+            return None
         kind, name, attempt, payload = message
+        following = None
         try:
-            if kind == _DONE:
+            if kind == _VALUE:
+                following = self._on_value(name, attempt, payload)
+            elif kind == _DONE:
                 self._on_done(name, attempt, payload)
             elif kind == _PROGRESS:
                 self._on_progress(name, attempt, payload)
@@ -168,6 +192,8 @@ class Runner:
         except BaseException as exc:  # noqa: BLE001 - a runner bug must still end the run, not hang it
             self._stop("failed", ErrorInfo.from_exception(exc))
             self._close()
+            return None
+        return following
 
     # -- main thread ----------------------------------------------------------------------------
     def execute(self) -> WorkflowRun:
@@ -230,7 +256,9 @@ class Runner:
             )
         return call
 
-    def _start(self, name: str) -> None:
+    def _start(self, name: str, continuing: TaskHandle | None = None) -> Continuation | None:
+        """Start ``name``; with ``continuing`` (the handle of a call whose worker asks what to run
+        next), a stage that can go on there is returned as that worker's continuation instead."""
         stage = self.graph.stages[name]
         record = self.records[name]
         attempt = record.attempts + 1
@@ -251,15 +279,22 @@ class Runner:
         def on_done(outcome: Outcome) -> None:
             post((_DONE, name, attempt, outcome))
 
+        following = None
         handle = self.ahead.pop(name, None) if self.queues_ahead else None
         if handle is None:
             stage_type = self.stage_types[stage.type]
-            on_progress = self._progress_reporter(name, attempt) if stage_type.reports_progress else _ignore_progress
-            try:
-                handle = stage_type.start(self.executor, stage, self._call(name), self.upstream[name], on_progress, on_done)
-            except Exception as exc:  # noqa: BLE001 - e.g. a resource the executor cannot provide
-                on_done(Outcome(error=TaskError.capture(exc)))
-                return
+            then = self._then(name, attempt) if self.continues and stage_type.continues else None
+            if then is not None and continuing is not None:
+                handle = continuing
+                following = (self._call(name), self.upstream[name], stage.resources.as_dict(), then, on_done)
+            else:
+                on_progress = self._progress_reporter(name, attempt) if stage_type.reports_progress else _ignore_progress
+                start = (self.executor, stage, self._call(name), self.upstream[name], on_progress, on_done)
+                try:
+                    handle = stage_type.start(*start) if then is None else stage_type.start(*start, then)
+                except Exception as exc:  # noqa: BLE001 - e.g. a resource the executor cannot provide
+                    on_done(Outcome(error=TaskError.capture(exc)))
+                    return None
         elif name in self.early:
             post((_DONE, name, attempt, self.early.pop(name)))  # handled after this report, not recursively
         self.handles[name] = handle
@@ -267,6 +302,7 @@ class Runner:
             self._deadline(stage.options.timeout, _TIMEOUT, name, attempt)
         if handle.output is not None:
             self._queue_ahead(name)
+        return following
 
     def _progress_reporter(self, name: str, attempt: int) -> Callable[[int, int, int], None]:
         post = self._post
@@ -347,6 +383,13 @@ class Runner:
         record.items_done, record.items_failed, record.items_total = progress
         self._emit(ItemsProgress, stage=record)
 
+    def _on_value(self, name: str, attempt: int, value: Any) -> Continuation | None:
+        """A continuing stage's value, from its worker; returns what that worker runs next, if anything."""
+        if self.live.get(name) != attempt:
+            return None  # a late value of an attempt that timed out or was cancelled
+        self.live[name] = None
+        return self._stage_succeeded(name, value, self.handles.pop(name, None))
+
     def _on_done(self, name: str, attempt: int, outcome: Outcome) -> None:
         if self.live.get(name) != attempt:
             if name in self.ahead:  # queued ahead and over before its dependencies were seen to finish
@@ -386,7 +429,9 @@ class Runner:
         self._emit(StageFailed, stage=record)
         self._stop("failed", info)
 
-    def _stage_succeeded(self, name: str, value: Any) -> None:
+    def _stage_succeeded(self, name: str, value: Any, continuing: TaskHandle | None = None) -> Continuation | None:
+        """Record ``name`` finished and start the dependents it made ready; with ``continuing`` (its
+        call's handle), the first that can go on in that call is returned instead of started."""
         record = self.records[name]
         fields = record.__dict__  # written in place, as in _start
         fields["state"] = "finished"
@@ -400,6 +445,7 @@ class Runner:
         graph = self.graph
         stages, sinks = graph.stages, graph.sinks
         waiting_on, outputs, unstarted_consumers = self.waiting_on, self.outputs, self.unstarted_consumers
+        following = None
         for child in graph.dependents[name]:
             waiting_on[child] -= 1
             if waiting_on[child] == 0:
@@ -410,9 +456,13 @@ class Runner:
                     unstarted_consumers[dependency] -= 1
                     if unstarted_consumers[dependency] == 0 and dependency not in sinks:
                         outputs.pop(dependency, None)
-                self._start(child)
+                if continuing is not None and following is None:
+                    following = self._start(child, continuing)
+                else:
+                    self._start(child)
         if self.queues_ahead:
             self._queue_ahead(name)
+        return following
 
     def _stop(self, state: str, error: ErrorInfo | None) -> None:
         """End the run early: cancel running stages, skip the ones not started."""

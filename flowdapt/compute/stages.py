@@ -38,6 +38,11 @@ class StageType(abc.ABC):
     #: Whether :meth:`start` is one ``executor.submit`` call, which an executor that queues work ahead
     #: may receive before the stage's dependencies finish (see ``BaseExecutor.queues_ahead``).
     queues_ahead: ClassVar[bool] = False
+    #: Whether :meth:`start` is ``executor.submit(call, upstream, stage.resources.as_dict(), on_done,
+    #: then)`` and takes ``then`` as a last argument (given only for executors that continue calls,
+    #: see ``BaseExecutor.continues_calls``); the runner may then hand exactly that call to the worker
+    #: that just finished the stage's dependency instead of calling :meth:`start`.
+    continues: ClassVar[bool] = False
     #: Whether :meth:`start` may call ``on_progress`` (the runner passes a no-op to those that do not).
     reports_progress: ClassVar[bool] = True
 
@@ -69,6 +74,7 @@ class SimpleStage(StageType):
 
     name = "simple"
     queues_ahead = True
+    continues = True
     reports_progress = False
 
     def validate(self, stage: "WorkflowStage", check_target: bool = True) -> None:
@@ -80,8 +86,8 @@ class SimpleStage(StageType):
                     "target", f"function takes no positional arguments but depends_on lists {len(stage.depends_on)} stage(s)"
                 )
 
-    def start(self, executor, stage, call, upstream, on_progress, on_done):
-        return executor.submit(call, upstream, stage.resources.as_dict(), on_done)
+    def start(self, executor, stage, call, upstream, on_progress, on_done, then=None):
+        return executor.submit(call, upstream, stage.resources.as_dict(), on_done, then)
 
 
 class ParameterizedStage(StageType):

@@ -35,6 +35,11 @@ class Outcome:
 
 OnDone = Callable[[Outcome], None]
 OnProgress = Callable[[int, int, int], None]  # (items done, items failed, items total) so far
+#: The next call a worker runs at once after reporting a value through ``then`` (see
+#: :attr:`BaseExecutor.continues_calls`): ``(call, upstream, resources, then, on_done)``, the
+#: arguments :meth:`BaseExecutor.submit` would take.
+Continuation = tuple[StageCall, list[Any], dict[str, float], "Then", OnDone]
+Then = Callable[[Any], "Continuation | None"]
 
 
 class TaskHandle:
@@ -72,6 +77,12 @@ class BaseExecutor(abc.ABC):
     #: (the engine then runs the dependent call once its inputs exist, and never runs it when one of
     #: them failed). The runner uses it to queue a stage on the cluster before its dependencies finish.
     queues_ahead: ClassVar[bool] = False
+    #: Whether :meth:`submit` takes ``then``: the worker calls it with the call's value as soon as
+    #: the call returns (in place of ``on_done``, which still gets failures), and runs the
+    #: :data:`Continuation` it may return right away, on the same worker and capacity. A chain of
+    #: stages thus goes on where its last stage ran, with no hop through a queue or another thread.
+    #: Only executors whose workers run in the driver's process can offer it (local threads).
+    continues_calls: bool = False
 
     def __init__(self) -> None:
         self._running = False
@@ -93,8 +104,10 @@ class BaseExecutor(abc.ABC):
         """JSON-safe facts about the executor (kind, capacity, addresses)."""
 
     @abc.abstractmethod
-    def submit(self, call: StageCall, upstream: list[Any], resources: dict[str, float], on_done: OnDone) -> TaskHandle:
-        """Run ``call`` once with ``upstream`` outputs; report through ``on_done``."""
+    def submit(self, call: StageCall, upstream: list[Any], resources: dict[str, float], on_done: OnDone,
+               then: Then | None = None) -> TaskHandle:
+        """Run ``call`` once with ``upstream`` outputs; report through ``on_done`` (and ``then``, only
+        given where :attr:`continues_calls` is True)."""
 
     @abc.abstractmethod
     def map(

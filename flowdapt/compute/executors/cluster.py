@@ -167,7 +167,8 @@ class ClusterExecutor(BaseExecutor):
         if not self._running:
             raise ExecutorError(f"the {self.kind} executor is not started")
 
-    def submit(self, call: StageCall, upstream: list[Any], resources: dict[str, float], on_done: OnDone) -> TaskHandle:
+    def submit(self, call: StageCall, upstream: list[Any], resources: dict[str, float], on_done: OnDone,
+               then: None = None) -> TaskHandle:
         self._require_running()
         handle = TaskHandle()
         options, _ = self._task_options(call.stage, resources)

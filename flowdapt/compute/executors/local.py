@@ -27,7 +27,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from typing import Any, Callable, Literal
 
 from flowdapt.compute import object_store
-from flowdapt.compute.executors.base import BaseExecutor, OnDone, OnProgress, Outcome, TaskHandle
+from flowdapt.compute.executors.base import BaseExecutor, OnDone, OnProgress, Outcome, TaskHandle, Then
 from flowdapt.compute.executors.cluster import MapState, cancelled_error, chunk_size, failed_chunk
 from flowdapt.compute.invoke import ChunkResult, StageCall, TaskError, invoke, run_items
 from flowdapt.errors import ExecutorError
@@ -37,21 +37,24 @@ _EPSILON = 1e-9
 
 class _Call:
     """One scheduled call: what it runs, the capacity it holds once launched (given back exactly
-    once), and where its value goes (``report``; ``_CANCELLED`` when it was dropped unrun).
+    once), and where its value goes (``report``; ``_CANCELLED`` when it was dropped unrun; a
+    successful value goes to ``then`` instead where the runner gave one).
 
     One object per call instead of closures: the chain of a thread-mode stage is the hot path.
     """
 
-    __slots__ = ("executor", "handle", "need", "function", "args", "report", "held", "released")
+    __slots__ = ("executor", "handle", "need", "function", "args", "report", "then", "held", "released")
 
     def __init__(self, executor: "LocalExecutor", handle: TaskHandle, need: dict[str, float],
-                 function: Callable[..., Any], args: tuple[Any, ...], report: Callable[[Any], None]) -> None:
+                 function: Callable[..., Any], args: tuple[Any, ...], report: Callable[[Any], None],
+                 then: Then | None = None) -> None:
         self.executor = executor
         self.handle: TaskHandle | None = handle
         self.need = need
         self.function = function
         self.args = args
         self.report = report
+        self.then = then
         self.held = False
         self.released = False
 
@@ -65,12 +68,55 @@ class _Call:
         except Exception as exc:  # noqa: BLE001 - e.g. the pool was shut down under us
             self.done(TaskError.capture(exc))
 
+    def run(self) -> "_Call | None":
+        """Run on this worker thread and report; returns the call to run next here, holding the
+        same capacity: this one again, set up for the :data:`Continuation` that ``then`` gave."""
+        if self.handle.cancelled:
+            self.done(_CANCELLED)
+            return None
+        try:
+            value = self.function(*self.args)
+        except BaseException as exc:  # noqa: BLE001 - reported like any other failure
+            value = TaskError.capture(exc)
+        then = self.then
+        if then is None or type(value) is TaskError:
+            self.done(value)
+            return None
+        following = then(value)
+        if following is None:
+            self.done(_REPORTED)
+            return None
+        call, upstream, resources, then, on_done = following
+        executor = self.executor
+        report = functools.partial(_report_outcome, on_done)
+        queued = _worker.queue
+        while queued:  # calls the same report made ready go to other threads: this one goes on here
+            executor._to_pool(queued.popleft())
+        try:
+            need = executor._capacity.need(call.stage, resources)
+        except ExecutorError as exc:
+            self.done(_REPORTED)
+            report(TaskError.capture(exc))
+            return None
+        if need != self.need or executor._capacity.waiting:
+            # Other needs, or calls waiting for capacity (which go first): queue as any new call.
+            handle = self.handle
+            self.done(_REPORTED)
+            executor._schedule(handle, need, invoke, (call, upstream), report, then)
+            return None
+        self.args = (call, upstream)
+        self.report = report
+        self.then = then
+        return self
+
     def done(self, value: Any) -> None:
-        """Give the capacity back (launching the calls that now fit), then report ``value``."""
+        """Give the capacity back (launching the calls that now fit), then report ``value``
+        (``_REPORTED``: nothing left to report)."""
         self.handle = None  # the handle lists this call: no cycle left for the garbage collector
         for ready in self.executor._capacity.release(self):
             ready.launch()
-        self.report(value)
+        if value is not _REPORTED:
+            self.report(value)
 
 
 class _Capacity:
@@ -210,6 +256,7 @@ class LocalExecutor(BaseExecutor):
         if mode not in ("threads", "processes"):
             raise ExecutorError(f"local executor mode must be 'threads' or 'processes', got '{mode}'")
         self.mode = mode
+        self.continues_calls = mode == "threads"
         self.cpus = float(cpus or os.cpu_count() or 1)
         self.workers = int(workers or math.ceil(self.cpus))
         self.resources = {key: float(value) for key, value in (resources or {}).items()}
@@ -266,15 +313,15 @@ class LocalExecutor(BaseExecutor):
         return self._pool
 
     def _schedule(self, handle: TaskHandle, need: dict[str, float], function: Callable[..., Any],
-                  args: tuple[Any, ...], report: Callable[[Any], None]) -> None:
-        """Run ``function(*args)`` once ``need`` fits; ``report`` gets its value (``_CANCELLED`` if dropped)."""
-        call = _Call(self, handle, need, function, args, report)
+                  args: tuple[Any, ...], report: Callable[[Any], None], then: Then | None = None) -> None:
+        """Run ``function(*args)`` once ``need`` fits; ``report`` gets its value (``_CANCELLED`` if
+        dropped), or ``then`` a successful one where given (threads)."""
+        call = _Call(self, handle, need, function, args, report, then)
         handle.slots.append(call)
         if self._capacity.acquire_or_wait(call):
             call.launch()
 
     def _launch(self, call: _Call) -> None:
-        handle = call.handle  # read first: the call may be over (and let go of it) before submit returns
         if self.mode == "threads":
             queue = getattr(_worker, "queue", None)
             if queue is not None and not queue:
@@ -282,11 +329,18 @@ class LocalExecutor(BaseExecutor):
                 # became ready right here, after it returns, instead of waking another thread.
                 queue.append(call)
                 return
-            future = self._pool_or_fail().submit(_run_on_thread, call)
-            future.add_done_callback(lambda f: f.cancelled() and call.done(_CANCELLED))
+            self._to_pool(call)
         else:
+            handle = call.handle  # read first: the call may be over (and let go of it) before submit returns
             future = self._pool_or_fail().submit(call.function, *call.args)
             future.add_done_callback(lambda f: call.done(_future_value(f)))
+            handle.futures.append(future)
+
+    def _to_pool(self, call: _Call) -> None:
+        """Start a thread-mode call on a pool thread."""
+        handle = call.handle  # read first: the call may be over (and let go of it) before submit returns
+        future = self._pool_or_fail().submit(_run_on_thread, call)
+        future.add_done_callback(lambda f: f.cancelled() and call.done(_CANCELLED))
         handle.futures.append(future)
 
     def cancel(self, handle: TaskHandle) -> None:
@@ -301,11 +355,12 @@ class LocalExecutor(BaseExecutor):
             for ready in self._capacity.release(call):
                 ready.launch()
 
-    def submit(self, call: StageCall, upstream: list[Any], resources: dict[str, float], on_done: OnDone) -> TaskHandle:
+    def submit(self, call: StageCall, upstream: list[Any], resources: dict[str, float], on_done: OnDone,
+               then: Then | None = None) -> TaskHandle:
         handle = TaskHandle()
         self._pool_or_fail()
         self._schedule(handle, self._capacity.need(call.stage, resources), invoke, (call, upstream),
-                       functools.partial(_report_outcome, on_done))
+                       functools.partial(_report_outcome, on_done), then)
         return handle
 
     def map(self, call: StageCall, items: Any, upstream_rest: list[Any], resources: dict[str, float],
@@ -339,6 +394,7 @@ class LocalExecutor(BaseExecutor):
 
 
 _CANCELLED = object()  # what a call reports when it was dropped before it ran
+_REPORTED = object()  # what a call passes to done() when its value already went to ``then``
 _worker = threading.local()  # .queue: calls to run next on this worker thread
 
 
@@ -353,19 +409,14 @@ def _report_outcome(on_done: OnDone, value: Any) -> None:
 
 
 def _run_on_thread(call: _Call) -> None:
-    """A thread-pool task: run the call, report it, then run what the report made ready here."""
+    """A thread-pool task: run the call and what it continues with, then what their reports made
+    ready here."""
     queue = _worker.queue = deque([call])
     try:
         while queue:
-            call = queue.popleft()
-            if call.handle.cancelled:
-                call.done(_CANCELLED)
-                continue
-            try:
-                value = call.function(*call.args)
-            except BaseException as exc:  # noqa: BLE001 - reported like any other failure
-                value = TaskError.capture(exc)
-            call.done(value)
+            following: _Call | None = queue.popleft()
+            while following is not None:
+                following = following.run()
     finally:
         _worker.queue = None
 
