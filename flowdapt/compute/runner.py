@@ -21,7 +21,7 @@ from collections import deque
 from typing import Any, Callable
 
 from flowdapt.compute.context import RunContext
-from flowdapt.compute.executors.base import BaseExecutor, Continuation, Outcome, TaskHandle, Then
+from flowdapt.compute.executors.base import BaseExecutor, Continuation, Outcome, TaskHandle
 from flowdapt.compute.graph import WorkflowGraph
 from flowdapt.compute.invoke import StageCall, TaskError
 from flowdapt.compute.stages import StageType, get_stage_type
@@ -154,17 +154,18 @@ class Runner:
             finally:
                 self._lock.release()
 
-    def _then(self, name: str, attempt: int) -> Then:
-        """What the worker running ``attempt`` of ``name`` calls with its value (continuing executors)."""
+    def _report(self, name: str, attempt: int, outcome: Outcome) -> None:
+        """An executor's ``on_done`` for ``attempt`` of ``name`` (bound with functools.partial)."""
+        self._post((_DONE, name, attempt, outcome))
 
-        def then(value: Any) -> Continuation | None:
-            with self._lock:
-                following = self._handle((_VALUE, name, attempt, value))
-            if self._queue:
-                self._drain()
-            return following
-
-        return then
+    def _value(self, name: str, attempt: int, value: Any) -> Continuation | None:
+        """A continuing executor's ``then`` for ``attempt`` of ``name`` (bound with functools.partial):
+        handled at once on the worker, which runs the continuation returned."""
+        with self._lock:
+            following = self._handle((_VALUE, name, attempt, value))
+        if self._queue:
+            self._drain()
+        return following
 
     def _handle(self, message: tuple[int, Any, int, Any]) -> Continuation | None:
         """Handle one report (under the lock); a stage's value may return the dependent its worker runs next."""
@@ -256,9 +257,10 @@ class Runner:
             )
         return call
 
-    def _start(self, name: str, continuing: TaskHandle | None = None) -> Continuation | None:
-        """Start ``name``; with ``continuing`` (the handle of a call whose worker asks what to run
-        next), a stage that can go on there is returned as that worker's continuation instead."""
+    def _start(self, name: str, continuing: TaskHandle | None = None, now: datetime | None = None) -> Continuation | None:
+        """Start ``name`` (at ``now``, default: now); with ``continuing`` (the handle of a call whose
+        worker asks what to run next), a stage that can go on there is returned as that worker's
+        continuation instead."""
         stage = self.graph.stages[name]
         record = self.records[name]
         attempt = record.attempts + 1
@@ -270,20 +272,16 @@ class Runner:
         fields["state"] = "running"
         if attempt == 1:
             self.active += 1
-            fields["started_at"] = _now()
+            fields["started_at"] = now or _now()
         self.live[name] = attempt
         if self.listeners:
             self._emit(StageStarted, stage=record)
-        post = self._post
-
-        def on_done(outcome: Outcome) -> None:
-            post((_DONE, name, attempt, outcome))
-
+        on_done = functools.partial(self._report, name, attempt)
         following = None
         handle = self.ahead.pop(name, None) if self.queues_ahead else None
         if handle is None:
             stage_type = self.stage_types[stage.type]
-            then = self._then(name, attempt) if self.continues and stage_type.continues else None
+            then = functools.partial(self._value, name, attempt) if self.continues and stage_type.continues else None
             if then is not None and continuing is not None:
                 handle = continuing
                 following = (self._call(name), self.upstream[name], stage.resources.as_dict(), then, on_done)
@@ -296,7 +294,7 @@ class Runner:
                     on_done(Outcome(error=TaskError.capture(exc)))
                     return None
         elif name in self.early:
-            post((_DONE, name, attempt, self.early.pop(name)))  # handled after this report, not recursively
+            self._post((_DONE, name, attempt, self.early.pop(name)))  # handled after this report, not recursively
         self.handles[name] = handle
         if stage.options.timeout:
             self._deadline(stage.options.timeout, _TIMEOUT, name, attempt)
@@ -330,11 +328,7 @@ class Runner:
                         break
                     upstream.append(output[0])
                 else:
-                    post = self._post
-
-                    def on_done(outcome: Outcome, child: str = child) -> None:
-                        post((_DONE, child, 1, outcome))
-
+                    on_done = functools.partial(self._report, child, 1)
                     try:
                         handle = stage_type.start(self.executor, stage, self._call(child), upstream, _ignore_progress, on_done)
                     except Exception:  # noqa: BLE001 - e.g. resources no worker has: reported when it starts
@@ -436,7 +430,7 @@ class Runner:
         fields = record.__dict__  # written in place, as in _start
         fields["state"] = "finished"
         fields["error"] = None
-        fields["finished_at"] = _now()
+        fields["finished_at"] = now = _now()  # also when the dependents it makes ready start
         self.active -= 1
         self.outputs[name] = value
         del self.upstream[name]
@@ -457,9 +451,9 @@ class Runner:
                     if unstarted_consumers[dependency] == 0 and dependency not in sinks:
                         outputs.pop(dependency, None)
                 if continuing is not None and following is None:
-                    following = self._start(child, continuing)
+                    following = self._start(child, continuing, now)
                 else:
-                    self._start(child)
+                    self._start(child, None, now)
         if self.queues_ahead:
             self._queue_ahead(name)
         return following

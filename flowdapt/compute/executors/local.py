@@ -43,11 +43,11 @@ class _Call:
     One object per call instead of closures: the chain of a thread-mode stage is the hot path.
     """
 
-    __slots__ = ("executor", "handle", "need", "function", "args", "report", "then", "held", "released")
+    __slots__ = ("executor", "handle", "need", "function", "args", "report", "then", "resources", "held", "released")
 
     def __init__(self, executor: "LocalExecutor", handle: TaskHandle, need: dict[str, float],
                  function: Callable[..., Any], args: tuple[Any, ...], report: Callable[[Any], None],
-                 then: Then | None = None) -> None:
+                 then: Then | None = None, resources: dict[str, float] | None = None) -> None:
         self.executor = executor
         self.handle: TaskHandle | None = handle
         self.need = need
@@ -55,6 +55,7 @@ class _Call:
         self.args = args
         self.report = report
         self.then = then
+        self.resources = resources  # what the stage asked for (``need`` is computed from it)
         self.held = False
         self.released = False
 
@@ -92,22 +93,21 @@ class _Call:
         queued = _worker.queue
         while queued:  # calls the same report made ready go to other threads: this one goes on here
             executor._to_pool(queued.popleft())
+        capacity = executor._capacity
+        if resources == self.resources and not capacity.waiting:
+            self.args = (call, upstream)
+            self.report = report
+            self.then = then
+            return self
+        # Other needs, or calls waiting for capacity (which go first): queued as any new call.
+        handle = self.handle
+        self.done(_REPORTED)
         try:
-            need = executor._capacity.need(call.stage, resources)
+            executor._schedule(handle, capacity.need(call.stage, resources), invoke, (call, upstream), report,
+                               then, resources)
         except ExecutorError as exc:
-            self.done(_REPORTED)
             report(TaskError.capture(exc))
-            return None
-        if need != self.need or executor._capacity.waiting:
-            # Other needs, or calls waiting for capacity (which go first): queue as any new call.
-            handle = self.handle
-            self.done(_REPORTED)
-            executor._schedule(handle, need, invoke, (call, upstream), report, then)
-            return None
-        self.args = (call, upstream)
-        self.report = report
-        self.then = then
-        return self
+        return None
 
     def done(self, value: Any) -> None:
         """Give the capacity back (launching the calls that now fit), then report ``value``
@@ -313,10 +313,11 @@ class LocalExecutor(BaseExecutor):
         return self._pool
 
     def _schedule(self, handle: TaskHandle, need: dict[str, float], function: Callable[..., Any],
-                  args: tuple[Any, ...], report: Callable[[Any], None], then: Then | None = None) -> None:
-        """Run ``function(*args)`` once ``need`` fits; ``report`` gets its value (``_CANCELLED`` if
-        dropped), or ``then`` a successful one where given (threads)."""
-        call = _Call(self, handle, need, function, args, report, then)
+                  args: tuple[Any, ...], report: Callable[[Any], None], then: Then | None = None,
+                  resources: dict[str, float] | None = None) -> None:
+        """Run ``function(*args)`` once ``need`` (from ``resources``) fits; ``report`` gets its value
+        (``_CANCELLED`` if dropped), or ``then`` a successful one where given (threads)."""
+        call = _Call(self, handle, need, function, args, report, then, resources)
         handle.slots.append(call)
         if self._capacity.acquire_or_wait(call):
             call.launch()
@@ -360,7 +361,7 @@ class LocalExecutor(BaseExecutor):
         handle = TaskHandle()
         self._pool_or_fail()
         self._schedule(handle, self._capacity.need(call.stage, resources), invoke, (call, upstream),
-                       functools.partial(_report_outcome, on_done), then)
+                       functools.partial(_report_outcome, on_done), then, resources)
         return handle
 
     def map(self, call: StageCall, items: Any, upstream_rest: list[Any], resources: dict[str, float],
