@@ -50,9 +50,6 @@ class RunContext:
         self.input, self.config, self.namespace, self.run, self.executor, self.stage = state
         self._cancelled = None
 
-    def for_stage(self, stage: str) -> "RunContext":
-        return RunContext(self.input, self.config, self.namespace, self.run, self.executor, stage, self._cancelled)
-
 
 _current: ContextVar[RunContext | None] = ContextVar("flowdapt_run_context", default=None)
 

@@ -175,7 +175,9 @@ class Runner:
         following = None
         try:
             if kind == _VALUE:
-                following = self._on_value(name, attempt, payload)
+                if self.live.get(name) == attempt:  # else a late value of an attempt that timed out or was cancelled
+                    self.live[name] = None
+                    following = self._stage_succeeded(name, payload, self.handles.pop(name, None))
             elif kind == _DONE:
                 self._on_done(name, attempt, payload)
             elif kind == _PROGRESS:
@@ -251,8 +253,11 @@ class Runner:
         if call is None:
             stage = self.graph.stages[name]
             options = stage.options
+            context = self.context
+            stage_context = RunContext(context.input, context.config, context.namespace, context.run, context.executor,
+                                       name, context._cancelled)
             call = self.calls[name] = StageCall(  # positional: binding ten keywords costs more than the call
-                name, stage.target, self.context.for_stage(name), not stage.depends_on, options.map_on,
+                name, stage.target, stage_context, not stage.depends_on, options.map_on,
                 options.timeout, options.retries, options.retry_delay, options.allow_partial_failure, self.settings,
             )
         return call
@@ -376,13 +381,6 @@ class Runner:
         record = self.records[name]
         record.items_done, record.items_failed, record.items_total = progress
         self._emit(ItemsProgress, stage=record)
-
-    def _on_value(self, name: str, attempt: int, value: Any) -> Continuation | None:
-        """A continuing stage's value, from its worker; returns what that worker runs next, if anything."""
-        if self.live.get(name) != attempt:
-            return None  # a late value of an attempt that timed out or was cancelled
-        self.live[name] = None
-        return self._stage_succeeded(name, value, self.handles.pop(name, None))
 
     def _on_done(self, name: str, attempt: int, outcome: Outcome) -> None:
         if self.live.get(name) != attempt:
