@@ -122,7 +122,6 @@ class Runner:
         self.ahead: dict[str, TaskHandle] = {}  # stages queued on the cluster, not started yet
         self.early: dict[str, Outcome] = {}  # outcomes of queued stages that came before they started
         self.live: dict[str, int] = {}  # stage -> attempt whose outcome is awaited
-        self.calls: dict[str, StageCall] = {}
         self.stage_types = _StageTypes()
         self.deadlines: list[tuple[float, int, int, str, int]] = []
         self.sequence = 0
@@ -249,18 +248,16 @@ class Runner:
 
     # -- stages ---------------------------------------------------------------------------------
     def _call(self, name: str) -> StageCall:
-        call = self.calls.get(name)
-        if call is None:
-            stage = self.graph.stages[name]
-            options = stage.options
-            context = self.context
-            stage_context = RunContext(context.input, context.config, context.namespace, context.run, context.executor,
-                                       name, context._cancelled)
-            call = self.calls[name] = StageCall(  # positional: binding ten keywords costs more than the call
-                name, stage.target, stage_context, not stage.depends_on, options.map_on,
-                options.timeout, options.retries, options.retry_delay, options.allow_partial_failure, self.settings,
-            )
-        return call
+        """What a worker needs to call stage ``name`` (a new object per attempt: nothing keeps it after)."""
+        stage = self.graph.stages[name]
+        options = stage.options
+        context = self.context
+        stage_context = RunContext(context.input, context.config, context.namespace, context.run, context.executor,
+                                   name, context._cancelled)
+        return StageCall(  # positional: binding ten keywords costs more than the call
+            name, stage.target, stage_context, not stage.depends_on, options.map_on,
+            options.timeout, options.retries, options.retry_delay, options.allow_partial_failure, self.settings,
+        )
 
     def _start(self, name: str, continuing: TaskHandle | None = None, now: datetime | None = None) -> Continuation | None:
         """Start ``name`` (at ``now``, default: now); with ``continuing`` (the handle of a call whose
