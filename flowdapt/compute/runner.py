@@ -121,7 +121,7 @@ class Runner:
         self.continues = executor.continues_calls
         self.ahead: dict[str, TaskHandle] = {}  # stages queued on the cluster, not started yet
         self.early: dict[str, Outcome] = {}  # outcomes of queued stages that came before they started
-        self.live: dict[str, int] = {}  # stage -> attempt whose outcome is awaited
+        self.live: dict[str, int] = {}  # running stage -> attempt whose outcome is awaited
         self.stage_types = _StageTypes()
         self.deadlines: list[tuple[float, int, int, str, int]] = []
         self.sequence = 0
@@ -175,7 +175,7 @@ class Runner:
         try:
             if kind == _VALUE:
                 if self.live.get(name) == attempt:  # else a late value of an attempt that timed out or was cancelled
-                    self.live[name] = None
+                    del self.live[name]
                     following = self._stage_succeeded(name, payload, self.handles.pop(name, None))
             elif kind == _DONE:
                 self._on_done(name, attempt, payload)
@@ -384,7 +384,7 @@ class Runner:
             if name in self.ahead:  # queued ahead and over before its dependencies were seen to finish
                 self.early[name] = outcome
             return  # or a late report of an attempt that already timed out or was cancelled
-        self.live[name] = None  # type: ignore[assignment]
+        del self.live[name]
         self.handles.pop(name, None)
         record = self.records[name]
         stage = self.graph.stages[name]
