@@ -30,6 +30,15 @@ def run(definition: dict, input: dict | None = None, executor=None, **kwargs) ->
     return flowdapt.run_workflow(definition, input, executor=executor, **kwargs)
 
 
+def cancel_when_running(handle: flowdapt.resources.WorkflowRun, stage: str) -> None:
+    """Cancel the run once ``stage`` is running, and wait for the run to end."""
+    deadline = time.monotonic() + 10
+    while handle.stage(stage).state != "running" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    handle.cancel()
+    handle.wait(10)
+
+
 # -- basics (ported from Flowdapt's test_execute.py) ----------------------------------------------
 
 def test_execute_workflow_records_a_finished_run(executor):
@@ -359,11 +368,7 @@ def test_a_running_run_can_be_cancelled(executor):
     definition = workflow(stage("slow", "sleep_for"), stage("after", "total", "slow"))
     started = time.monotonic()
     handle = run(definition, {"seconds": 2}, executor, wait=False)
-    deadline = time.monotonic() + 10
-    while handle.stage("slow").state != "running" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    handle.cancel()
-    handle.wait(10)
+    cancel_when_running(handle, "slow")
     assert handle.state == "cancelled"
     assert handle.stage("slow").state == "cancelled"
     assert handle.stage("after").state == "skipped"
@@ -376,11 +381,7 @@ def test_a_run_cancelled_in_the_middle_of_a_chain_runs_none_of_the_rest(executor
     definition = workflow(stage("first", "pause"), stage("slow", "sleep_for", "first"), stage("after", "touch", "slow"))
     started = time.monotonic()
     handle = run(definition, {"x": 1.5, "marker": str(marker)}, executor, wait=False)
-    deadline = time.monotonic() + 10
-    while handle.stage("slow").state != "running" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    handle.cancel()
-    handle.wait(10)
+    cancel_when_running(handle, "slow")
     assert handle.state == "cancelled"
     assert [handle.stage(name).state for name in ("first", "slow", "after")] == ["finished", "cancelled", "skipped"]
     wait_out(started, 1.7)
