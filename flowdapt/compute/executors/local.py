@@ -90,11 +90,11 @@ class _Call:
         call, upstream, resources, then, on_done = following
         executor = self.executor
         report = functools.partial(_report_outcome, on_done)
-        queued = _worker.queue
-        while queued:  # calls the same report made ready go to other threads: this one goes on here
-            executor._to_pool(queued.popleft())
         capacity = executor._capacity
         if resources == self.resources and not capacity.waiting:
+            queued = _worker.queue
+            while queued:  # calls the same report made ready go to other threads: this one goes on here
+                executor._to_pool(queued.popleft())
             self.args = (call, upstream)
             self.report = report
             self.then = then
