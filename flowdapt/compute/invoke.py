@@ -58,14 +58,14 @@ class StageCall:
     allow_partial_failure: bool = True
     settings: Any = None  # the driver's Settings, so workers write artifacts where the driver reads them
 
-    def to_wire(self) -> tuple[Any, ...]:
-        """The call as plain values (str, bytes, numbers): its pickled state, and what Ray sends
-        without starting a pickler per task. The target, the settings and the run's shared context
-        are pickled once and cached."""
+    def to_wire(self) -> list[Any]:
+        """The call as a list of plain values (str, bytes, numbers): its pickled state, and what Ray
+        packs with msgpack (a tuple would go through Ray's pickler: ≈ 18 µs more per task submitted).
+        The target, the settings and the run's shared context are pickled once and cached."""
         target = _pickled(self.target).payload if callable(self.target) else self.target
         settings = _pickled(self.settings).payload if self.settings is not None else None
-        return (self.stage, target, _pickled_run_context(self.context), self.root, self.map_on, self.timeout,
-                self.retries, self.retry_delay, self.allow_partial_failure, settings)
+        return [self.stage, target, _pickled_run_context(self.context), self.root, self.map_on, self.timeout,
+                self.retries, self.retry_delay, self.allow_partial_failure, settings]
 
     @classmethod
     def from_wire(cls, wire: tuple[Any, ...] | list[Any]) -> "StageCall":
