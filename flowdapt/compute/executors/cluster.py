@@ -24,8 +24,6 @@ CHUNKS_PER_LANE = 8
 
 # What a chunk reports: its result, a failure of the whole chunk, or None when it was cancelled.
 ChunkReport = Callable[[int, int, "ChunkResult | TaskError | None"], None]
-# What a single call reports: (output handle, error).
-CallReport = Callable[[Any, "TaskError | None"], None]
 
 
 def chunk_size(total: int, lanes: int, fixed: int | None = None, per_lane: int = CHUNKS_PER_LANE) -> int:
@@ -146,9 +144,10 @@ class ClusterExecutor(BaseExecutor):
         """
 
     @abc.abstractmethod
-    def _launch_call(self, call: StageCall, upstream: list[Any], options: Any, report: CallReport,
+    def _launch_call(self, call: StageCall, upstream: list[Any], options: Any, on_done: OnDone,
                      handle: TaskHandle) -> None:
-        """Start one call; append its native handles to ``handle.futures``; ``report`` once it is over."""
+        """Start one call; append its native handles to ``handle.futures``; report its end with
+        :meth:`_call_over`."""
 
     @abc.abstractmethod
     def _launch_chunks(self, call: StageCall, items: Any, bounds: list[tuple[int, int]], rest: list[Any],
@@ -172,15 +171,16 @@ class ClusterExecutor(BaseExecutor):
         self._require_running()
         handle = TaskHandle()
         options, _ = self._task_options(call.stage, resources)
-
-        def report(value: Any, error: TaskError | None) -> None:
-            if error is None:
-                on_done(Outcome(value=value))
-            else:
-                on_done(Outcome(error=cancelled_error() if handle.cancelled else error))
-
-        self._launch_call(call, upstream, options, report, handle)
+        self._launch_call(call, upstream, options, on_done, handle)
         return handle
+
+    @staticmethod
+    def _call_over(handle: TaskHandle, on_done: OnDone, output: Any, error: TaskError | None) -> None:
+        """Report the end of a call: its output handle, or its error (a cancellation once cancelled)."""
+        if error is None:
+            on_done(Outcome(value=output))
+        else:
+            on_done(Outcome(error=cancelled_error() if handle.cancelled else error))
 
     def map(self, call: StageCall, items: Any, upstream_rest: list[Any], resources: dict[str, float],
             on_progress: OnProgress, on_done: OnDone) -> TaskHandle:

@@ -25,14 +25,13 @@ from distributed.diagnostics.plugin import UploadDirectory
 
 from flowdapt.compute import object_store
 from flowdapt.compute.executors.cluster import (
-    CallReport,
     ChunkReport,
     ClusterExecutor,
     as_sequence,
     cancelled_error,
     worker_sys_path,
 )
-from flowdapt.compute.executors.base import TaskHandle
+from flowdapt.compute.executors.base import OnDone, TaskHandle
 from flowdapt.compute.invoke import ChunkResult, StageCall, TaskError, invoke, run_items
 from flowdapt.errors import ExecutorError
 from flowdapt.resources.models import parse_bytes
@@ -363,7 +362,7 @@ class DaskExecutor(ClusterExecutor):
         client = self.client
         client.loop.add_callback(lambda: _send_now(client.scheduler_comm))
 
-    def _launch_call(self, call: StageCall, upstream: list[Any], options: Any, report: CallReport,
+    def _launch_call(self, call: StageCall, upstream: list[Any], options: Any, on_done: OnDone,
                      handle: TaskHandle) -> None:
         future = self.client.submit(_invoke, call, *_opaque(upstream), key=self._key(call), resources=options,
                                     pure=False)
@@ -374,9 +373,9 @@ class DaskExecutor(ClusterExecutor):
         def done(future: Future) -> None:
             status = future.status
             if status == "finished":
-                report(future, None)
+                self._call_over(handle, on_done, future, None)
             else:
-                report(None, self._failure(future, call.stage, handle))
+                self._call_over(handle, on_done, None, self._failure(future, call.stage, handle))
 
         future.add_done_callback(done)
 

@@ -30,9 +30,8 @@ from typing import Any, Callable
 import ray
 
 from flowdapt.compute import object_store
-from flowdapt.compute.executors.base import TaskHandle
+from flowdapt.compute.executors.base import OnDone, TaskHandle
 from flowdapt.compute.executors.cluster import (
-    CallReport,
     ChunkReport,
     ClusterExecutor,
     as_sequence,
@@ -130,7 +129,7 @@ def _remotes() -> _Remote:
     return _remote
 
 
-_ready: queue.SimpleQueue | None = None  # (settle, token, value) of the refs Ray reported ready
+_ready: queue.SimpleQueue | None = None  # (awaited, value) of the refs Ray reported ready
 _ready_lock = threading.Lock()
 _log = logging.getLogger("flowdapt.executors")
 
@@ -152,14 +151,66 @@ def _reporting() -> queue.SimpleQueue:
 def _report_ready(ready: queue.SimpleQueue) -> None:
     """Settle each ref Ray reported ready with its value, in the order reported."""
     while True:
-        settle, token, value = ready.get()
+        awaited, value = ready.get()
         try:
             if isinstance(value, BaseException):  # what Ray hands over for a task that did not end normally
-                settle(token, None, value)
+                awaited.executor._settle(awaited, None, value)
             else:
-                settle(token, value, None)
+                awaited.executor._settle(awaited, value, None)
         except Exception:  # noqa: BLE001 - one failing report must not stop the others
             _log.exception("reporting a finished Ray task failed")
+
+
+class _Awaited:
+    """A ref the executor awaits (:meth:`RayExecutor._watch`). Ray calls it with the ref's value on
+    its core worker's I/O thread; it only queues the value, and the reporting thread calls
+    :meth:`settle`.
+
+    One small object per ref, not closures: a settle function, its cells and a lambda for Ray made
+    ≈ 26 objects per queued stage for Python's cyclic garbage collector, and each 1000-stage run left
+    enough of them to older generations to set off a full collection every other run (≈ 100 ms
+    over Ray's heap, holding the GIL that Ray's I/O thread waits for to report the next task).
+    """
+
+    __slots__ = ("executor",)
+
+    def __init__(self, executor: "RayExecutor") -> None:
+        self.executor = executor
+
+    def __call__(self, value: Any) -> None:
+        _ready.put((self, value))  # type: ignore[union-attr] - _watch started the reporting thread
+
+    def settle(self, value: Any, exc: BaseException | None) -> None:
+        raise NotImplementedError
+
+
+class _CallAwaited(_Awaited):
+    """The status object of a stage call: None, or the stage's TaskError."""
+
+    __slots__ = ("stage", "handle", "on_done")
+
+    def __init__(self, executor: "RayExecutor", stage: str, handle: TaskHandle, on_done: OnDone) -> None:
+        super().__init__(executor)
+        self.stage, self.handle, self.on_done = stage, handle, on_done
+
+    def settle(self, error: TaskError | None, exc: BaseException | None) -> None:
+        handle = self.handle
+        if exc is not None:  # the task never ran to the end: cancelled, worker or cluster lost
+            error = self.executor._failure(exc, self.stage, handle)
+        ClusterExecutor._call_over(handle, self.on_done, handle.output if error is None else None, error)
+
+
+class _Then(_Awaited):
+    """Any other ref: ``then(value, None)``, or ``then(None, exception)``."""
+
+    __slots__ = ("then",)
+
+    def __init__(self, executor: "RayExecutor", then: Callable[[Any, BaseException | None], None]) -> None:
+        super().__init__(executor)
+        self.then = then
+
+    def settle(self, value: Any, exc: BaseException | None) -> None:
+        self.then(value, exc)
 
 
 # -- object store -----------------------------------------------------------------------------------
@@ -337,9 +388,8 @@ class RayExecutor(ClusterExecutor):
         self._nodes: list[dict[str, float]] = []
         self._cpus_total = 1
         self._lock = threading.Lock()
-        self._pending: dict[int, Callable[[Any, BaseException | None], None]] = {}  # token -> settle
+        self._pending: set[_Awaited] = set()  # refs watched, not settled yet
         self._pending_lock = threading.Lock()
-        self._token = 0
         self._monitor_stop: threading.Event | None = None
 
     def _runtime_env(self) -> dict[str, Any] | None:
@@ -473,19 +523,13 @@ class RayExecutor(ClusterExecutor):
             options["resources"] = custom
         return options, max(1, int(self._cpus_total / request.get("cpus", 1.0)))
 
-    def _launch_call(self, call: StageCall, upstream: list[Any], options: Any, report: CallReport,
+    def _launch_call(self, call: StageCall, upstream: list[Any], options: Any, on_done: OnDone,
                      handle: TaskHandle) -> None:
         remote = _remotes()
         value_ref, error_ref = remote.with_options(remote.invoke, options).remote(call.to_wire(), *upstream)
         handle.futures.append(error_ref)
         handle.output = value_ref
-
-        def settle(error: TaskError | None, exc: BaseException | None) -> None:
-            if exc is not None:  # the task never ran to the end: cancelled, worker or cluster lost
-                error = self._failure(exc, call.stage, handle)
-            report(value_ref if error is None else None, error)
-
-        self._watch(error_ref, settle)
+        self._watch(error_ref, _CallAwaited(self, call.stage, handle, on_done))
 
     def _launch_chunks(self, call: StageCall, items: Any, bounds: list[tuple[int, int]], rest: list[Any],
                        options: Any, report: ChunkReport, handle: TaskHandle) -> None:
@@ -507,17 +551,17 @@ class RayExecutor(ClusterExecutor):
                 else:
                     report(start, stop, result)
 
-            self._watch(ref, settle)
+            self._watch(ref, _Then(self, settle))
 
     def _length(self, items: Any, then: Callable[[int | TaskError], None]) -> None:
         def settle(length: int, exc: BaseException | None) -> None:
             then(length if exc is None else self._failure(exc, "length", None))
 
-        self._watch(_remotes().length.remote(items), settle)
+        self._watch(_remotes().length.remote(items), _Then(self, settle))
 
-    def _watch(self, ref: Any, settle: Callable[[Any, BaseException | None], None]) -> None:
-        """Call ``settle(value, None)`` or ``settle(None, exception)`` exactly once when ``ref`` is ready,
-        or when the connection to the cluster is lost (Ray then never completes the ref).
+    def _watch(self, ref: Any, awaited: _Awaited) -> None:
+        """Call ``awaited.settle(value, None)`` or ``awaited.settle(None, exception)`` exactly once when
+        ``ref`` is ready, or when the connection to the cluster is lost (Ray then never completes the ref).
 
         Ray runs completion callbacks on its core worker's I/O thread, the thread that also hands
         the next queued task its inputs, so the callback only queues the value: the reporting thread
@@ -527,28 +571,26 @@ class RayExecutor(ClusterExecutor):
         exception of a task that did not end normally).
         """
         with self._pending_lock:
-            self._token += 1
-            token = self._token
-            self._pending[token] = settle
-        ready = _reporting()
-        own_settle = self._settle
-        ref._on_completed(lambda value: ready.put((own_settle, token, value)))
+            self._pending.add(awaited)
+        _reporting()
+        ref._on_completed(awaited)
 
-    def _settle(self, token: int, value: Any, exc: BaseException | None) -> None:
+    def _settle(self, awaited: _Awaited, value: Any, exc: BaseException | None) -> None:
         with self._pending_lock:
-            settle = self._pending.pop(token, None)
-        if settle is not None:
-            settle(value, exc)
+            if awaited not in self._pending:
+                return  # settled already (the connection was lost first)
+            self._pending.remove(awaited)
+        awaited.settle(value, exc)
 
     def _monitor(self, stop: threading.Event) -> None:
         """Fail what is in flight once the connection to Ray is gone."""
         while not stop.wait(_MONITOR_INTERVAL):
             if self._pending and not ray.is_initialized():
                 with self._pending_lock:
-                    tokens = list(self._pending)
+                    awaited = list(self._pending)
                 lost = ConnectionError("the connection to Ray was closed")
-                for token in tokens:
-                    self._settle(token, None, lost)
+                for each in awaited:
+                    self._settle(each, None, lost)
 
     def _failure(self, exc: BaseException, stage: str, handle: TaskHandle | None) -> TaskError:
         """A task that raised inside Ray: a cancellation, a dead worker, or a lost cluster."""
