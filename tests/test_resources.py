@@ -285,6 +285,23 @@ def test_a_workflow_object_edited_between_runs_is_validated_again():
     assert workflow_graph(workflow) is workflow_graph(workflow)  # unchanged: validated once
 
 
+def test_a_dict_definition_edited_between_runs_runs_as_edited():
+    from flowdapt.compute.api import resolve_workflow
+
+    definition = {"metadata": {"name": "d"}, "spec": {"stages": [
+        {"name": "n", "target": "tests.stages.numbers"},
+        {"name": "s", "target": "tests.stages.total", "depends_on": ["n"]}]}}
+    assert flowdapt.run_workflow(definition, {"n": 5}).result == 10
+    assert resolve_workflow(definition) is resolve_workflow(definition)  # unchanged: parsed once
+    definition["spec"]["stages"][1]["target"] = "tests.stages.first"  # edited in place, nested
+    assert flowdapt.run_workflow(definition, {"n": 5}).result == 0
+    definition["spec"]["stages"][1]["depends_on"].append("gone")
+    with pytest.raises(ResourceError, match="stage 's': depends_on: unknown stage 'gone'"):
+        flowdapt.run_workflow(definition, {"n": 5})
+    definition["spec"]["stages"][1]["depends_on"].pop()
+    assert flowdapt.run_workflow(definition, {"n": 5}).result == 0
+
+
 def test_workflows_are_found_by_name_or_uid_in_the_catalog():
     from flowdapt.resources.catalog import get_catalog
 
