@@ -39,7 +39,7 @@ import flowdapt  # noqa: E402
 FANOUT = 10_000
 BIG = 100 * 1024 * 1024 // 8
 CHAIN = 1000
-REPEAT = {"fanout_10k": 3, "pass_100mb": 30, "chain_1000": 3}  # timed repetitions after one warm-up
+REPEAT = {"fanout_10k": 3, "pass_100mb": 30, "chain_1000": 5}  # timed repetitions after one warm-up
 RESULTS = Path(__file__).resolve().parent / "results" / "executors.json"
 
 
