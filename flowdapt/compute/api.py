@@ -14,6 +14,7 @@ from flowdapt.events import Event, listeners as global_listeners
 from flowdapt.errors import ResourceError
 from flowdapt.resources import catalog
 from flowdapt.resources.configs import merged_config
+from flowdapt.resources.identity import ByIdentity
 from flowdapt.resources.loading import load, parse_resource
 from flowdapt.resources.models import Config, Workflow, WorkflowRun
 from flowdapt.resources.validation import workflow_graph
@@ -21,10 +22,8 @@ from flowdapt.settings import get_settings
 
 WorkflowLike = Workflow | dict | str | Path
 
-# Workflows parsed from dicts, by id(dict): (the dict, a copy of it as parsed, the Workflow).
-_parsed: dict[int, tuple[dict, dict, Workflow]] = {}
-_parsed_lock = threading.Lock()
-_PARSED_KEPT = 64
+# Workflows parsed from dicts: (a copy of the dict as parsed, the Workflow) by dict object.
+_parsed: ByIdentity[tuple[dict, Workflow]] = ByIdentity(kept=64)
 
 
 def resolve_workflow(workflow: WorkflowLike) -> Workflow:
@@ -48,11 +47,11 @@ def _parse_dict(definition: dict) -> Workflow:
     when it was parsed) gives the same Workflow, so its validated graph is reused as well: parsing
     and validating a 1000-stage dict costs ≈ 7 ms, comparing it ≈ 0.05 ms. The cache keeps the
     dict alive (its id stays unique) and holds the latest 64."""
-    cached = _parsed.get(id(definition))
-    if cached is not None and cached[0] is definition:
+    cached = _parsed.get(definition)
+    if cached is not None:
         try:
-            if cached[1] == definition:
-                return cached[2]
+            if cached[0] == definition:
+                return cached[1]
         except Exception:  # noqa: BLE001 - a value whose == does not give a bool (an array): parse anew
             pass
     resource = parse_resource({"kind": "workflow", **definition}, check_targets=False)
@@ -60,10 +59,7 @@ def _parse_dict(definition: dict) -> Workflow:
         snapshot = copy.deepcopy(definition)
     except Exception:  # noqa: BLE001 - a value that cannot be copied: not cached
         return resource  # type: ignore[return-value]
-    with _parsed_lock:
-        if len(_parsed) >= _PARSED_KEPT:
-            _parsed.pop(next(iter(_parsed)))
-        _parsed[id(definition)] = (definition, snapshot, resource)  # type: ignore[assignment]
+    _parsed.put(definition, (snapshot, resource))  # type: ignore[arg-type]
     return resource  # type: ignore[return-value]
 
 

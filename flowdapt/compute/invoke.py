@@ -68,7 +68,7 @@ class StageCall:
                 self.retries, self.retry_delay, self.allow_partial_failure, settings]
 
     @classmethod
-    def from_wire(cls, wire: tuple[Any, ...] | list[Any]) -> "StageCall":
+    def from_wire(cls, wire: list[Any]) -> "StageCall":
         """The call :meth:`to_wire` described (its context unpickled anew: stages may change it)."""
         call = cls.__new__(cls)
         call.__setstate__(wire)
@@ -76,7 +76,7 @@ class StageCall:
 
     __getstate__ = to_wire
 
-    def __setstate__(self, wire: tuple[Any, ...] | list[Any]) -> None:
+    def __setstate__(self, wire: list[Any]) -> None:
         stage, target, context, root, map_on, timeout, retries, retry_delay, allow_partial_failure, settings = wire
         input, config, namespace, run, executor = cloudpickle.loads(context)
         self.stage, self.root, self.map_on, self.timeout = stage, root, map_on, timeout

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import operator
-import threading
 from typing import Any
 
 from flowdapt.compute.graph import GraphError, WorkflowGraph
 from flowdapt.compute.stages import StageDefinitionError, get_stage_type
 from flowdapt.errors import ResourceError, UnknownNameError
+from flowdapt.resources.identity import ByIdentity
 from flowdapt.resources.models import Resource, Workflow
 
 
@@ -42,10 +42,8 @@ def validate_workflow(workflow: Workflow, *, file: str | None = None, check_targ
     return graph
 
 
-# Graphs of workflows validated for a run, by id(workflow): (workflow, what validation read, graph).
-_graphs: dict[int, tuple[Workflow, tuple[Any, ...], WorkflowGraph]] = {}
-_graphs_lock = threading.Lock()
-_GRAPHS_KEPT = 64
+# Graphs of workflows validated for a run: (what validation read, graph) by workflow object.
+_graphs: ByIdentity[tuple[tuple[Any, ...], WorkflowGraph]] = ByIdentity(kept=64)
 _stage_shape = operator.attrgetter("name", "type", "target", "options.map_on")
 _depends_on = operator.attrgetter("depends_on")
 
@@ -62,14 +60,11 @@ def workflow_graph(workflow: Workflow) -> WorkflowGraph:
     stages = workflow.spec.stages  # read with C-level map()s: this check runs before every run
     shape = (workflow.metadata.name, list(map(id, stages)), list(map(_stage_shape, stages)),
              list(map(tuple, map(_depends_on, stages))))
-    cached = _graphs.get(id(workflow))
-    if cached is not None and cached[0] is workflow and cached[1] == shape:
-        return cached[2]
+    cached = _graphs.get(workflow)
+    if cached is not None and cached[0] == shape:
+        return cached[1]
     graph = validate_workflow(workflow)
-    with _graphs_lock:
-        if len(_graphs) >= _GRAPHS_KEPT:
-            _graphs.pop(next(iter(_graphs)))
-        _graphs[id(workflow)] = (workflow, shape, graph)  # keeps the workflow alive: its id stays unique
+    _graphs.put(workflow, (shape, graph))
     return graph
 
 
