@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 		$(VENV)/etc/jupyter/jupyter_server_config.d/flowdapt.json
 	touch $(STAMP)
 
+# LAB_ARGS: more JupyterLab options, e.g. make lab LAB_ARGS="--port 9999 --no-browser".
 lab: install
-	$(BIN)/jupyter lab
+	$(BIN)/flowdapt lab --LabApp.default_url=/lab/tree/notebooks/01-quickstart.ipynb $(LAB_ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from flowdapt.cli.common import CliState, global_options, run_cli
@@ -102,6 +104,15 @@ def db_upgrade(state: CliState) -> None:
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
 
+def jupyter_argv(args: list[str]) -> list[str]:
+    """Jupyter's command line for ``serve`` and ``lab``: as root, ``--allow-root`` is added (with a line
+    saying so), since Jupyter refuses to start as root without it and containers often run as root."""
+    if os.geteuid() != 0 or any(arg.split("=")[0] in ("--allow-root", "--ServerApp.allow_root") for arg in args):
+        return args
+    click.echo("flowdapt: running as root, so Jupyter starts with --allow-root", err=True)
+    return ["--allow-root", *args]
+
+
 @flowdapt.command(context_settings=_PASS_THROUGH)
 @click.pass_context
 def serve(ctx: click.Context) -> None:
@@ -109,21 +120,25 @@ def serve(ctx: click.Context) -> None:
 
     Jupyter server options pass through: --port, --ip, --no-browser, --ServerApp.base_url=...;
     the token comes from JUPYTER_TOKEN or --IdentityProvider.token=... (--help-all lists them).
+    As root, --allow-root is added.
     """
     from flowdapt.server.app import HeadlessFlowdaptApp
 
     _ = ctx.obj.settings  # install the settings of --app-dir / -o for the services
-    HeadlessFlowdaptApp.launch_instance(argv=list(ctx.args))
+    HeadlessFlowdaptApp.launch_instance(argv=jupyter_argv(list(ctx.args)))
 
 
 @flowdapt.command(context_settings=_PASS_THROUGH)
 @click.pass_context
 def lab(ctx: click.Context) -> None:
-    """Start JupyterLab with the flowdapt server extension loaded (JupyterLab options pass through)."""
+    """Start JupyterLab with the flowdapt server extension loaded (JupyterLab options pass through).
+
+    A notebook path opens that notebook; as root, --allow-root is added.
+    """
     from jupyterlab.labapp import LabApp
 
     _ = ctx.obj.settings
-    LabApp.launch_instance(argv=list(ctx.args))  # the extension is enabled by jupyter_server_config.d/flowdapt.json
+    LabApp.launch_instance(argv=jupyter_argv(list(ctx.args)))  # the extension is enabled by jupyter_server_config.d
 
 
 def main(argv: list[str] | None = None) -> None:
