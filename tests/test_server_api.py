@@ -268,3 +268,47 @@ async def test_status_runtime_file_and_kernel_environment(jp_flowdapt_api, jp_fl
     assert url.endswith("/a%40b/")
     assert os.environ["FLOWDAPT_URL"] == url and os.environ["FLOWDAPT_TOKEN"] == jp_flowdapt.identity_provider.token
     assert read_runtime_file(flowdapt_app_dir)["url"] == url
+
+
+async def test_a_kernel_sends_a_stage_module_the_servers_runs_import(jp_flowdapt_api, flowdapt_app_dir):
+    from flowdapt.notebook.cellstage import stage_module
+
+    source = "def triple(x: int = 2):\n    return 3 * x\n"
+    module, target, _ = stage_module("cells", "triple", source)
+    code, saved = await jp_flowdapt_api("PUT", "stage-modules", module, body={"source": source})
+    assert code == 200 and (flowdapt_app_dir / "stages" / f"{module}.py").read_text().endswith(source)
+    await jp_flowdapt_api("POST", "workflows", body=workflow_doc("cells", {"name": "triple", "target": target}))
+    code, run = await jp_flowdapt_api("POST", "workflows", "cells", "run", body={"x": 5})
+    assert (run["state"], run["result"]) == ("finished", 15)
+    for name, body, words in [("os.path", {"source": source}, "is not a stage module name"),
+                              (module, {"source": "x = 1"}, "defines no function"),
+                              (module, {}, "body field 'source'")]:
+        code, error = await error_of(jp_flowdapt_api("PUT", "stage-modules", name, body=body))
+        assert code == 422 and words in error["detail"], (name, error)
+
+
+async def test_a_run_another_process_runs_is_recorded_when_reported(jp_flowdapt_api):
+    from datetime import datetime, timezone
+
+    from flowdapt.resources.models import StageRun, WorkflowRun
+
+    now = datetime.now(timezone.utc)
+    run = WorkflowRun(workflow="elsewhere", source="notebook", state="running", started_at=now, stages=[
+        StageRun(name="hello", state="running", attempts=1, started_at=now), StageRun(name="later")])
+    code, recorded = await jp_flowdapt_api("PUT", "runs", run.uid, body=run.to_document())
+    assert code == 200 and (await jp_flowdapt_api("GET", "runs", run.uid))[1]["state"] == "running"
+    run.state, run.finished_at, run.result = "finished", now, "hello kernel"
+    run.stages[0].state, run.stages[0].finished_at = "finished", now
+    run.stages[1].state, run.stages[1].attempts = "finished", 1
+    code, recorded = await jp_flowdapt_api("PUT", "runs", run.uid, body=run.to_document())
+    assert code == 200 and recorded["uid"] == run.uid
+    code, stored = await jp_flowdapt_api("GET", "runs", run.uid)
+    assert (stored["state"], stored["result"], [s["state"] for s in stored["stages"]]) == ("finished", "hello kernel",
+                                                                                           ["finished", "finished"])
+    code, error = await error_of(jp_flowdapt_api("PUT", "runs", "0" * 32, body=run.to_document()))
+    assert code == 422 and "is not the one in the path" in error["detail"]
+    await jp_flowdapt_api("POST", "workflows", body=workflow_doc("nap", SLEEP))
+    code, own = await jp_flowdapt_api("POST", "workflows", "nap", "run", body={"seconds": 2}, params={"wait": "false"})
+    code, error = await error_of(jp_flowdapt_api("PUT", "runs", own["uid"], body=own))
+    assert code == 409 and "is run by this server" in error["detail"]
+    await jp_flowdapt_api("POST", "runs", own["uid"], "cancel")

@@ -61,6 +61,12 @@ class Backend(ABC):
     def status(self) -> dict[str, Any]:
         """What is configured and how much is stored."""
 
+    def save_stage_module(self, module: str, source: str) -> None:
+        """Store a ``%%flowdapt stage`` cell's module where this backend's runs import it."""
+        from flowdapt.notebook.cellstage import save_stage_module
+
+        save_stage_module(module, source)
+
     def close(self) -> None:
         """Release what the backend holds (the local one writes out the history)."""
 

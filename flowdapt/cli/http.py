@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from flowdapt.cli.backend import Backend, register_remote_backend
-from flowdapt.client import Client
+from flowdapt.client import Client, ServerCatalog
 from flowdapt.events import Event
 from flowdapt.history.models import RunQuery
+from flowdapt.resources import catalog
 from flowdapt.resources.models import Resource, WorkflowRun
 from flowdapt.settings import Settings
 
@@ -19,6 +20,7 @@ class HttpBackend(Backend):
 
     def __init__(self, url: str, settings: Settings) -> None:
         self.client = Client(url, app_dir=settings.app_dir)
+        catalog.set_catalog(ServerCatalog(self.client))  # run_workflow("name") in this process looks there
 
     def apply(self, resources: list[Resource]) -> list[tuple[Resource, str]]:
         return self.client.apply(resources)
@@ -50,6 +52,10 @@ class HttpBackend(Backend):
 
     def status(self) -> dict[str, Any]:
         return {"server": self.client.url, **self.client.status()}
+
+    def save_stage_module(self, module: str, source: str) -> None:
+        super().save_stage_module(module, source)  # for runs in this process (a kernel's run_workflow)
+        self.client.save_stage_module(module, source)
 
     def close(self) -> None:
         self.client.close()

@@ -115,6 +115,17 @@ class HistoryRecorder:
             columns = _stage_columns([stage for stage, _ in readable], [run for _, run in readable])
         return run_rows, columns
 
+    def snapshot(self, run: WorkflowRun) -> None:
+        """Queue ``run``'s row and the current attempt of each stage that started, as they are now: for a
+        run another process runs and reports, whose copies replace each other (newest row per key)."""
+        self.put((orm.runs, self.run_values(run)))
+        started = [stage for stage in run.stages if stage.attempts]
+        if started:
+            columns = _stage_columns(started, [run] * len(started))
+            for index in range(len(started)):
+                row = {name: values[index] for name, values in columns.items()}
+                self.put((orm.stage_runs, orm.row_values(orm.stage_runs, {**row, "duration": None})))
+
     def run_values(self, run: WorkflowRun) -> Values:
         """The ``runs`` row of ``run`` as it stands now, in column order (duration is the writer's)."""
         return (run.uid, run.name, run.workflow, run.source, run.state, run.executor, run.namespace,

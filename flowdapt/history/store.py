@@ -157,6 +157,12 @@ class HistoryStore:
         if self._recorder is not None and self.retention_seconds != 0:
             self._recorder.queue_live(run, run)
 
+    def record_reported_run(self, run: WorkflowRun) -> None:
+        """Queue the rows of a run that another process runs and reports (a kernel under a server):
+        the run's row and the current attempt of every stage that started."""
+        if self._recorder is not None and self.retention_seconds != 0:
+            self._recorder.snapshot(run)
+
     def flush(self) -> None:
         """Block until every event seen so far is written."""
         if self.writer is not None:

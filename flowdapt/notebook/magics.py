@@ -1,9 +1,11 @@
 """``%flowdapt`` and ``%%flowdapt stage``: flowctl's commands inside IPython.
 
-Commands go through the same backend as ``flowctl`` (a server when ``FLOWDAPT_URL`` names one,
-else the embedded store with runs in this kernel). They return Python objects (tables of
-resources or runs, the run record) that render as HTML in Jupyter. Bad arguments raise IPython's
-``UsageError`` (one line); failures show one ``error:`` line, never a traceback.
+Commands go through the same backend as ``flowctl`` (a server when ``FLOWDAPT_URL`` names one, as
+in a kernel that Lab started, else the embedded store with runs in this kernel) and behave the
+same on both. They return Python objects (tables of resources or runs, the run record) that render
+as HTML in Jupyter. Bad arguments raise IPython's ``UsageError`` (one line); failures show one
+``error:`` line, never a flowdapt traceback. A run that ``%flowdapt run`` waited for and that did
+not finish fails the cell with its stage's error and traceback, so Run All stops there.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from flowdapt.errors import FlowdaptError
 from flowdapt.history.models import RunQuery
 from flowdapt.notebook import display
 from flowdapt.notebook.cellstage import StageCell, apply_stage_cell, cell_function
+from flowdapt.notebook.reporting import flush_reported_runs
 from flowdapt.resources.loading import load as load_resources
 from flowdapt.resources.models import WorkflowRun
 from flowdapt.settings import get_settings
@@ -44,6 +47,28 @@ class MagicError(FlowdaptError):
 
     def _render_traceback_(self) -> list[str]:
         return [f"error: {self}"]
+
+
+class RunEndedError(MagicError):
+    """A run that ``%flowdapt run`` waited for did not finish: the cell fails, so Run All stops there.
+
+    IPython shows one line naming the run, the stage and its error, then the stage's own traceback.
+    The run's record is ``run``.
+    """
+
+    def __init__(self, run: WorkflowRun) -> None:
+        if run.error is not None:
+            message = f"run '{run.name}' of workflow '{run.workflow}' {run.state}: {run.error}"
+        else:
+            message = f"run '{run.name}' of workflow '{run.workflow}' was {run.state}"
+        super().__init__(message)
+        self.run = run
+
+    def _render_traceback_(self) -> list[str]:
+        lines = [f"error: {self}"]
+        if self.run.error is not None and self.run.error.traceback:
+            lines += ["", *self.run.error.traceback.rstrip().splitlines()]
+        return lines
 
 
 class Table(list):
@@ -137,10 +162,13 @@ class FlowdaptMagics(Magics):
         return self._backend
 
     def _flushed(self) -> Backend:
-        """The backend, with the runs of this kernel written out (the local store writes in batches)."""
+        """The backend, with the runs of this kernel written out (the local store writes in batches; a
+        server gets the records of the kernel's own runs from a reporter)."""
         backend = self.backend()
         if isinstance(backend, LocalBackend):
             backend.store.flush()
+        else:
+            flush_reported_runs()
         return backend
 
     def close(self) -> None:
@@ -226,6 +254,8 @@ class FlowdaptMagics(Magics):
         except KeyboardInterrupt:
             backend.cancel(run.uid)
             raise MagicError(f"interrupted: cancel requested for run '{run.name}'") from None
+        if run.state != "finished":
+            raise RunEndedError(run)
         return run
 
     def _runs(self, argv: list[str]) -> Table:

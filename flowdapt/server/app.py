@@ -3,9 +3,11 @@
 Loaded by ``jupyter lab`` / ``jupyter server`` (enabled by ``jupyter_server_config.d/flowdapt.json``),
 by ``flowdapt lab``, and headless by ``flowdapt serve``. The services start once the server's
 event loop runs and stop with the server (runs drained, executor closed, history flushed).
-While they run, the server's root dir is the workbench root, kernels started by the server inherit
-``FLOWDAPT_URL`` / ``FLOWDAPT_TOKEN`` / ``FLOWDAPT_WORKBENCH_ROOT``, and
-``server.json`` in the app dir tells local clients where the server is.
+While they run, the server's root dir is the workbench root (notebook targets in requests stay
+inside it), kernels started by the server inherit ``FLOWDAPT_URL`` / ``FLOWDAPT_TOKEN`` (their
+``%flowdapt`` magics and name lookups go to this server) and ``FLOWDAPT_APP_DIR`` (they share its
+app dir, so its stage modules and artifacts), and ``server.json`` in the app dir tells local clients
+where the server is.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Float, Int, Unicode
 
-from flowdapt.notebook.paths import ROOT_ENV, set_workbench_root
+from flowdapt.notebook.paths import set_workbench_root
 from flowdapt.server.handlers import ROUTES
 from flowdapt.server.runtime import remove_runtime_file, write_runtime_file
 from flowdapt.server.services import ServerOptions, Services
 from flowdapt.settings import get_settings
 
-KERNEL_ENV = ("FLOWDAPT_URL", "FLOWDAPT_TOKEN", ROOT_ENV)
+KERNEL_ENV = ("FLOWDAPT_URL", "FLOWDAPT_TOKEN", "FLOWDAPT_APP_DIR")
 
 
 class FlowdaptApp(ExtensionApp):
@@ -56,12 +58,13 @@ class FlowdaptApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         root = os.path.abspath(os.path.expanduser(serverapp.root_dir))
-        set_workbench_root(root)  # notebook stages and %%flowdapt stage cells resolve paths against it
+        set_workbench_root(root)  # notebook targets are read against it and confined to it
         await self.services.start()
         url, token = serverapp.connection_url, serverapp.identity_provider.token or ""
         self._saved_env = {name: os.environ.get(name) for name in KERNEL_ENV}
         # Inherited by the kernels the server starts.
-        os.environ.update({"FLOWDAPT_URL": url, "FLOWDAPT_TOKEN": token, ROOT_ENV: root})
+        os.environ.update({"FLOWDAPT_URL": url, "FLOWDAPT_TOKEN": token,
+                           "FLOWDAPT_APP_DIR": str(self.services.settings.app_dir)})
         write_runtime_file(self.services.settings.app_dir, url, token)
         self.log.info("flowdapt services running; REST API at %s", url_path_join(url, "flowdapt/api/v1/"))
 

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from typing import Any
 from uuid import uuid4
 
+from pydantic import ValidationError
+
 from flowdapt.compute.api import run_workflow
 from flowdapt.events import Event, RunFinished
 from flowdapt.events.bus import BaseEventBus
@@ -24,7 +26,7 @@ from flowdapt.history.models import RunQuery, StageAttempt
 from flowdapt.history.store import HistoryStore
 from flowdapt.resources.models import Config, ErrorInfo, Workflow, WorkflowRun
 from flowdapt.server.cache import CatalogCache
-from flowdapt.server.errors import RunStateError, ServiceUnavailableError
+from flowdapt.server.errors import RequestError, RunStateError, ServiceUnavailableError, describe_validation
 from flowdapt.settings import get_settings
 
 _log = logging.getLogger("flowdapt.server")
@@ -187,6 +189,20 @@ class ComputeService:
         if stored.done:
             raise RunStateError(f"run '{stored.name}' already ended ({stored.state})")
         return stored
+
+    async def record_reported(self, uid: str, document: Any) -> WorkflowRun:
+        """Record a run that another process runs itself and reports (``flowdapt.run_workflow`` in a
+        kernel under this server), so the history holds it as it holds this server's runs."""
+        try:
+            run = WorkflowRun.model_validate(document)
+        except ValidationError as exc:
+            raise RequestError(describe_validation(exc, "body field"), 422) from None
+        if run.uid != uid:
+            raise RequestError(f"body: the run's uid '{run.uid}' is not the one in the path ('{uid}')", 422)
+        if uid in self._ended:
+            raise RunStateError(f"run '{run.name}' is run by this server, which records it")
+        self.store.record_reported_run(run)
+        return run
 
     async def delete_run(self, identifier: str) -> WorkflowRun:
         """Delete an ended run from the history."""

@@ -68,6 +68,13 @@ class EventIn(BaseModel):
     channel: str = "events"
 
 
+class StageModuleIn(BaseModel):
+    """Body of ``PUT stage-modules/{module}``: a ``%%flowdapt stage`` cell's source."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(min_length=1)
+
+
 class DrainOptions(BaseModel):
     """Query of ``POST drain``: wait at most ``timeout`` seconds."""
 
@@ -251,12 +258,17 @@ class RunsHandler(FlowdaptHandler):
 
 
 class RunHandler(FlowdaptHandler):
-    """One run by uid or name: get, delete (ended runs only)."""
+    """One run by uid or name: get, record (a run another process runs), delete (ended runs only)."""
 
     @web.authenticated
     @authorized
     async def get(self, identifier: str) -> None:
         self.answer((await self.services.compute.get_run(identifier)).to_document())
+
+    @web.authenticated
+    @authorized
+    async def put(self, identifier: str) -> None:
+        self.answer((await self.services.compute.record_reported(identifier, self.body())).to_document())
 
     @web.authenticated
     @authorized
@@ -289,6 +301,16 @@ class EventsHandler(FlowdaptHandler):
     async def post(self) -> None:
         event = self.services.publish(Event(**self.body(EventIn).model_dump()))
         self.answer(event.to_dict(), 202)
+
+
+class StageModuleHandler(FlowdaptHandler):
+    """Store a stage cell's module where this server's executors import it (kernels send their cells)."""
+
+    @web.authenticated
+    @authorized
+    async def put(self, module: str) -> None:
+        source = self.body(StageModuleIn).source
+        self.answer(await self.services.save_stage_module(module, source))
 
 
 class StatusHandler(FlowdaptHandler):
@@ -343,6 +365,7 @@ ROUTES: list[tuple[str, type[FlowdaptHandler]]] = [
     (rf"/{API}/runs/{_ID}/cancel/?", CancelRunHandler),
     (rf"/{API}/runs/{_ID}/stages/?", RunStagesHandler),
     (rf"/{API}/events/?", EventsHandler),
+    (rf"/{API}/stage-modules/(?P<module>[^/]+)/?", StageModuleHandler),
     (rf"/{API}/status/?", StatusHandler),
     (rf"/{API}/drain/?", DrainHandler),
 ]

@@ -76,6 +76,9 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/runs/{identifier}": {
             "get": _op("get_run", "One run with its stages", params=[ID], response=_ref("WorkflowRun"),
                        errors=(404,)),
+            "put": _op("record_run", "Record a run that another process runs (a kernel under this server); "
+                                     "the identifier is its uid", params=[ID], body=_ref("WorkflowRun"),
+                       response=_ref("WorkflowRun"), errors=(409, 422)),
             "delete": _op("delete_run", "Delete an ended run", params=[ID], response=_ref("WorkflowRun"),
                           errors=(404, 409)),
         },
@@ -86,6 +89,10 @@ def _paths() -> dict[str, dict[str, Any]]:
                                                  errors=(404,))},
         "/events": {"post": _op("publish_event", "Publish an event (condition triggers evaluate it)", ok=202,
                                 body=_ref("EventIn"), response={"type": "object"}, errors=(400, 422))},
+        "/stage-modules/{module}": {"put": _op(
+            "save_stage_module", "Store a %%flowdapt stage cell's module where this server's executors import it",
+            params=[_param("module", where="path", description="workflow__stage_<12 hex digits of the source hash>")],
+            body=_ref("StageModuleIn"), response={"type": "object"}, errors=(400, 422))},
         "/status": {"get": _op("status", "Services, executor, database and counts", response={"type": "object"})},
         "/drain": {
             "post": _op("drain", "Stop accepting runs and wait for the running ones", params=[
@@ -112,11 +119,11 @@ def _paths() -> dict[str, dict[str, Any]]:
 
 @lru_cache(maxsize=1)
 def _schemas() -> dict[str, Any]:
-    from flowdapt.server.handlers import EventIn
+    from flowdapt.server.handlers import EventIn, StageModuleIn
 
     models = [(Workflow, "validation"), (Config, "validation"), (TriggerRule, "validation"),
               (WorkflowRun, "serialization"), (StageAttempt, "serialization"), (TriggerFiring, "serialization"),
-              (EventIn, "validation")]
+              (EventIn, "validation"), (StageModuleIn, "validation")]
     _, top = models_json_schema(models, ref_template=_REF)
     schemas = dict(top.get("$defs", {}))
     schemas["Error"] = {"type": "object", "required": ["detail", "status_code"],

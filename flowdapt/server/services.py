@@ -192,6 +192,16 @@ class Services:
         await asyncio.to_thread(self.store.close)
         catalog.set_catalog(catalog.MemoryCatalog())
 
+    async def save_stage_module(self, module: str, source: str) -> dict[str, str]:
+        """Write a ``%%flowdapt stage`` module into this server's stage folder."""
+        from flowdapt.notebook.cellstage import CellStageError, save_stage_module
+
+        try:
+            path = await asyncio.to_thread(save_stage_module, module, source)
+        except CellStageError as exc:
+            raise RequestError(f"module '{module}': {exc}", 422) from None
+        return {"module": module, "path": str(path)}
+
     def publish(self, event: Event) -> Event:
         """Publish a user event on the bus (condition triggers see it)."""
         self.bus.publish(event)
