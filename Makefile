@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lab test demo bench clean
+.PHONY: install lab test demo bench notebooks clean
 
 install: $(STAMP)
 
@@ -23,6 +23,12 @@ lab: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Execute the example notebooks in place, headless on a fresh app dir: `make test` compares their
+# outputs (the cells marked NBVAL_CHECK_OUTPUT) with what is committed.
+notebooks: install
+	cd notebooks && FLOWDAPT_APP_DIR=$$(mktemp -d) FLOWDAPT_URL= FLOWDAPT_TOKEN= RAY_AUTH_MODE=disabled \
+		../$(BIN)/jupyter nbconvert --to notebook --execute --inplace 0*.ipynb
 
 demo: install
 	$(BIN)/python -m flowdapt.demo
