@@ -162,7 +162,8 @@ class Client:
                                                      missing=("workflow_run", identifier)))
 
     def list_runs(self, **filters: Any) -> list[WorkflowRun]:
-        """Runs newest first; filters ``workflow state source since until limit offset``."""
+        """Runs newest first; filters ``workflow state source since until limit offset``; ``stages=True``
+        includes each run's stages."""
         params = {key: value.isoformat() if hasattr(value, "isoformat") else value
                   for key, value in filters.items() if value is not None}
         return [WorkflowRun.model_validate(item) for item in self._call("GET", "runs", params=params)]

@@ -18,6 +18,7 @@ class RunQuery(BaseModel):
     until: datetime | None = None
     limit: int = Field(default=50, ge=1, le=10_000)
     offset: int = Field(default=0, ge=0)
+    stages: bool = False  # with each run's stages (the latest attempt of each), as one run is shown
 
 
 class StageAttempt(BaseModel):

@@ -160,7 +160,8 @@ _PAGE_HINTS_KEPT = 256
 
 
 def list_runs(conn: Connection, query: RunQuery) -> list[WorkflowRun]:
-    """Runs matching ``query``, newest first (runs not started yet first of all), without their stages.
+    """Runs matching ``query``, newest first (runs not started yet first of all); their stages only with
+    ``query.stages`` (one more statement for the page).
 
     Without since/until, a page is looked for in windows of recent starts first: where the same
     listing's last full page began (a hint kept per connection; new runs only add to that window),
@@ -182,7 +183,8 @@ def list_runs(conn: Connection, query: RunQuery) -> list[WorkflowRun]:
         return conn.execute(_list_statement(dialect, *shape, window), {**params, **extra}).all()
 
     def page(found: list[Any]) -> list[WorkflowRun]:
-        return [_run_from_values(row, raw_json=raw) for row in found]
+        runs = [_run_from_values(row, raw_json=raw) for row in found]
+        return _with_stages(conn, runs) if query.stages else runs
 
     if query.since is not None or query.until is not None:
         return page(rows(None, {}))
@@ -288,6 +290,20 @@ def _latest_attempts(rows: Iterable[Sequence[Any]], raw_json: bool) -> list[Stag
             items_done=items_done or 0, items_failed=items_failed or 0, item_failures=item_failures or [],
             output_notebook=notebook))
     return records
+
+
+def _with_stages(conn: Connection, runs: list[WorkflowRun]) -> list[WorkflowRun]:
+    """``runs`` with the record of each stage's latest attempt, read in one statement."""
+    if not runs:
+        return runs
+    s = orm.stage_runs.c
+    rows = conn.execute(select(s.run_uid, *_STAGE_COLUMNS).where(s.run_uid.in_([run.uid for run in runs]))).all()
+    by_run: dict[str, list[Sequence[Any]]] = {}
+    for row in rows:
+        by_run.setdefault(row[0], []).append(row[1:])
+    for run in runs:
+        run.stages = _latest_attempts(by_run.get(run.uid, ()), raw_json=False)
+    return runs
 
 
 def get_run(conn: Connection, identifier: str) -> WorkflowRun:

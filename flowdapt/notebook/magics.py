@@ -158,7 +158,7 @@ class FlowdaptMagics(Magics):
     def backend(self) -> Backend:
         """The backend, opened on first use and kept while the extension is loaded."""
         if self._backend is None:
-            self._backend = connect(get_settings())
+            self._backend = connect(get_settings(), share="an IPython session (%flowdapt magics)")
         return self._backend
 
     def _flushed(self) -> Backend:
@@ -281,7 +281,8 @@ class FlowdaptMagics(Magics):
             parser.error(f"unknown kind '{args.kind}' (known: workflows, runs, triggers, configs)")
         if kind == RUN_KIND:
             if args.name and not args.kind.lower().endswith("s"):
-                return Table([self.backend().get_run(args.name)], COLUMNS[RUN_KIND])
+                live = self._live.get(args.name)
+                return Table([live or self._flushed().get_run(args.name)], COLUMNS[RUN_KIND])
             return self._runs([args.name] if args.name else [])
         backend = self.backend()
         items = [backend.get(kind, args.name)] if args.name else backend.list(kind)

@@ -71,7 +71,8 @@ def _paths() -> dict[str, dict[str, Any]]:
             params=[ID, *PAGE, _param("since")],
             response={"type": "array", "items": _ref("TriggerFiring")}, errors=(400, 404))},
         "/runs": {"get": _op("list_runs", "Runs, newest first", params=[
-            _param("workflow"), _param("state"), _param("source"), _param("since"), _param("until"), *PAGE],
+            _param("workflow"), _param("state"), _param("source"), _param("since"), _param("until"), *PAGE,
+            _param("stages", "boolean", description="include each run's stages (default: false, stages empty)")],
             response={"type": "array", "items": _ref("WorkflowRun")}, errors=(400,))},
         "/runs/{identifier}": {
             "get": _op("get_run", "One run with its stages", params=[ID], response=_ref("WorkflowRun"),

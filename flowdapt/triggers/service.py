@@ -169,12 +169,7 @@ class TriggerService:
 
     def status(self, trigger: TriggerRule) -> dict[str, Any]:
         """``enabled``, ``last_fire_time`` and ``next_fire_time`` (schedules) of a trigger."""
-        last = self._last_fire.get(trigger.uid)
-        schedule = None
-        if trigger.spec.type == "schedule" and trigger.spec.enabled:
-            schedule = Schedule(trigger, _anchor(trigger, last))
-        return {"enabled": trigger.spec.enabled, "last_fire_time": last and last.isoformat(),
-                "next_fire_time": schedule.next_due.isoformat() if schedule is not None else None}
+        return trigger_status(trigger, self._last_fire.get(trigger.uid))
 
     async def firings(self, trigger: str, since: datetime | None, limit: int, offset: int) -> list[TriggerFiring]:
         """The firing log of trigger ``trigger`` (name), newest first."""
@@ -283,6 +278,16 @@ class TriggerService:
         self.bus.publish(Event(type=TRIGGER_FIRED, source="triggers", channel="triggers", data={
             "trigger": trigger.name, "action": action.target, "run_uid": run_uid, "ok": error is None,
             "error": error, "scheduled_for": scheduled and scheduled.isoformat()}))
+
+
+def trigger_status(trigger: TriggerRule, last_fire: datetime | None) -> dict[str, Any]:
+    """``enabled``, ``last_fire_time`` and ``next_fire_time`` (enabled schedules) of a trigger that last
+    fired at ``last_fire``."""
+    schedule = None
+    if trigger.spec.type == "schedule" and trigger.spec.enabled:
+        schedule = Schedule(trigger, _anchor(trigger, last_fire))
+    return {"enabled": trigger.spec.enabled, "last_fire_time": last_fire and last_fire.isoformat(),
+            "next_fire_time": schedule.next_due.isoformat() if schedule is not None else None}
 
 
 def _anchor(trigger: TriggerRule, last_fire: datetime | None) -> datetime:
