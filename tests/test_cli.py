@@ -343,3 +343,20 @@ def test_a_dask_run_whose_stage_timed_out_prints_no_dask_noise(flowdapt_cli, tmp
     flowdapt_cli("flowctl", "apply", "-p", str(path))
     done = flowdapt_cli("flowctl", "run", "late", "--seconds", "8", "--executor", "dask", check=1)
     assert done.stderr.strip() == "error: StageTimeoutError in stage 'nap': stage 'nap' timed out after 1s"
+
+
+def test_templates_apply_and_their_notebook_stage_runs_from_any_directory(flowdapt_cli, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def flowctl(*args: str, check: int = 0) -> subprocess.CompletedProcess:
+        done = subprocess.run([str(BIN / "flowctl"), *args], cwd=elsewhere, env=flowdapt_cli.env, capture_output=True,
+                              text=True, timeout=180)
+        assert done.returncode == check, done.stderr
+        return done
+
+    assert "[workflow/notebook-stage] created" in flowctl("apply", "-p", str(ROOT / "templates")).stdout
+    stage = json.loads(flowctl("get", "workflow", "notebook-stage", "-o", "json").stdout)[0]["spec"]["stages"][1]
+    assert stage["target"] == str(ROOT / "templates" / "notebooks" / "notebook-stage.ipynb")  # read against the file
+    done = flowctl("run", "notebook-stage", "--name", "x", "-o", "json")
+    assert json.loads(done.stdout)["state"] == "finished"
