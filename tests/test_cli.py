@@ -360,3 +360,15 @@ def test_templates_apply_and_their_notebook_stage_runs_from_any_directory(flowda
     assert stage["target"] == str(ROOT / "templates" / "notebooks" / "notebook-stage.ipynb")  # read against the file
     done = flowctl("run", "notebook-stage", "--name", "x", "-o", "json")
     assert json.loads(done.stdout)["state"] == "finished"
+
+
+def test_a_command_waits_for_a_short_holder_of_the_duckdb_file(flowdapt_cli, flowdapt_resources, flowdapt_app_dir):
+    flowdapt_cli("flowctl", "apply", "-p", str(flowdapt_resources))
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(2)", str(flowdapt_app_dir / "history.duckdb")],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    started = time.monotonic()
+    listed = flowdapt_cli("flowctl", "get", "workflows")  # DuckDB refuses a second process: tried again
+    assert "squares" in listed.stdout and time.monotonic() - started >= 1
+    holder.wait(timeout=10)

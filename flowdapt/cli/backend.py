@@ -10,6 +10,7 @@ server URL is registered with :func:`register_remote_backend`.
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
@@ -206,17 +207,37 @@ def server_url(explicit: str | None, settings: Settings | None = None) -> str | 
     return url
 
 
+LOCK_WAIT_SECONDS = 10.0  # how long to retry a DuckDB file another (short) command holds
+
+
+def _local_or_holder(settings: Settings, share: str | None) -> "Backend | dict[str, Any]":
+    """The local backend, or the runtime info of the process that holds and shares the store. A file held
+    by a process that does not share it (a short command) is tried again for a few seconds."""
+    from flowdapt.cli.sharing import shared_store
+    from flowdapt.history.errors import DatabaseLockedError
+
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        holder = shared_store(settings.app_dir, settings.database_url())
+        if holder is not None:
+            return holder
+        try:
+            return LocalBackend(settings, share=share)
+        except DatabaseLockedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def connect(settings: Settings, server: str | None = None, *, share: str | None = None) -> Backend:
     """The backend for these settings: a server's if one is named or running, else that of the process
     sharing the embedded store it holds, else the local one (shared as ``share`` when it is given)."""
-    from flowdapt.cli.sharing import shared_store
-
     url, token = server_url(server, settings), None
     if url is None:
-        holder = shared_store(settings.app_dir, settings.database_url())
-        if holder is None:
-            return LocalBackend(settings, share=share)
-        url, token = holder["url"], holder["token"]
+        local = _local_or_holder(settings, share)
+        if isinstance(local, Backend):
+            return local
+        url, token = local["url"], local["token"]
     if _remote_backend is None:
         import flowdapt.cli.http  # noqa: F401 - registers the HTTP backend
     return _remote_backend(url, settings, token=token)  # type: ignore[misc]

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from flowdapt import events
 from flowdapt.history import catalog, migrations, orm, queries
-from flowdapt.history.errors import HistoryError
+from flowdapt.history.errors import DatabaseLockedError, HistoryError
 from flowdapt.history.models import (
     DailyWorkflowStats,
     DatabaseStatus,
@@ -122,7 +122,7 @@ class HistoryStore:
                     prune(conn, self.retention_seconds)
         except (OperationalError, DBAPIError) as exc:
             self.engine.dispose()
-            raise HistoryError(_explain(self.url, exc)) from None
+            raise _explain(self.url, exc) from None
         except BaseException:
             self.engine.dispose()
             raise
@@ -277,12 +277,13 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _explain(url: str, exc: Exception) -> str:
+def _explain(url: str, exc: Exception) -> HistoryError:
     text = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
     if "lock" in text.lower():
-        return (f"history database {safe_url(url)} is in use by another process ({text}); DuckDB allows one "
-                f"process at a time: run `flowdapt serve` and use flowctl through it, or use SQLite/PostgreSQL")
-    return f"cannot open history database {safe_url(url)}: {text}"
+        return DatabaseLockedError(
+            f"history database {safe_url(url)} is in use by another process ({text}); DuckDB allows one "
+            f"process at a time: run `flowdapt serve` and use flowctl through it, or use SQLite/PostgreSQL")
+    return HistoryError(f"cannot open history database {safe_url(url)}: {text}")
 
 
 def open_store(settings: Settings, **kwargs: Any) -> HistoryStore:

@@ -209,7 +209,11 @@ class Services:
 
     async def status(self) -> dict[str, Any]:
         """What the server runs and what is stored (the keys of the local ``flowctl status`` and more)."""
-        database = await asyncio.to_thread(self.store.status)
+        def flushed_status() -> Any:  # read your writes: what the engine reported so far is counted
+            self.store.flush()
+            return self.store.status()
+
+        database = await asyncio.to_thread(flushed_status)
         counts = {}
         for kind in RESOURCE_KINDS:
             counts[f"{kind}s"] = len(await self.catalog.list(kind))
