@@ -372,3 +372,17 @@ def test_a_command_waits_for_a_short_holder_of_the_duckdb_file(flowdapt_cli, flo
     listed = flowdapt_cli("flowctl", "get", "workflows")  # DuckDB refuses a second process: tried again
     assert "squares" in listed.stdout and time.monotonic() - started >= 1
     holder.wait(timeout=10)
+
+
+def test_a_module_in_the_current_directory_never_shadows_what_flowctl_imports(flowdapt_cli, flowdapt_resources,
+                                                                            tmp_path):
+    (tmp_path / "duckdb.py").write_text("raise SystemExit('not the real duckdb')\n")  # imported when the store opens
+    (tmp_path / "mystage.py").write_text("def double(x: int = 1):\n    return 2 * x\n")
+    (tmp_path / "w.yaml").write_text("kind: workflow\nmetadata: {name: w}\nspec: {stages: [{name: d, target: "
+                                     "mystage.double}]}\n")
+    done = subprocess.run([str(BIN / "flowctl"), "apply", "-p", "w.yaml"], cwd=tmp_path, env=flowdapt_cli.env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([str(BIN / "flowctl"), "run", "w", "--x", "4"], cwd=tmp_path, env=flowdapt_cli.env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().endswith("[FINISHED]: 8"), done.stderr  # stage modules there still import

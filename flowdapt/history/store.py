@@ -61,8 +61,8 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() in ("duckdb", "sqlite") and parsed.database not in (None, "", ":memory:"):
-        os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
+    if _database_file(parsed) is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), mode=0o700, exist_ok=True)
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": 30}
@@ -71,6 +71,22 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", install_sqlite_functions)
         event.listen(engine, "connect", _sqlite_wal)
     return engine
+
+
+def _database_file(url: Any) -> str | None:
+    """The file of a DuckDB or SQLite URL (``None`` for a server or an in-memory database)."""
+    if url.get_backend_name() in ("duckdb", "sqlite") and url.database not in (None, "", ":memory:"):
+        return url.database
+    return None
+
+
+def _owner_only(url: str) -> None:
+    """Make a database file readable by its owner only: it holds run inputs, results and tracebacks."""
+    path = _database_file(make_url(url))
+    if path is not None:
+        for name in (path, f"{path}.wal", f"{path}-wal", f"{path}-shm"):
+            if os.path.exists(name):
+                os.chmod(name, 0o600)
 
 
 def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
@@ -126,6 +142,7 @@ class HistoryStore:
         except BaseException:
             self.engine.dispose()
             raise
+        _owner_only(self.url)
         if self.listen:
             self.writer, self._recorder = recording(self.engine, retention_seconds=self.retention_seconds or None)
             self.writer.start()
