@@ -1,7 +1,8 @@
 """REST handlers under ``{base_url}flowdapt/api/v1/``: thin tornado handlers over the services.
 
 Every verb is ``@web.authenticated`` and ``@authorized`` (Jupyter's identity provider and
-authorizer, resource ``flowdapt``). Errors are mapped to statuses once, in
+authorizer, resource ``flowdapt``); verbs that change anything also need the ``execute`` action,
+since what they store or start runs code. Errors are mapped to statuses once, in
 :meth:`FlowdaptHandler.write_error`, and answered as ``{"detail", "status_code"}``.
 """
 
@@ -14,6 +15,7 @@ from typing import Any, Literal, TypeVar
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
+from jupyter_server.utils import ensure_async
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tornado import web
 
@@ -25,6 +27,7 @@ from flowdapt.server.services import Services
 
 API = "flowdapt/api/v1"
 KINDS = {"workflows": "workflow", "configs": "config", "triggers": "trigger_rule"}
+MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -86,6 +89,16 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
     """Base of every flowdapt route: services, request parsing, JSON answers and errors."""
 
     auth_resource = "flowdapt"
+
+    async def prepare(self) -> None:
+        """Besides ``@authorized`` (``read`` or ``write`` by verb): a verb that changes anything needs the
+        ``execute`` action too, since workflows, triggers and events run code (the trust model)."""
+        await super().prepare()
+        user = self.current_user
+        if user and self.request.method in MUTATING_VERBS:
+            allowed = await ensure_async(self.authorizer.is_authorized(self, user, "execute", self.auth_resource))
+            if not allowed:
+                raise web.HTTPError(403, f"User is not authorized to execute on resource: {self.auth_resource}.")
 
     @property
     def services(self) -> Services:
