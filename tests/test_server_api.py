@@ -312,3 +312,49 @@ async def test_a_run_another_process_runs_is_recorded_when_reported(jp_flowdapt_
     code, error = await error_of(jp_flowdapt_api("PUT", "runs", own["uid"], body=own))
     assert code == 409 and "is run by this server" in error["detail"]
     await jp_flowdapt_api("POST", "runs", own["uid"], "cancel")
+
+
+@pytest.mark.parametrize("path, params, words", [
+    (("runs",), {"since": "0001-01-01T00:00:00"}, "query parameter 'since'"),
+    (("runs",), {"until": "9999-12-31T23:59:59.999999"}, "query parameter 'until'"),
+    (("runs",), {"since": "9999-12-31T23:59:59+00:00"}, "query parameter 'since'"),
+    (("runs",), {"offset": str(2 ** 63)}, "query parameter 'offset'"),
+    (("triggers", "t", "firings"), {"since": "0001-01-01T00:00:00"}, "query parameter 'since'"),
+])
+async def test_out_of_range_queries_are_400_not_500(jp_flowdapt_api, path, params, words):
+    await jp_flowdapt_api("POST", "triggers", body=trigger_doc("t", {"eq": [1, 1]}, "w"))
+    code, error = await error_of(jp_flowdapt_api("GET", *path, params=params))
+    assert code == 400 and words in error["detail"], error
+
+
+async def test_a_token_in_the_url_is_accepted_on_routes_with_query_models(jp_flowdapt_api, jp_flowdapt, jp_base_url,
+                                                                        jp_http_port):
+    import json
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    token = jp_flowdapt.identity_provider.token  # in the URL only, Jupyter's documented way; no header
+    url = f"http://localhost:{jp_http_port}{jp_base_url}flowdapt/api/v1/runs?limit=5&token={token}"
+    response = await AsyncHTTPClient().fetch(url)
+    assert response.code == 200 and json.loads(response.body) == []
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ("[" * 5000 + "]" * 5000, 400, "body: nested deeper than"),
+    ('{"type": "x", "data": NaN}', 400, "body: invalid JSON: NaN is not allowed"),
+    ('{"type": "x", "data": [Infinity]}', 400, "body: invalid JSON: Infinity is not allowed"),
+])
+async def test_bodies_too_deep_or_with_non_json_numbers_are_400(jp_flowdapt_api, body, status, words):
+    code, error = await error_of(jp_flowdapt_api("POST", "events", body=body))
+    assert code == status and words in error["detail"], error
+
+
+async def test_conditions_are_bounded_in_depth_and_size(jp_flowdapt_api):
+    deep: dict = {"eq": [1, 1]}
+    for _ in range(40):  # within what a body may nest, beyond what a condition may
+        deep = {"not": deep}
+    code, error = await error_of(jp_flowdapt_api("POST", "triggers", body=trigger_doc("deep", deep, "w")))
+    assert code == 422 and "nested deeper than" in error["detail"], error
+    wide = {"or": [{"eq": [{"var": "type"}, str(index)]} for index in range(3000)]}
+    code, error = await error_of(jp_flowdapt_api("POST", "triggers", body=trigger_doc("wide", wide, "w")))
+    assert code == 422 and "more than" in error["detail"], error

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any, Literal
+from datetime import date, datetime, timezone
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+
+MAX_OFFSET = 10**12  # far beyond any history, well inside every database's 64-bit integers
+EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=timezone.utc), datetime(9000, 1, 1, tzinfo=timezone.utc)
+
+
+def checked_instant(value: datetime | None) -> datetime | None:
+    """A time a query may filter on: between the years 1900 and 9000 (naive times are UTC)."""
+    if value is None:
+        return None
+    try:
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        inside = EARLIEST <= aware <= LATEST
+    except OverflowError:
+        inside = False
+    if not inside:
+        raise ValueError("must be between the years 1900 and 9000")
+    return value
+
+
+Instant = Annotated[datetime | None, AfterValidator(checked_instant)]
 
 
 class RunQuery(BaseModel):
@@ -14,10 +35,10 @@ class RunQuery(BaseModel):
     workflow: str | None = None
     state: str | None = None
     source: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Instant = None
+    until: Instant = None
     limit: int = Field(default=50, ge=1, le=10_000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     stages: bool = False  # with each run's stages (the latest attempt of each), as one run is shown
 
 

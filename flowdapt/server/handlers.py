@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tornado import web
 
 from flowdapt.events import Event
-from flowdapt.history.models import RunQuery
+from flowdapt.history.models import MAX_OFFSET, Instant, RunQuery
 from flowdapt.resources.models import RunState
 from flowdapt.server.errors import RequestError, describe_validation, status_of
 from flowdapt.server.services import Services
@@ -28,6 +28,7 @@ from flowdapt.server.services import Services
 API = "flowdapt/api/v1"
 KINDS = {"workflows": "workflow", "configs": "config", "triggers": "trigger_rule"}
 MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_BODY_DEPTH = 64  # resources, inputs and events nest far less; deeper bodies are refused before use
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -36,7 +37,7 @@ class Page(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=100, ge=1, le=10_000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 class RunOptions(BaseModel):
@@ -58,7 +59,7 @@ class RunsQuery(RunQuery):
 
 
 class FiringsQuery(Page):
-    since: datetime | None = None
+    since: Instant = None
 
 
 class EventIn(BaseModel):
@@ -105,9 +106,11 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
         return self.settings["flowdapt_services"].require_ready()
 
     def query(self, model: type[M]) -> M:
-        """The query string as ``model``; 400 naming the parameter when it does not fit."""
+        """The query string as ``model``; 400 naming the parameter when it does not fit. ``token`` is
+        Jupyter's (a token may be given in the URL), not a parameter of the route."""
+        keys = [key for key in self.request.query_arguments if key != "token"]
         try:
-            return model.model_validate({key: self.get_query_argument(key) for key in self.request.query_arguments})
+            return model.model_validate({key: self.get_query_argument(key) for key in keys})
         except ValidationError as exc:
             raise RequestError(describe_validation(exc, "query parameter"), 400) from None
 
@@ -117,9 +120,13 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
             data = default
         else:
             try:
-                data = json.loads(self.request.body)
+                data = json.loads(self.request.body, parse_constant=_refuse_constant)
             except ValueError as exc:
                 raise RequestError(f"body: invalid JSON: {exc}", 400) from None
+            except RecursionError:
+                raise RequestError(f"body: nested deeper than {MAX_BODY_DEPTH} levels", 400) from None
+            if _depth_over(data, MAX_BODY_DEPTH):
+                raise RequestError(f"body: nested deeper than {MAX_BODY_DEPTH} levels", 400)
         if model is None:
             return data
         try:
@@ -155,6 +162,22 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
             self.log.info("%s %s: %s", self.request.method, self.request.uri, value)
         else:
             super().log_exception(typ, value, tb)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed (JSON has no NaN or Infinity)")
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` (parsed JSON) nests lists and objects more than ``limit`` levels deep."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 class RootHandler(FlowdaptHandler):
