@@ -358,3 +358,15 @@ async def test_conditions_are_bounded_in_depth_and_size(jp_flowdapt_api):
     wide = {"or": [{"eq": [{"var": "type"}, str(index)]} for index in range(3000)]}
     code, error = await error_of(jp_flowdapt_api("POST", "triggers", body=trigger_doc("wide", wide, "w")))
     assert code == 422 and "more than" in error["detail"], error
+
+
+async def test_engine_events_cannot_be_forged(jp_flowdapt_api):
+    await jp_flowdapt_api("POST", "workflows", body=workflow_doc("nap", SLEEP))
+    code, run = await jp_flowdapt_api("POST", "workflows", "nap", "run", body={"seconds": 2}, params={"wait": "false"})
+    forged = {"type": "com.event.workflow.workflow_finished", "data": {"uid": run["uid"], "state": "finished"}}
+    code, error = await error_of(jp_flowdapt_api("POST", "events", body=forged))
+    assert code == 422 and "is an engine event type" in error["detail"]
+    code, error = await error_of(jp_flowdapt_api("POST", "events", body={"type": "com.event.trigger.trigger_fired"}))
+    assert code == 422
+    assert (await jp_flowdapt_api("GET", "status"))[1]["running"] == 1  # the run is still counted as running
+    await jp_flowdapt_api("POST", "runs", run["uid"], "cancel")

@@ -16,10 +16,11 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import ensure_async
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tornado import web
 
 from flowdapt.events import Event
+from flowdapt.events.models import ENGINE_TYPE_PREFIXES
 from flowdapt.history.models import MAX_OFFSET, Instant, RunQuery
 from flowdapt.resources.models import RunState
 from flowdapt.server.errors import RequestError, describe_validation, status_of
@@ -63,13 +64,21 @@ class FiringsQuery(Page):
 
 
 class EventIn(BaseModel):
-    """Body of ``POST events``."""
+    """Body of ``POST events``: a user event (the engine's own types are refused: they drive runs)."""
 
     model_config = ConfigDict(extra="forbid")
-    type: str = Field(min_length=1)
+    type: str = Field(min_length=1, max_length=256)
     data: Any = None
-    source: str = "user"
-    channel: str = "events"
+    source: str = Field(default="user", max_length=256)
+    channel: str = Field(default="events", max_length=256)
+
+    @field_validator("type")
+    @classmethod
+    def _not_the_engines(cls, value: str) -> str:
+        if value.startswith(ENGINE_TYPE_PREFIXES):
+            raise ValueError(f"'{value}' is an engine event type ({', '.join(ENGINE_TYPE_PREFIXES)}...): "
+                             "only the engine publishes those; give your event a type of its own")
+        return value
 
 
 class StageModuleIn(BaseModel):
