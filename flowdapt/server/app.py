@@ -40,6 +40,9 @@ class FlowdaptApp(ExtensionApp):
     trigger_lease_seconds = Float(30.0, config=True, help="How long a firing keeps other servers off a trigger.")
     trigger_refresh_seconds = Float(10.0, config=True,
                                     help="How often trigger definitions changed by other processes are re-read.")
+    trigger_rate_limit = Int(60, config=True,
+                             help="Firings a condition trigger may make per minute; more matches are dropped, the "
+                                  "first one recorded as a suppressed firing (0: no limit).")
     catalog_refresh_seconds = Float(2.0, config=True,
                                     help="How long resources read from the database are served from memory "
                                          "(changes by other processes show after at most this long).")
@@ -48,7 +51,8 @@ class FlowdaptApp(ExtensionApp):
         options = ServerOptions(max_concurrent_runs=self.max_concurrent_runs, drain_timeout=self.drain_timeout,
                                 event_bus_url=self.event_bus_url, trigger_lease_seconds=self.trigger_lease_seconds,
                                 trigger_refresh_seconds=self.trigger_refresh_seconds,
-                                catalog_refresh_seconds=self.catalog_refresh_seconds)
+                                catalog_refresh_seconds=self.catalog_refresh_seconds,
+                                trigger_rate_limit=self.trigger_rate_limit)
         self.services = Services(get_settings(), options)
         self.settings["flowdapt_services"] = self.services
         self._saved_env: dict[str, str | None] = {}

@@ -95,14 +95,16 @@ class ComputeService:
 
     # -- runs ----------------------------------------------------------------------------------------------
     async def submit(self, workflow: str, input: dict[str, Any] | None = None, *, source: str = "api",
-                     namespace: str | None = None, executor: str | None = None) -> WorkflowRun:
-        """Start a run of ``workflow`` (name or uid), or queue it when the concurrency limit is reached."""
+                     namespace: str | None = None, executor: str | None = None,
+                     uid: str | None = None) -> WorkflowRun:
+        """Start a run of ``workflow`` (name or uid), or queue it when the concurrency limit is reached;
+        ``uid`` is the run's when the caller chose it (to know its events before it starts)."""
         if self.draining:
             raise ServiceUnavailableError("the server is draining: it accepts no new runs")
         definition: Workflow = await self.catalog.get("workflow", workflow)  # type: ignore[assignment]
         settings = get_settings()
         options = {"input": dict(input or {}), "source": source, "namespace": namespace, "executor": executor}
-        uid = uuid4().hex
+        uid = uid or uuid4().hex
         self._ended[uid] = asyncio.get_running_loop().create_future()
         if self.max_concurrent_runs and self.running >= self.max_concurrent_runs:
             run = WorkflowRun(uid=uid, workflow=definition.name, source=source, input=options["input"],

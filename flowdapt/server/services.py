@@ -40,6 +40,7 @@ class ServerOptions:
     trigger_lease_seconds: float = 30.0
     trigger_refresh_seconds: float = 10.0
     catalog_refresh_seconds: float = 2.0
+    trigger_rate_limit: int = 60
 
 
 class ResourceService:
@@ -160,7 +161,8 @@ class Services:
                                       max_concurrent_runs=options.max_concurrent_runs)
         self.triggers = TriggerService(self.store, self.bus, self.compute.submit, owner=this_owner(),
                                        lease_seconds=options.trigger_lease_seconds,
-                                       refresh_seconds=options.trigger_refresh_seconds)
+                                       refresh_seconds=options.trigger_refresh_seconds,
+                                       rate_limit=options.trigger_rate_limit)
         self.resources = ResourceService(self.store, self.catalog, self._changed,
                                          {"trigger_rule": self.triggers.status})
         self._unbridge: Any = None
@@ -223,7 +225,7 @@ class Services:
                 "namespace": self.settings.default_namespace, "runs": database.runs, "running": self.compute.running,
                 "queued": self.compute.queued, "draining": self.compute.draining, **counts,
                 "schedules": len(self.triggers.schedules), "conditions": len(self.triggers.conditions),
-                "trigger_firings": self.triggers.fired}
+                "trigger_firings": self.triggers.fired, "trigger_suppressed": self.triggers.suppressed}
 
     async def _changed(self, kind: str) -> None:
         if kind == TriggerRule.KIND:

@@ -15,7 +15,13 @@ which stores the last fire time with the firing record in one transaction and ho
 time never fires twice: not after a restart, not with two servers on one database.
 
 Conditions: every event on the bus is evaluated against each enabled condition trigger; a match
-runs the action at once and records the firing with its outcome afterwards.
+runs the action at once and records the firing with its outcome afterwards. A condition trigger
+never fires on an event its own firing caused: the service remembers which triggers led to each
+run it started (the causes of the firing that started it, plus that trigger) and attaches them to
+the run's events and to its firing events, so no chain of triggers can feed on itself, however
+long (chains are also cut at :data:`MAX_CHAIN` triggers). A trigger that matches more than
+``rate_limit`` times a minute is suppressed for the rest of that minute: the first dropped match
+is recorded as a firing whose outcome says so, the others are only counted.
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ import asyncio
 import logging
 import sys
 import threading
+import time
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 from flowdapt.events.bus import BaseEventBus
-from flowdapt.events.models import Event
+from flowdapt.events.models import Event, RunFinished
 from flowdapt.history.models import TriggerFiring
 from flowdapt.history.recorder import TRIGGER_FIRED
 from flowdapt.history.store import HistoryStore
@@ -40,7 +49,12 @@ from flowdapt.triggers.actions import ActionContext, Submit, get_action
 from flowdapt.triggers.conditions import evaluate
 
 _log = logging.getLogger("flowdapt.triggers")
+RUN_FINISHED = RunFinished.TYPE
+RUN_EVENT_PREFIX = "com.event.workflow."
 MAX_CATCHUP = 100
+MAX_CHAIN = 16  # triggers one after another: a longer chain of firings is cut
+MAX_REMEMBERED_RUNS = 10_000  # runs started by triggers whose causes are kept until they finish
+RATE_WINDOW = 60.0  # seconds over which a condition trigger's firings are counted
 SHARPEN_LEAD = 0.1  # seconds before a due time from which threads switch finely
 FINE_SWITCH_INTERVAL = 0.0002  # seconds, for sys.setswitchinterval (the default is 0.005)
 
@@ -126,10 +140,11 @@ class TriggerService:
     owner : who claims firings (``host:pid``)
     lease_seconds : how long a claim keeps another server from firing the same trigger
     refresh_seconds : how often to re-read trigger definitions changed by other processes
+    rate_limit : firings a condition trigger may make per minute (0: no limit)
     """
 
     def __init__(self, store: HistoryStore, bus: BaseEventBus, submit: Submit, *, owner: str,
-                 lease_seconds: float = 30.0, refresh_seconds: float = 10.0) -> None:
+                 lease_seconds: float = 30.0, refresh_seconds: float = 10.0, rate_limit: int = 60) -> None:
         self.store = store
         self.bus = bus
         self.submit = submit
@@ -144,6 +159,11 @@ class TriggerService:
         self._firings: set[asyncio.Task] = set()
         self._unsubscribe: Any = None
         self._switching = FINE_SWITCHING
+        self.rate_limit = rate_limit
+        self.suppressed = 0
+        self._caused_by: dict[str, frozenset[str]] = {}  # run uid -> the triggers whose firings led to it
+        self._recent: defaultdict[str, deque[float]] = defaultdict(deque)  # trigger uid -> its firing times
+        self._suppressed_until: dict[str, float] = {}  # trigger uid -> end of the window it is suppressed in
 
     async def start(self) -> None:
         """Load the triggers, start the schedule loop and listen for events."""
@@ -230,31 +250,74 @@ class TriggerService:
 
     # -- conditions --------------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
-        if not self.conditions:
+        causes = self._causes(event)
+        if self.conditions:
+            data = event.to_dict()
+            for trigger in self.conditions:
+                if trigger.name in causes:
+                    continue  # its own firing led to this event
+                try:
+                    matched = evaluate(trigger.spec.rule, data)
+                except Exception:  # noqa: BLE001 - a rule that cannot be evaluated on this event does not match
+                    _log.debug("condition of trigger %s failed on %s", trigger.name, event.type, exc_info=True)
+                    continue
+                if matched:
+                    self._fire_condition(trigger, event, causes)
+        if event.type == RUN_FINISHED and isinstance(event.data, dict):
+            self._caused_by.pop(event.data.get("uid"), None)
+
+    def _causes(self, event: Event) -> frozenset[str]:
+        """The triggers whose firings led to ``event`` (none for a user's event or a run started by hand)."""
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.type == TRIGGER_FIRED:
+            return frozenset(data.get("caused_by") or ())
+        if event.type.startswith(RUN_EVENT_PREFIX):
+            return self._caused_by.get(data.get("uid"), frozenset())
+        return frozenset()
+
+    def _fire_condition(self, trigger: TriggerRule, event: Event, causes: frozenset[str]) -> None:
+        if len(causes) >= MAX_CHAIN:
+            self._suppress(trigger, event, causes, f"a chain of {MAX_CHAIN} triggers firing one another was cut")
             return
-        data = event.to_dict()
-        for trigger in self.conditions:
-            try:
-                matched = evaluate(trigger.spec.rule, data)
-            except Exception:  # noqa: BLE001 - a rule that cannot be evaluated on this event does not match
-                _log.debug("condition of trigger %s failed on %s", trigger.name, event.type, exc_info=True)
-                continue
-            if matched:
-                self._spawn(trigger, [None], event)
+        now = time.monotonic()
+        if self.rate_limit:
+            recent = self._recent[trigger.uid]
+            while recent and recent[0] <= now - RATE_WINDOW:
+                recent.popleft()
+            if len(recent) >= self.rate_limit:
+                if self._suppressed_until.get(trigger.uid, 0.0) <= now:  # recorded once per window
+                    self._suppressed_until[trigger.uid] = recent[0] + RATE_WINDOW
+                    self._suppress(trigger, event, causes, f"over the rate limit of {self.rate_limit} firings a "
+                                                           "minute: matches are dropped until it is under again")
+                else:
+                    self.suppressed += 1
+                return
+            recent.append(now)
+        self._spawn(trigger, [None], event, causes)
+
+    def _suppress(self, trigger: TriggerRule, event: Event, causes: frozenset[str], reason: str) -> None:
+        self.suppressed += 1
+        _log.warning("trigger %s suppressed: %s", trigger.name, reason)
+        self._spawn(trigger, [None], event, causes, suppressed=f"suppressed: {reason}")
 
     # -- firing ------------------------------------------------------------------------------------------
-    def _spawn(self, trigger: TriggerRule, times: list[datetime | None], event: Event | None) -> asyncio.Future:
-        task = asyncio.ensure_future(self._fire_in_order(trigger, times, event))
+    def _spawn(self, trigger: TriggerRule, times: list[datetime | None], event: Event | None,
+               causes: frozenset[str] = frozenset(), suppressed: str | None = None) -> asyncio.Future:
+        task = asyncio.ensure_future(self._fire_in_order(trigger, times, event, causes, suppressed))
         self._firings.add(task)
         task.add_done_callback(self._firings.discard)
         return task
 
-    async def _fire_in_order(self, trigger: TriggerRule, times: list[datetime | None], event: Event | None) -> None:
+    async def _fire_in_order(self, trigger: TriggerRule, times: list[datetime | None], event: Event | None,
+                             causes: frozenset[str], suppressed: str | None) -> None:
         # Catch-up times are claimed oldest first: a newer claim would make the older ones look fired.
         for scheduled in times:
-            await self._fire(trigger, scheduled, event)
+            await self._fire(trigger, scheduled, event, causes | {trigger.name}, suppressed)
 
-    async def _fire(self, trigger: TriggerRule, scheduled: datetime | None, event: Event | None) -> None:
+    async def _fire(self, trigger: TriggerRule, scheduled: datetime | None, event: Event | None,
+                    causes: frozenset[str], suppressed: str | None) -> None:
+        """Run the trigger's action (unless ``suppressed`` says why not) and record the firing; runs it starts
+        are remembered as caused by ``causes``."""
         action = trigger.spec.action
         firing = None
         if scheduled is not None:  # schedules claim the time first: it must fire exactly once
@@ -263,13 +326,15 @@ class TriggerService:
                 return
             self._last_fire[trigger.uid] = scheduled
         fired_at = _utcnow()
-        self.fired += 1
-        run_uid, error = None, None
-        try:
-            run_uid = await get_action(action.target)(ActionContext(trigger, event, self.submit), action.parameters)
-        except Exception as exc:  # noqa: BLE001 - the outcome is recorded on the firing
-            error = f"{type(exc).__name__}: {exc}"
-            _log.warning("trigger %s: action %s failed: %s", trigger.name, action.target, error)
+        run_uid, error = None, suppressed
+        if suppressed is None:
+            self.fired += 1
+            try:
+                context = ActionContext(trigger, event, self._caused_submit(causes))
+                run_uid = await get_action(action.target)(context, action.parameters)
+            except Exception as exc:  # noqa: BLE001 - the outcome is recorded on the firing
+                error = f"{type(exc).__name__}: {exc}"
+                _log.warning("trigger %s: action %s failed: %s", trigger.name, action.target, error)
         if firing is None:  # an event firing is recorded once, with its outcome, off the path to the run
             await asyncio.to_thread(self.ledger.claim, trigger.uid, trigger.name, action.target, None,
                                     fired_at=fired_at, run_uid=run_uid, error=error)
@@ -277,7 +342,24 @@ class TriggerService:
             await asyncio.to_thread(self.ledger.record_outcome, firing, run_uid=run_uid, error=error)
         self.bus.publish(Event(type=TRIGGER_FIRED, source="triggers", channel="triggers", data={
             "trigger": trigger.name, "action": action.target, "run_uid": run_uid, "ok": error is None,
-            "error": error, "scheduled_for": scheduled and scheduled.isoformat()}))
+            "error": error, "scheduled_for": scheduled and scheduled.isoformat(), "caused_by": sorted(causes)}))
+
+    def _caused_submit(self, causes: frozenset[str]) -> Submit:
+        """The compute service's ``submit``, remembering that the runs it starts were caused by ``causes``
+        before they start (their first events may reach :meth:`_on_event` before ``submit`` returns)."""
+
+        async def submit(*args: Any, **kwargs: Any) -> Any:
+            uid = uuid4().hex
+            if len(self._caused_by) >= MAX_REMEMBERED_RUNS:  # runs that never reported an end (cancelled queued)
+                del self._caused_by[next(iter(self._caused_by))]
+            self._caused_by[uid] = causes
+            try:
+                return await self.submit(*args, uid=uid, **kwargs)
+            except BaseException:
+                self._caused_by.pop(uid, None)
+                raise
+
+        return submit
 
 
 def trigger_status(trigger: TriggerRule, last_fire: datetime | None) -> dict[str, Any]:
