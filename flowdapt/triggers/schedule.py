@@ -16,6 +16,17 @@ def validate_cron(expression: str) -> None:
         raise ValueError(f"rule: malformed cron '{expression}'")
 
 
+def check_fires(expression: str) -> None:
+    """Raise ``ValueError`` if no date matches ``expression`` (``0 0 30 2 *``): checked when a trigger is
+    applied, not when a stored one is read, so a trigger stored before this check still reads."""
+    from croniter import CroniterBadDateError, croniter
+
+    try:
+        croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(f"cron '{expression}' never fires: no date matches it") from None
+
+
 def validate_timezone(name: str) -> None:
     """Raise ``ValueError`` if ``name`` is not an IANA time zone."""
     try:

@@ -164,6 +164,7 @@ class TriggerService:
         self._caused_by: dict[str, frozenset[str]] = {}  # run uid -> the triggers whose firings led to it
         self._recent: defaultdict[str, deque[float]] = defaultdict(deque)  # trigger uid -> its firing times
         self._suppressed_until: dict[str, float] = {}  # trigger uid -> end of the window it is suppressed in
+        self.failed: dict[str, str] = {}  # trigger uid -> why its schedule stopped (until the trigger changes)
 
     async def start(self) -> None:
         """Load the triggers, start the schedule loop and listen for events."""
@@ -183,13 +184,19 @@ class TriggerService:
         await asyncio.to_thread(self.ledger.release)
 
     async def reload(self) -> None:
-        """Re-read trigger definitions now (after one was created, changed or deleted) and reschedule."""
+        """Re-read trigger definitions now (after one was created, changed or deleted) and reschedule; a
+        schedule that failed is tried again."""
+        self.failed.clear()
         await self._load()
         self._changed.set()  # wakes the schedule loop to sleep until the new earliest time
 
     def status(self, trigger: TriggerRule) -> dict[str, Any]:
-        """``enabled``, ``last_fire_time`` and ``next_fire_time`` (schedules) of a trigger."""
-        return trigger_status(trigger, self._last_fire.get(trigger.uid))
+        """``enabled``, ``last_fire_time`` and ``next_fire_time`` (schedules) of a trigger; ``error`` says why a
+        schedule that failed stopped."""
+        status = trigger_status(trigger, self._last_fire.get(trigger.uid))
+        if trigger.uid in self.failed:
+            status["error"] = self.failed[trigger.uid]
+        return status
 
     async def firings(self, trigger: str, since: datetime | None, limit: int, offset: int) -> list[TriggerFiring]:
         """The firing log of trigger ``trigger`` (name), newest first."""
@@ -201,8 +208,16 @@ class TriggerService:
         triggers: list[TriggerRule] = await asyncio.to_thread(self.store.list, "trigger_rule")  # type: ignore[arg-type]
         self._last_fire = await asyncio.to_thread(self.ledger.last_fire_times)
         enabled = [trigger for trigger in triggers if trigger.spec.enabled]
-        self.schedules = {t.uid: Schedule(t, _anchor(t, self._last_fire.get(t.uid)))
-                          for t in enabled if t.spec.type == "schedule"}
+        self.schedules = {}
+        for trigger in enabled:
+            if trigger.spec.type == "schedule" and trigger.uid not in self.failed:
+                schedule = Schedule(trigger, _anchor(trigger, self._last_fire.get(trigger.uid)))
+                try:
+                    schedule.next_due  # noqa: B018 - a schedule that cannot say when it is due stops alone
+                except Exception as exc:  # noqa: BLE001
+                    self._schedule_failed(trigger, exc)
+                else:
+                    self.schedules[trigger.uid] = schedule
         self.conditions = [t for t in enabled if t.spec.type == "condition"]
 
     async def _schedule_loop(self) -> None:
@@ -211,14 +226,21 @@ class TriggerService:
         try:
             while True:
                 now = _utcnow()
-                for schedule in list(self.schedules.values()):
-                    if schedule.next_due <= now:
-                        self._fire_due(schedule, now)
+                due: dict[str, datetime] = {}
+                for uid, schedule in list(self.schedules.items()):
+                    try:
+                        due[uid] = schedule.next_due
+                        if due[uid] <= now:
+                            self._fire_due(schedule, now)
+                            due[uid] = schedule.next_due
+                    except Exception as exc:  # noqa: BLE001 - one schedule must never stop the others
+                        due.pop(uid, None)
+                        self._schedule_failed(schedule.trigger, exc)
                 if sharp:
                     self._switching.release()
                     sharp = False
                 wake = refresh_at
-                next_due = min((schedule.next_due for schedule in self.schedules.values()), default=None)
+                next_due = min(due.values(), default=None)
                 if next_due is not None:
                     sharp = (next_due - _utcnow()).total_seconds() <= SHARPEN_LEAD
                     wake = min(wake, next_due if sharp else next_due - timedelta(seconds=SHARPEN_LEAD))
@@ -238,6 +260,15 @@ class TriggerService:
         finally:
             if sharp:
                 self._switching.release()
+
+    def _schedule_failed(self, trigger: TriggerRule, exc: Exception) -> None:
+        """Stop one schedule that failed (until its trigger changes), log it and record it as a firing of
+        that trigger; the other schedules go on."""
+        error = f"schedule stopped: {type(exc).__name__}: {exc}"
+        _log.error("trigger %s: %s", trigger.name, error, exc_info=exc)
+        self.failed[trigger.uid] = error
+        self.schedules.pop(trigger.uid, None)
+        self._spawn(trigger, [None], None, suppressed=error)
 
     def _fire_due(self, schedule: Schedule, now: datetime) -> None:
         times = schedule.due_times(now)
@@ -365,11 +396,14 @@ class TriggerService:
 def trigger_status(trigger: TriggerRule, last_fire: datetime | None) -> dict[str, Any]:
     """``enabled``, ``last_fire_time`` and ``next_fire_time`` (enabled schedules) of a trigger that last
     fired at ``last_fire``."""
-    schedule = None
+    status: dict[str, Any] = {"enabled": trigger.spec.enabled, "last_fire_time": last_fire and last_fire.isoformat(),
+                              "next_fire_time": None}
     if trigger.spec.type == "schedule" and trigger.spec.enabled:
-        schedule = Schedule(trigger, _anchor(trigger, last_fire))
-    return {"enabled": trigger.spec.enabled, "last_fire_time": last_fire and last_fire.isoformat(),
-            "next_fire_time": schedule.next_due.isoformat() if schedule is not None else None}
+        try:
+            status["next_fire_time"] = Schedule(trigger, _anchor(trigger, last_fire)).next_due.isoformat()
+        except Exception as exc:  # noqa: BLE001 - a trigger stored by an older version: said, not a failure
+            status["error"] = f"{type(exc).__name__}: {exc}"
+    return status
 
 
 def _anchor(trigger: TriggerRule, last_fire: datetime | None) -> datetime:
