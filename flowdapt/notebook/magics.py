@@ -181,7 +181,7 @@ class FlowdaptMagics(Magics):
     def flowdapt(self, line: str, cell: str | None = None) -> Any:
         """``%flowdapt apply|run|runs|get|status|cancel ...``; ``%%flowdapt stage NAME ...`` on a cell."""
         try:
-            argv = shlex.split(line)
+            argv = shlex.split(line, comments=True)  # `%flowdapt run w  # a comment` as in a shell
         except ValueError as exc:
             raise UsageError(f"%flowdapt: {exc}") from None
         command = argv[0] if argv else ""
