@@ -146,15 +146,29 @@ class Client:
 
     def list_runs(self, **filters: Any) -> list[WorkflowRun]:
         """Runs newest first; filters ``workflow state source since until limit offset``."""
-        params = {key: value.isoformat() if hasattr(value, "isoformat") else value
-                  for key, value in filters.items() if value is not None}
-        return [WorkflowRun.model_validate(item) for item in self._call("GET", "runs", params=params)]
+        return [WorkflowRun.model_validate(item) for item in self._call("GET", "runs", params=_params(filters))]
 
     def cancel(self, identifier: str) -> WorkflowRun:
         return WorkflowRun.model_validate(self._call("POST", f"runs/{identifier}/cancel"))
 
     def stages(self, identifier: str) -> list[dict[str, Any]]:
         return self._call("GET", f"runs/{identifier}/stages")
+
+    # -- run-history statistics (the dashboard's data) ---------------------------------------------------
+    def stats(self, view: str, **params: Any) -> Any:
+        """One run-history statistic, aggregated by the server's database (``GET stats/{view}``).
+
+        ``view`` is one of :data:`flowdapt.history.stats.VIEWS`: ``timeline`` (``bucket=hour|day``),
+        ``summary``, ``workflows``, ``daily``, ``errors`` and ``items`` (``limit``), ``active``, ``stages``,
+        ``triggers`` (``trigger``, ``late_after``, ``limit``), ``version``. Filters: ``workflow``,
+        ``state``, ``source``, ``since``, ``until``. Answers the view's models (``RunSummary``, lists of
+        ``RunBucket``, ...).
+        """
+        from flowdapt.history.stats import VIEWS
+
+        if view not in VIEWS:
+            raise FlowdaptError(f"unknown statistic '{view}' (known: {', '.join(VIEWS)})")
+        return VIEWS[view].adapter.validate_python(self._call("GET", f"stats/{view}", params=_params(params)))
 
     # -- events and the server -----------------------------------------------------------------------------
     def publish(self, type: str, data: Any = None, *, source: str = "user", channel: str = "events") -> dict:
@@ -163,6 +177,12 @@ class Client:
 
     def status(self) -> dict[str, Any]:
         return self._call("GET", "status")
+
+
+def _params(values: dict[str, Any]) -> dict[str, Any]:
+    """Query parameters: ``None`` left out, times in ISO 8601."""
+    return {key: value.isoformat() if hasattr(value, "isoformat") else value
+            for key, value in values.items() if value is not None}
 
 
 def _collection(kind: str) -> str:

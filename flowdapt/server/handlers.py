@@ -19,6 +19,7 @@ from tornado import web
 
 from flowdapt.events import Event
 from flowdapt.history.models import RunQuery
+from flowdapt.history.stats import VIEWS
 from flowdapt.resources.models import RunState
 from flowdapt.server.errors import RequestError, describe_validation, status_of
 from flowdapt.server.services import Services
@@ -317,6 +318,19 @@ class DrainHandler(FlowdaptHandler):
         self.answer({"draining": False, "running": compute.running, "queued": compute.queued})
 
 
+class StatsHandler(FlowdaptHandler):
+    """``stats/{view}``: one run-history statistic, aggregated by the database (the dashboard's data)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, view: str) -> None:
+        spec = VIEWS.get(view)
+        if spec is None:
+            raise RequestError(f"unknown statistic '{view}' (known: {', '.join(VIEWS)})", 404)
+        answer = await self.services.stats.answer(view, self.query(spec.query))
+        self.answer(spec.adapter.dump_python(answer, mode="json"))
+
+
 class OpenAPIHandler(FlowdaptHandler):
     @web.authenticated
     @authorized
@@ -345,4 +359,5 @@ ROUTES: list[tuple[str, type[FlowdaptHandler]]] = [
     (rf"/{API}/events/?", EventsHandler),
     (rf"/{API}/status/?", StatusHandler),
     (rf"/{API}/drain/?", DrainHandler),
+    (rf"/{API}/stats/(?P<view>[^/]+)/?", StatsHandler),
 ]

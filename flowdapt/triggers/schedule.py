@@ -30,3 +30,21 @@ def next_fire_time(expression: str, after: datetime, timezone: str = "UTC") -> d
 
     local = after.astimezone(ZoneInfo(timezone))
     return croniter(expression, local).get_next(datetime)
+
+
+def due_times_before(expressions: list[str], end: datetime, start: datetime, timezone: str = "UTC",
+                     limit: int = 1000) -> list[datetime]:
+    """The times in ``[start, end)`` any of ``expressions`` matches (aware, in ``timezone``), newest
+    first, at most ``limit`` of them: the newest ``limit`` when there are more."""
+    from croniter import croniter
+
+    zone = ZoneInfo(timezone)
+    found: set[datetime] = set()
+    for expression in expressions:
+        cron = croniter(expression, end.astimezone(zone))
+        for _ in range(limit):
+            when = cron.get_prev(datetime)
+            if when < start:
+                break
+            found.add(when)
+    return sorted(found, reverse=True)[:limit]
