@@ -40,11 +40,14 @@ class History:
     trigger: Any = None
 
     def load(self, store: Any) -> None:
-        """Write every row into an open store (and the trigger rule into its catalog)."""
+        """Write every row into an open store, the trigger rule into its catalog, and the trigger's last fire
+        time (this hour), so a trigger service running on the store does not fire it again."""
         with store.engine.begin() as conn:
             upsert(conn, orm.runs, self.runs)
             upsert(conn, orm.stage_runs, self.stages)
             upsert(conn, orm.trigger_firings, self.firings)
+            upsert(conn, orm.trigger_state, [{"trigger_uid": self.trigger.uid, "last_fire_time": self.hour(0),
+                                              "lease_owner": None, "lease_until": None}])
         store.apply([self.trigger])
 
     # -- what the statistics must answer --------------------------------------------------------------

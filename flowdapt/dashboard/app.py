@@ -130,7 +130,7 @@ class Dashboard:
         else:
             self.refresh()
 
-    def _filters_changed(self, events: list[Any]) -> None:
+    def _filters_changed(self, *events: Any) -> None:
         names = {event.name for event in events}
         if names - {"tab"}:
             self.stale = set(TABS)

@@ -36,11 +36,11 @@ class OverviewView:
         self.kpis = pn.pane.HTML(kpi_cards([]), sizing_mode="stretch_width", stylesheets=[KPI_CSS])
         self.timeline = TimelineChart()
         self.durations = DurationChart()
-        self.workflows = table({"workflow": "Workflow", "runs": "Runs", "success": "Success", "failed": "Failed",
+        self.workflows = table("workflows", {"workflow": "Workflow", "runs": "Runs", "success": "Success", "failed": "Failed",
                                 "active": "Active", "p50": "p50", "p95": "p95", "last": "Last start (UTC)"})
-        self.active = table({"name": "Run", "workflow": "Workflow", "state": "State", "source": "Source",
+        self.active = table("active", {"name": "Run", "workflow": "Workflow", "state": "State", "source": "Source",
                              "started": "Started (UTC)"}, hidden=("uid",))
-        self.errors = table({"runs": "Runs", "type": "Error", "message": "Message", "workflow": "Latest in",
+        self.errors = table("errors", {"runs": "Runs", "type": "Error", "message": "Message", "workflow": "Latest in",
                              "stage": "Stage", "at": "Latest (UTC)", "run": "Latest run", "lab": ""},
                             hidden=("uid", "lab_url") if links.root else ("uid", "lab_url", "lab"),
                             formatters={"lab": link_formatter("lab_url")}, widths={"runs": 70, "message": "35%", "lab": 60},

@@ -56,14 +56,16 @@ class Context:
         return {key: future.result() for key, future in futures.items()}
 
 
-def table(columns: dict[str, str], *, hidden: tuple[str, ...] = (), max_height: int = 320,
+def table(name: str, columns: dict[str, str], *, hidden: tuple[str, ...] = (), max_height: int = 320,
           **options: Any) -> pn.widgets.Tabulator:
     """A read-only table with ``columns`` (field: title) and ``hidden`` fields (uids, URLs), as tall as its
-    rows up to ``max_height`` (then it scrolls); filled later with :func:`show_rows`."""
+    rows up to ``max_height`` (then it scrolls), with the CSS class ``fd-<name>``; filled later with
+    :func:`show_rows`."""
     fields = [*columns, *hidden]
     return pn.widgets.Tabulator(pd.DataFrame({field: [] for field in fields}), titles=columns, show_index=False,
                                 disabled=True, sizing_mode="stretch_width", max_height=max_height,
-                                layout="fit_columns", selectable=False, hidden_columns=list(hidden), **options)
+                                layout="fit_columns", selectable=False, hidden_columns=list(hidden),
+                                css_classes=[f"fd-{name}"], **options)
 
 
 def show_rows(widget: pn.widgets.Tabulator, rows: list[dict[str, Any]]) -> None:

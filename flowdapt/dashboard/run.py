@@ -34,7 +34,7 @@ class RunView:
         if links.root:
             columns["notebook"] = "Output notebook"
             formatters["notebook"] = link_formatter("notebook_url")
-        self.stages = table(columns, hidden=("notebook_url",), formatters=formatters, max_height=240)
+        self.stages = table("run-stages", columns, hidden=("notebook_url",), formatters=formatters, max_height=240)
         self.panel = pn.Column(self.entry, self.heading, pn.pane.Bokeh(self.gantt.figure, sizing_mode="stretch_width"),
                                "#### Stages", self.stages, sizing_mode="stretch_width")
 

@@ -50,7 +50,8 @@ class RunsView:
         self.table = pn.widgets.Tabulator(_shown(self.frame), show_index=False, disabled=True,
                                           sizing_mode="stretch_width", pagination="remote", page_size=25,
                                           layout="fit_columns", selectable=False, hidden_columns=["uid"],
-                                          titles=TITLES, formatters={"duration": NumberFormatter(format="0.000")})
+                                          titles=TITLES, formatters={"duration": NumberFormatter(format="0.000")},
+                                          css_classes=["fd-runs"])
         self.table.on_click(lambda event: navigate(run=self.table.value.iloc[event.row]["uid"], tab="run"))
         self.limit.param.watch(lambda _: navigate(), "value")  # no change of filters: show again
         self.panel = pn.Column(pn.Row(self.limit, self.count, self.csv, self.parquet), self.table,

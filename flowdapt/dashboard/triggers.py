@@ -28,11 +28,11 @@ class TriggersView:
     def __init__(self, navigate: Callable[..., None], links: Links) -> None:
         self.late_after = pn.widgets.FloatInput(name="Late after (seconds)", value=1.0, start=0, step=0.5, width=180)
         self.late_after.param.watch(lambda event: navigate(late_after=event.new), "value")
-        self.summary = table({"trigger": "Trigger", "firings": "Firings", "failed": "Failed", "late": "Late",
+        self.summary = table("trigger-summary", {"trigger": "Trigger", "firings": "Firings", "failed": "Failed", "late": "Late",
                               "missed": "Missed", "p50": "p50 late by", "p95": "p95 late by", "max": "max late by",
                               "last": "Last fired (UTC)"}, max_height=180)
         self.chart = LatenessChart()
-        self.firings = table({"trigger": "Trigger", "outcome": "Outcome", "scheduled": "Scheduled (UTC)",
+        self.firings = table("trigger-firings", {"trigger": "Trigger", "outcome": "Outcome", "scheduled": "Scheduled (UTC)",
                               "fired": "Fired (UTC)", "lateness": "Late by", "run": "Run", "error": "Error"},
                              hidden=("run_uid",), max_height=360)
         self.firings.style.apply(_row_style, axis=1)

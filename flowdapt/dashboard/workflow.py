@@ -27,9 +27,9 @@ class WorkflowView:
                                    ("rate", "@value{0.0%}")], percent=True)
         self.items_chart = RateChart("Most failing items of parameterized stages", "item-failures", "#ef6c00",
                                      [("item", "@label"), ("failed", "@count attempts")], percent=False)
-        self.stages = table({"stage": "Stage", "attempts": "Attempts", "failed": "Failed", "retried": "Retries",
+        self.stages = table("workflow-stages", {"stage": "Stage", "attempts": "Attempts", "failed": "Failed", "retried": "Retries",
                              "p50": "p50", "p95": "p95", "max": "max", "items": "Items failed"}, max_height=220)
-        self.items = table({"stage": "Stage", "item": "Item", "failures": "Failed attempts", "type": "Latest error",
+        self.items = table("workflow-items", {"stage": "Stage", "item": "Item", "failures": "Failed attempts", "type": "Latest error",
                             "message": "Message", "at": "Latest (UTC)"}, hidden=("uid",), max_height=220)
         self.items.on_click(lambda event: navigate(run=self.items.value.iloc[event.row]["uid"], tab="run"))
         self.panel = pn.Column(
