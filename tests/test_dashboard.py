@@ -57,7 +57,7 @@ def test_the_overview_plots_and_tables_the_history(flowdapt_history):
     store, history = flowdapt_history
     dashboard = _dashboard(store)
     dashboard.refresh()
-    overview = dashboard.views["overview"]
+    overview = dashboard.view("overview")
     week = history.now - timedelta(days=7)
     expected = history.summary(since=week)
     plotted = overview.timeline.source.data
@@ -85,7 +85,7 @@ def test_the_workflow_view_shows_stage_boxes_failure_rates_and_failing_items(flo
     store, history = flowdapt_history
     dashboard = _dashboard(store, workflow="etl", tab="workflow", range="all")
     dashboard.refresh()
-    view = dashboard.views["workflow"]
+    view = dashboard.view("workflow")
     boxes = view.boxes.source.data
     durations = history.stage_durations("etl")
     assert boxes["stage"] == ["extract", "transform", "load"]
@@ -105,7 +105,7 @@ def test_the_run_view_draws_every_attempt_and_links_notebooks_and_lab(flowdapt_h
     retried = next(row["run_uid"] for row in history.stages if row["attempt"] == 2)
     dashboard = _dashboard(store, tab="run", run=retried)
     dashboard.refresh()
-    view = dashboard.views["run"]
+    view = dashboard.view("run")
     gantt = view.gantt.source.data
     attempts = [row for row in history.stages if row["run_uid"] == retried]
     assert sorted(zip(gantt["stage"], gantt["attempt"])) == sorted((row["stage"], row["attempt"]) for row in attempts)
@@ -124,7 +124,7 @@ def test_the_triggers_view_marks_late_failed_and_missed_firings(flowdapt_history
     store, history = flowdapt_history
     dashboard = _dashboard(store, tab="triggers", late_after=2.0)
     dashboard.refresh()
-    view = dashboard.views["triggers"]
+    view = dashboard.view("triggers")
     outcomes = Counter(view.firings.value["outcome"])
     assert (outcomes["late"], outcomes["failed"], outcomes["missed"]) == (len(LATE_HOURS), 1, len(MISSING_HOURS))
     assert sorted(view.chart.missed.data["scheduled"]) == sorted(t.replace(tzinfo=None) for t in history.missed_times())
@@ -137,7 +137,7 @@ def test_the_runs_table_downloads_as_csv_and_parquet(flowdapt_history):
     store, history = flowdapt_history
     dashboard = _dashboard(store, tab="runs", workflow="train", range="all")
     dashboard.refresh()
-    view = dashboard.views["runs"]
+    view = dashboard.view("runs")
     expected = sorted(run["uid"] for run in history.matching(workflow="train"))
     assert sorted(view.table.value["uid"]) == expected
     csv = pd.read_csv(io.BytesIO(view.csv.callback().getvalue()))

@@ -206,3 +206,21 @@ def test_failed_items_of_real_runs_are_counted_per_item(backend, tmp_path, reque
         items = HistoryStats(store).answer("items", workflow="squares", since=datetime.now(timezone.utc) - timedelta(hours=1))
     assert [(item.stage, item.item, item.failures) for item in items] == [("sq", 1, 2), ("sq", 3, 2), ("sq", 5, 1)]
     assert items[0].type == "ValueError" and aware(items[0].last_at) <= datetime.now(timezone.utc)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "Asia/Kolkata"])
+@pytest.mark.parametrize("expression", ["0 * * * *", "*/15 9-17 * * 1-5", "0 0 1,15 * 0", "30 2 * * *",
+                                        "5 4 * * SUN", "0 0 29 2 *", "*/10 * * * * *", "0 0 L * *", "0 9 * * 5#3"])
+def test_due_times_are_the_times_croniter_steps_through(expression, zone):
+    from zoneinfo import ZoneInfo
+
+    from croniter import croniter
+
+    from flowdapt.triggers.schedule import due_times_before
+
+    end = datetime(2024, 12, 30, 7, 13, tzinfo=timezone.utc)  # no DST change in the 60 days before
+    start = end - timedelta(days=60)
+    cron, stepped = croniter(expression, end.astimezone(ZoneInfo(zone))), []
+    while len(stepped) < 400 and (when := cron.get_prev(datetime)) >= start:
+        stepped.append(when)
+    assert due_times_before([expression], end, start, zone, 400) == stepped

@@ -49,15 +49,16 @@ class Dashboard:
         self.links = links
         self.filters = filters or Filters()
         self.refresh_seconds = refresh_seconds
-        self.views = {name: view(self.navigate, links) for name, view in VIEWS.items()}
+        self.views: dict[str, Any] = {}  # built when first shown: a page holds only what was looked at
+        self.slots = {name: pn.Column(sizing_mode="stretch_width") for name in TABS}
         self.stale = set(TABS)
         self.version: Any = None
         self.updated_at: datetime | None = None
         self.alert = pn.pane.Alert("\n".join(problems), alert_type="warning", visible=bool(problems),
                                    sizing_mode="stretch_width")
         self.status = pn.pane.Markdown("", sizing_mode="stretch_width", styles={"font-size": "12px"})
-        self.tabs = pn.Tabs(*((view.title, view.panel) for view in self.views.values()),
-                            active=TABS.index(self.filters.tab), sizing_mode="stretch_width", dynamic=False)
+        self.tabs = pn.Tabs(*((VIEWS[name].title, self.slots[name]) for name in TABS),
+                            active=TABS.index(self.filters.tab), sizing_mode="stretch_width", dynamic=True)
         self.tabs.param.watch(lambda event: self.navigate(tab=TABS[event.new]), "active")
         self.sidebar = self._sidebar()
         self.filters.param.watch(self._filters_changed, list(Filters.QUERY))
@@ -148,12 +149,19 @@ class Dashboard:
             query = self.filters.to_query()
             location.search = f"?{query}" if query else ""
 
+    def view(self, tab: str) -> Any:
+        """The view of ``tab``, built (and put in its tab) the first time it is asked for."""
+        if tab not in self.views:
+            self.views[tab] = VIEWS[tab](self.navigate, self.links)
+            self.slots[tab].append(self.views[tab].panel)
+        return self.views[tab]
+
     def refresh(self) -> None:
         """Show fresh data in the tab on screen."""
         tab = self.filters.tab
         now = datetime.now(timezone.utc)
         try:
-            self.views[tab].refresh(Context(self.source, self.filters, self.links, now))
+            self.view(tab).refresh(Context(self.source, self.filters, self.links, now))
         except Exception as exc:  # noqa: BLE001 - a failed refresh is shown, the page stays usable
             _log.debug("refreshing %s failed", tab, exc_info=True)
             self.alert.object, self.alert.alert_type, self.alert.visible = _one_line(exc), "danger", True
@@ -177,7 +185,7 @@ class Dashboard:
         self.version = version
         if changed:
             self.stale = set(TABS)
-        if changed or (self.filters.tab == "run" and self.views["run"].live):
+        if changed or (self.filters.tab == "run" and self.view("run").live):
             self.refresh()
 
     def _workflow_names(self) -> list[str]:

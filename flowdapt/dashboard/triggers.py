@@ -38,7 +38,8 @@ class TriggersView:
         self.firings.style.apply(_row_style, axis=1)
         self.firings.on_click(lambda event: self.firings.value.iloc[event.row]["run_uid"] and navigate(
             run=self.firings.value.iloc[event.row]["run_uid"], tab="run"))
-        self.panel = pn.Column(self.late_after, "#### Per trigger", self.summary,
+        self.note = pn.pane.Markdown("", styles={"font-size": "12px", "color": "#546e7a"})
+        self.panel = pn.Column(self.late_after, "#### Per trigger", self.summary, self.note,
                                pn.pane.Bokeh(self.chart.figure, sizing_mode="stretch_width"),
                                "#### Firings and missed schedule times, newest first", self.firings,
                                sizing_mode="stretch_width")
@@ -54,6 +55,9 @@ class TriggersView:
                                   "late": row.late, "missed": row.missed, "p50": seconds(row.p50_lateness),
                                   "p95": seconds(row.p95_lateness), "max": seconds(row.max_lateness),
                                   "last": when(row.last_fired_at)} for row in report.triggers])
+        self.note.object = (f"Late: fired more than {report.late_after:g} s after the schedule time. Missed: a due time "
+                            f"of an enabled schedule (after its last change) without a firing; the newest "
+                            f"{report.missed_checked} due times of each schedule are checked.")
         self.chart.update(report.firings, report.missed, report.late_after)
         rows = [_firing_row(firing) for firing in report.firings]
         rows += [{"trigger": miss.trigger, "outcome": "missed", "scheduled": when(miss.scheduled_at), "fired": "",

@@ -247,9 +247,11 @@ class TriggerPunctuality(BaseModel):
 
 
 class PunctualityReport(BaseModel):
-    """Per trigger punctuality, the newest firings and the missed schedule times."""
+    """Per trigger punctuality, the newest firings and the missed schedule times (among the newest
+    ``missed_checked`` due times of each enabled schedule trigger)."""
 
     late_after: float
+    missed_checked: int
     triggers: list[TriggerPunctuality]
     firings: list[FiringRecord]
     missed: list[MissedFiring]

@@ -51,7 +51,7 @@ ACTIVE = ("pending", "running")
 ERROR_STATES = ("failed", "interrupted")
 MEDIAN_P95 = (0.5, 0.95)
 MISSED_AFTER = timedelta(seconds=60)  # a schedule time with no firing this long after it counts as missed
-MISSED_CHECKED = 1000  # newest schedule times checked per trigger for missed firings
+MISSED_CHECKED = 200  # newest schedule times checked per trigger for missed firings (a croniter step each)
 ACTIVE_LIMIT = 200
 
 
@@ -245,8 +245,8 @@ def trigger_punctuality(conn: Connection, query: PunctualityQuery, triggers: lis
             trigger=miss.trigger, firings=0, failed=0, late=0, missed=0, p50_lateness=None, p95_lateness=None,
             max_lateness=None, last_fired_at=None))
         summary.missed += 1
-    return PunctualityReport(late_after=query.late_after, triggers=sorted(summaries.values(), key=lambda s: s.trigger),
-                             firings=firings, missed=missed)
+    return PunctualityReport(late_after=query.late_after, missed_checked=MISSED_CHECKED,
+                             triggers=sorted(summaries.values(), key=lambda s: s.trigger), firings=firings, missed=missed)
 
 
 def _firing_record(row: Any, late_after: float) -> FiringRecord:
