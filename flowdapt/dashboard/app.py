@@ -18,7 +18,7 @@ import panel as pn
 
 from flowdapt.dashboard.filters import RANGE_LABELS, SOURCES, STATES, TABS, Filters, parse_time
 from flowdapt.dashboard.overview import OverviewView
-from flowdapt.dashboard.parts import Context, Links
+from flowdapt.dashboard.parts import Context, Links, fetch
 from flowdapt.dashboard.run import RunView
 from flowdapt.dashboard.runs import RunsView
 from flowdapt.dashboard.source import HistorySource
@@ -60,15 +60,14 @@ class Dashboard:
         self.tabs = pn.Tabs(*((VIEWS[name].title, self.slots[name]) for name in TABS),
                             active=TABS.index(self.filters.tab), sizing_mode="stretch_width", dynamic=True)
         self.tabs.param.watch(lambda event: self.navigate(tab=TABS[event.new]), "active")
+        self._names: Any = fetch({"names": source.workflows})["names"]  # for the filter, read meanwhile
         self.sidebar = self._sidebar()
         self.filters.param.watch(self._filters_changed, list(Filters.QUERY))
 
     # -- layout --------------------------------------------------------------------------------------
     def _sidebar(self) -> pn.Column:
         filters = self.filters
-        workflows = sorted({*self._workflow_names(), filters.workflow} - {""})
-        self.workflow = pn.widgets.Select(name="Workflow", options={"all workflows": "", **{w: w for w in workflows}},
-                                          value=filters.workflow)
+        self.workflow = pn.widgets.Select(name="Workflow", options=self._workflow_options([]), value=filters.workflow)
         state = pn.widgets.Select(name="State", options={"all states": "", **{s: s for s in STATES}}, value=filters.state)
         source = pn.widgets.Select(name="Source", options={"all sources": "", **{s: s for s in SOURCES}},
                                    value=filters.source)
@@ -138,7 +137,7 @@ class Dashboard:
         if "tab" in names:
             self.tabs.active = TABS.index(self.filters.tab)
         if "workflow" in names and self.filters.workflow not in self.workflow.options.values():
-            self.workflow.options = {**self.workflow.options, self.filters.workflow: self.filters.workflow}
+            self.workflow.options = self._workflow_options(list(self.workflow.options.values()))
         self._sync_url()
         if self.filters.tab in self.stale:
             self.refresh()
@@ -157,11 +156,15 @@ class Dashboard:
         return self.views[tab]
 
     def refresh(self) -> None:
-        """Show fresh data in the tab on screen."""
+        """Show fresh data in the tab on screen: its queries start first and run together, while the view
+        is built (the first time); then it shows their answers."""
         tab = self.filters.tab
         now = datetime.now(timezone.utc)
+        context = Context(self.source, self.filters, self.links, now)
         try:
-            self.view(tab).refresh(Context(self.source, self.filters, self.links, now))
+            answers = fetch(VIEWS[tab].queries(context))
+            view = self.view(tab)
+            view.show(context, {key: answer.result() for key, answer in answers.items()})
         except Exception as exc:  # noqa: BLE001 - a failed refresh is shown, the page stays usable
             _log.debug("refreshing %s failed", tab, exc_info=True)
             self.alert.object, self.alert.alert_type, self.alert.visible = _one_line(exc), "danger", True
@@ -169,6 +172,7 @@ class Dashboard:
         if self.alert.alert_type == "danger":
             self.alert.visible = False
         self.stale.discard(tab)
+        self._fill_workflows()
         self.updated_at = now
         self.status.object = f"Updated {now:%H:%M:%S} UTC from {self.source.description}"
 
@@ -188,12 +192,21 @@ class Dashboard:
         if changed or (self.filters.tab == "run" and self.view("run").live):
             self.refresh()
 
-    def _workflow_names(self) -> list[str]:
+    def _workflow_options(self, names: list[str]) -> dict[str, str]:
+        chosen = {name for name in (*names, self.filters.workflow) if name}
+        return {"all workflows": "", **{name: name for name in sorted(chosen)}}
+
+    def _fill_workflows(self) -> None:
+        """Offer the defined workflows in the filter, once their list (asked for at the start) arrived."""
+        if self._names is None or not self._names.done():
+            return
         try:
-            return self.source.workflows()
-        except Exception:  # noqa: BLE001 - the list fills in from the statistics instead
+            names = self._names.result()
+        except Exception:  # noqa: BLE001 - the filter keeps the workflows it has
             _log.debug("listing workflows failed", exc_info=True)
-            return []
+            names = []
+        self._names = None
+        self.workflow.options = self._workflow_options(names)
 
 
 def _naive(value: datetime) -> datetime:

@@ -26,6 +26,7 @@ RANGES: dict[str, timedelta | None] = {
 }
 RANGE_LABELS = {"1h": "last hour", "24h": "last 24 hours", "7d": "last 7 days", "30d": "last 30 days",
                 "90d": "last 90 days", "365d": "last year", "all": "all time", "custom": "custom range"}
+LIMITS = (100, 1000, 10_000)
 HOURLY_UP_TO = timedelta(days=3)  # "auto" buckets: hours for windows up to this long, days beyond
 
 
@@ -43,8 +44,10 @@ class Filters(param.Parameterized):
     run = param.String(default="", doc="The run shown in the run view (uid or name).")
     trigger = param.String(default="", doc="Only firings of this trigger ('' for all).")
     late_after = param.Number(default=1.0, bounds=(0, None), doc="Seconds after which a firing is late.")
+    limit = param.Selector(default=1000, objects=list(LIMITS), doc="How many of the newest runs the Runs tab lists.")
 
-    QUERY = ("workflow", "state", "source", "range", "since", "until", "bucket", "tab", "run", "trigger", "late_after")
+    QUERY = ("workflow", "state", "source", "range", "since", "until", "bucket", "tab", "run", "trigger", "late_after",
+             "limit")
 
     @classmethod
     def from_query(cls, args: dict[str, Any]) -> tuple["Filters", list[str]]:
@@ -58,7 +61,7 @@ class Filters(param.Parameterized):
             value = raw[-1] if isinstance(raw, (list, tuple)) else raw
             value = value.decode() if isinstance(value, bytes) else str(value)
             try:
-                filters.param.update({name: float(value) if name == "late_after" else value})
+                filters.param.update({name: _typed(name, value)})
                 if name in ("since", "until") and value:
                     parse_time(value)
             except ValueError as exc:
@@ -98,6 +101,12 @@ class Filters(param.Parameterized):
             return self.bucket
         since, until = self.window(now)
         return "hour" if since is not None and (until or now) - since <= HOURLY_UP_TO else "day"
+
+
+def _typed(name: str, text: str) -> Any:
+    if name == "late_after":
+        return float(text)
+    return int(text) if name == "limit" else text
 
 
 def parse_time(text: str) -> datetime:

@@ -60,18 +60,24 @@ class OverviewView:
             sizing_mode="stretch_width",
         )
 
-    def refresh(self, context: Context) -> None:
+    @staticmethod
+    def queries(context: Context) -> dict[str, Callable[[], Any]]:
+        """What the view reads, run together (see :class:`~flowdapt.dashboard.app.Dashboard`)."""
         source, params = context.source, context.params
         now_params = {key: value for key, value in params.items() if key in ("workflow", "source")}
         bucket = context.filters.bucket_for(context.now)
-        found = context.fetch({
+        return {
             "summary": lambda: source.stats("summary", **params),
             "timeline": lambda: source.stats("timeline", bucket=bucket, **params),
             "daily": lambda: source.stats("daily", **params),
             "workflows": lambda: source.stats("workflows", **params),
             "active": lambda: source.stats("active", **now_params),
             "errors": lambda: source.stats("errors", limit=ERROR_LIMIT, **params),
-        })
+        }
+
+    def show(self, context: Context, found: dict[str, Any]) -> None:
+        """Show what :meth:`queries` read."""
+        bucket = context.filters.bucket_for(context.now)
         summary, active = found["summary"], found["active"]
         running = sum(run.state == "running" for run in active)
         self.kpis.object = kpi_cards([

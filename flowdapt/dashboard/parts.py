@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
@@ -50,10 +50,10 @@ class Context:
     def params(self) -> dict[str, Any]:
         return self.filters.history_params(self.now)
 
-    def fetch(self, calls: dict[str, Callable[[], Any]]) -> dict[str, Any]:
-        """Run ``calls`` together; their answers by the same keys (the first error is raised)."""
-        futures = {key: _FETCHERS.submit(call) for key, call in calls.items()}
-        return {key: future.result() for key, future in futures.items()}
+
+def fetch(calls: dict[str, Callable[[], Any]]) -> dict[str, Future]:
+    """Start ``calls`` together (in worker threads); their futures by the same keys."""
+    return {key: _FETCHERS.submit(call) for key, call in calls.items()}
 
 
 def table(name: str, columns: dict[str, str], *, hidden: tuple[str, ...] = (), max_height: int = 320,

@@ -38,17 +38,23 @@ class RunView:
         self.panel = pn.Column(self.entry, self.heading, pn.pane.Bokeh(self.gantt.figure, sizing_mode="stretch_width"),
                                "#### Stages", self.stages, sizing_mode="stretch_width")
 
-    def refresh(self, context: Context) -> None:
-        identifier = context.filters.run
+    @staticmethod
+    def queries(context: Context) -> dict[str, Callable[[], Any]]:
+        """The run (by uid or name) and every attempt of its stages, read together."""
+        identifier, source = context.filters.run, context.source
         if not identifier:
+            return {}
+        return {"run": lambda: source.get_run(identifier), "attempts": lambda: source.stage_attempts(identifier)}
+
+    def show(self, context: Context, found: dict[str, Any]) -> None:
+        """Show what :meth:`queries` read."""
+        if not found:
             self.live = False
             self.heading.object = PROMPT
             return
-        if self.entry.value != identifier:
-            self.entry.value = identifier
-        source = context.source
-        run = source.get_run(identifier)
-        attempts = source.stage_attempts(run.uid)
+        if self.entry.value != context.filters.run:
+            self.entry.value = context.filters.run
+        run, attempts = found["run"], found["attempts"]
         self.live = not run.done
         self.heading.object = self._heading(run)
         self.gantt.update(attempts, [stage.name for stage in run.stages], context.now)

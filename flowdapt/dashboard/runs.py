@@ -9,9 +9,9 @@ import pandas as pd
 import panel as pn
 from bokeh.models.widgets.tables import NumberFormatter
 
+from flowdapt.dashboard.filters import LIMITS
 from flowdapt.dashboard.parts import Context, Links
 
-LIMITS = {"newest 100": 100, "newest 1,000": 1000, "newest 10,000": 10_000}
 COLUMNS = ["name", "workflow", "state", "source", "started_at", "finished_at", "duration", "error_type",
            "error_message", "executor", "namespace", "uid"]
 
@@ -39,7 +39,8 @@ class RunsView:
     title = "Runs"
 
     def __init__(self, navigate: Callable[..., None], links: Links) -> None:
-        self.limit = pn.widgets.Select(name="Show", options=LIMITS, value=1000, width=160)
+        self.limit = pn.widgets.Select(name="Show", options={f"newest {limit:,}": limit for limit in LIMITS},
+                                       value=1000, width=160)
         self.frame = runs_frame([])
         self.count = pn.pane.Markdown("", margin=(18, 10))
         self.csv = pn.widgets.FileDownload(callback=self._csv, filename="flowdapt-runs.csv", label="Download CSV",
@@ -53,15 +54,23 @@ class RunsView:
                                           titles=TITLES, formatters={"duration": NumberFormatter(format="0.000")},
                                           css_classes=["fd-runs"])
         self.table.on_click(lambda event: navigate(run=self.table.value.iloc[event.row]["uid"], tab="run"))
-        self.limit.param.watch(lambda _: navigate(), "value")  # no change of filters: show again
+        self.limit.param.watch(lambda event: navigate(limit=event.new), "value")
         self.panel = pn.Column(pn.Row(self.limit, self.count, self.csv, self.parquet), self.table,
                                sizing_mode="stretch_width")
 
-    def refresh(self, context: Context) -> None:
-        runs = context.source.list_runs(**context.params, limit=self.limit.value)
+    @staticmethod
+    def queries(context: Context) -> dict[str, Callable[[], Any]]:
+        """The newest runs the filters match, as many as chosen."""
+        return {"runs": lambda: context.source.list_runs(**context.params, limit=context.filters.limit)}
+
+    def show(self, context: Context, found: dict[str, Any]) -> None:
+        """Show what :meth:`queries` read."""
+        runs, limit = found["runs"], context.filters.limit
+        if self.limit.value != limit:
+            self.limit.value = limit
         self.frame = runs_frame(runs)
         self.table.value = _shown(self.frame)
-        more = " (the newest; there may be more)" if len(runs) == self.limit.value else ""
+        more = " (the newest; there may be more)" if len(runs) == limit else ""
         self.count.object = f"**{len(runs):,} runs**{more}"
 
     def _csv(self) -> io.BytesIO:

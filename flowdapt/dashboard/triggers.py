@@ -44,13 +44,19 @@ class TriggersView:
                                "#### Firings and missed schedule times, newest first", self.firings,
                                sizing_mode="stretch_width")
 
-    def refresh(self, context: Context) -> None:
+    @staticmethod
+    def queries(context: Context) -> dict[str, Callable[[], Any]]:
+        """The firings of the window (of the ``trigger`` filter, if any)."""
         filters = context.filters
-        if self.late_after.value != filters.late_after:
-            self.late_after.value = filters.late_after
         since, until = filters.window(context.now)
-        report = context.source.stats("triggers", trigger=filters.trigger or None, since=since, until=until,
-                                      late_after=filters.late_after)
+        return {"report": lambda: context.source.stats("triggers", trigger=filters.trigger or None, since=since,
+                                                       until=until, late_after=filters.late_after)}
+
+    def show(self, context: Context, found: dict[str, Any]) -> None:
+        """Show what :meth:`queries` read."""
+        if self.late_after.value != context.filters.late_after:
+            self.late_after.value = context.filters.late_after
+        report = found["report"]
         show_rows(self.summary, [{"trigger": row.trigger, "firings": row.firings, "failed": row.failed,
                                   "late": row.late, "missed": row.missed, "p50": seconds(row.p50_lateness),
                                   "p95": seconds(row.p95_lateness), "max": seconds(row.max_lateness),

@@ -3,7 +3,7 @@ parameterized stages that fail most. Without a workflow filter it shows the busi
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import panel as pn
 
@@ -43,23 +43,31 @@ class WorkflowView:
             sizing_mode="stretch_width",
         )
 
-    def refresh(self, context: Context) -> None:
+    @staticmethod
+    def queries(context: Context) -> dict[str, Callable[[], Any]]:
+        """What the view reads, run together; without a workflow filter, for the busiest workflow."""
         source, params = context.source, dict(context.params)
-        workflow = params.get("workflow")
-        note = ""
-        if workflow is None:
+        if "workflow" not in params:
             busiest = sorted(source.stats("workflows", **params), key=lambda row: -row.runs)
             if not busiest:
-                self.heading.object = "### No runs in this window\nWiden the time range or clear the filters."
-                return
-            workflow = params["workflow"] = busiest[0].workflow
-            note = " — the busiest in this window; choose another in *Workflow* on the left"
-        found = context.fetch({
+                return {}
+            params["workflow"] = busiest[0].workflow
+        return {
+            "workflow": lambda: params["workflow"],
             "summary": lambda: source.stats("summary", **params),
             "daily": lambda: source.stats("daily", **params),
             "stages": lambda: source.stats("stages", **params),
             "items": lambda: source.stats("items", limit=ITEM_LIMIT, **params),
-        })
+        }
+
+    def show(self, context: Context, found: dict[str, Any]) -> None:
+        """Show what :meth:`queries` read."""
+        if not found:
+            self.heading.object = "### No runs in this window\nWiden the time range or clear the filters."
+            return
+        workflow = found["workflow"]
+        note = "" if context.filters.workflow else (
+            " — the busiest in this window; choose another in *Workflow* on the left")
         summary, stages, items = found["summary"], found["stages"], found["items"]
         self.heading.object = (f"### {workflow}{note}\n{summary.runs:,} runs, success rate "
                                f"{percent(summary.success_rate)}, p50 {seconds(summary.p50_duration)}, "

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, get_args
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
-from sqlalchemy import Connection, Integer, case, cast, func, select, true
+from sqlalchemy import Connection, Integer, and_, case, cast, func, select, true
 
 from flowdapt.history import orm, queries
 from flowdapt.history.bulk import naive_utc
@@ -140,21 +140,33 @@ _ERRORS = TypeAdapter(list[ErrorGroup])
 
 def error_groups(conn: Connection, query: TopQuery) -> list[ErrorGroup]:
     """Failed and interrupted runs grouped by error type and message, most frequent first, each with its
-    latest run (by end time). The error JSON is read once per run, in a CTE; a window ranks each group."""
+    latest run (by end time; the smallest uid among runs that ended at the same instant).
+
+    The error JSON is read once per run (a CTE); the groups are counted, the top ``limit`` kept, and
+    only their runs are looked at again for the latest one (cheaper than ranking every run by window);
+    the latest runs' names come by key.
+    """
     r = orm.runs.c
-    errors = (select(r.uid, r.name, r.workflow, r.finished_at.label("at"), json_text(r.error, "type").label("type"),
-                     json_text(r.error, "message").label("message"), json_text(r.error, "stage").label("stage"))
+    errors = (select(r.uid, r.finished_at.label("at"), json_text(r.error, "type").label("type"),
+                     json_text(r.error, "message").label("message"))
               .where(r.error.is_not(None), r.state.in_(ERROR_STATES), *run_clauses(query)).cte("errors"))
-    group = (errors.c.type, errors.c.message)
-    ranked = select(errors, func.count().over(partition_by=group).label("runs"), func.row_number().over(
-        partition_by=group, order_by=(errors.c.at.desc().nulls_last(), errors.c.uid)).label("rank")).subquery()
-    c = ranked.c
-    statement = (select(c.type, c.message, c.runs, c.at, c.uid, c.name, c.workflow, c.stage).where(c.rank == 1)
-                 .order_by(c.runs.desc(), c.at.desc().nulls_last(), c.uid).limit(query.limit))
+    e = errors.c
+    top = (select(e.type, e.message, func.count().label("runs"), func.max(e.at).label("last"))
+           .group_by(e.type, e.message).order_by(func.count().desc(), func.max(e.at).desc().nulls_last())
+           .limit(query.limit).subquery("top"))
+    same = and_(e.type.is_not_distinct_from(top.c.type), e.message.is_not_distinct_from(top.c.message),
+                e.at.is_not_distinct_from(top.c.last))
+    groups = conn.execute(select(top.c.type, top.c.message, top.c.runs, top.c.last, func.min(e.uid))
+                          .select_from(top.join(errors, same))
+                          .group_by(top.c.type, top.c.message, top.c.runs, top.c.last)
+                          .order_by(top.c.runs.desc(), top.c.last.desc().nulls_last(), func.min(e.uid))).all()
+    # The latest runs' names in a second statement: a key lookup, where a join would scan the runs again.
+    latest = {uid: (name, workflow, stage) for uid, name, workflow, stage in conn.execute(
+        select(r.uid, r.name, r.workflow, json_text(r.error, "stage")).where(r.uid.in_([row[4] for row in groups])))}
     return _ERRORS.validate_python([
         {"type": kind, "message": message, "runs": runs, "last_at": aware(at), "last_run_uid": uid,
-         "last_run_name": name, "last_workflow": workflow, "stage": stage}
-        for kind, message, runs, at, uid, name, workflow, stage in conn.execute(statement)
+         "last_run_name": latest[uid][0], "last_workflow": latest[uid][1], "stage": latest[uid][2]}
+        for kind, message, runs, at, uid in groups
     ])
 
 
@@ -263,26 +275,30 @@ def _scheduled(trigger: TriggerRule, query: PunctualityQuery) -> bool:
 
 def _missed_times(conn: Connection, query: PunctualityQuery, schedules: list[TriggerRule],
                   now: datetime) -> list[MissedFiring]:
+    """Due times of ``schedules`` without a firing; the firings' schedule times are read in one statement."""
     from flowdapt.triggers.schedule import due_times_before
 
-    t = orm.trigger_firings.c
-    missed: list[MissedFiring] = []
+    due: dict[str, list[datetime]] = {}
     for trigger in schedules:
         start, end = aware(trigger.metadata.updated_at), now - MISSED_AFTER
         if query.since is not None:
             start = max(start, query.since)
         if query.until is not None:
             end = min(end, query.until)
-        if start >= end:
-            continue
-        due = due_times_before(list(trigger.spec.rule), end, start, trigger.spec.timezone, MISSED_CHECKED)
-        if not due:
-            continue
-        fired = conn.execute(select(t.scheduled_at).where(
-            t.trigger == trigger.name, t.scheduled_at >= naive_utc(due[-1]), t.scheduled_at <= naive_utc(due[0])))
-        seen = {round(aware(value).timestamp()) for value, in fired}
-        missed += [MissedFiring(trigger=trigger.name, scheduled_at=when.astimezone(timezone.utc))
-                   for when in due if round(when.timestamp()) not in seen]
+        if start < end:
+            times = due_times_before(list(trigger.spec.rule), end, start, trigger.spec.timezone, MISSED_CHECKED)
+            if times:
+                due[trigger.name] = times
+    if not due:
+        return []
+    t = orm.trigger_firings.c
+    fired = conn.execute(select(t.trigger, t.scheduled_at).where(
+        t.trigger.in_(list(due)), t.scheduled_at >= naive_utc(min(times[-1] for times in due.values())),
+        t.scheduled_at <= naive_utc(max(times[0] for times in due.values()))))
+    seen = {(name, round((when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when).timestamp()))
+            for name, when in fired}
+    missed = [MissedFiring(trigger=name, scheduled_at=when.astimezone(timezone.utc))
+              for name, times in due.items() for when in times if (name, round(when.timestamp())) not in seen]
     missed.sort(key=lambda miss: miss.scheduled_at, reverse=True)
     return missed
 
