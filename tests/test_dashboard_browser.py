@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Error as PlaywrightError
 
 from flowdapt.history import HistoryStore
 from tests.browser import BIN, TOKEN, LabProcess, flowdapt_chromium, flowdapt_page, free_port  # noqa: F401
@@ -47,11 +47,17 @@ def flowdapt_dash_lab(tmp_path_factory):
         lab.stop()
 
 
-def _kpi(page, key: str) -> str:
-    """A KPI's value once it shows one."""
-    value = page.locator(f"[data-kpi={key}]")
-    expect(value).not_to_have_text("", timeout=30_000)
-    return value.inner_text()
+def _kpi(page, key: str, timeout: float = 30) -> str:
+    """A KPI's value once it shows one (the KPI strip is rendered again when its value changes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            text = (page.locator(f"[data-kpi={key}]").text_content(timeout=5_000) or "").strip()
+        except PlaywrightError:  # replaced while read
+            text = ""
+        if text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.1)
 
 
 def _cells(page, table: str, field: str) -> list[str]:
