@@ -221,7 +221,7 @@ def _wait(url: str, process: subprocess.Popen, what: str, headers: dict | None =
         time.sleep(0.25)
 
 
-def first_render(url: str, repeat: int = 3) -> list[float]:
+def first_render(url: str, repeat: int = 5) -> list[float]:
     """Seconds from navigation to the overview's KPIs and timeline holding data, in a fresh page each time."""
     from playwright.sync_api import sync_playwright
 
@@ -237,7 +237,7 @@ def first_render(url: str, repeat: int = 3) -> list[float]:
             page.wait_for_function("""() => {
                 const docs = window.Bokeh && window.Bokeh.documents;
                 const source = docs && docs.length && docs[0].get_model_by_name('timeline');
-                const data = source && (source.data instanceof Map ? source.data.get('total') : source.data.total);
+                const data = source && (source.data instanceof Map ? source.data.get('runs') : source.data.runs);
                 return Boolean(data && data.length);
             }""", timeout=60_000)
             page.locator("[data-kpi=runs]").wait_for(timeout=60_000)

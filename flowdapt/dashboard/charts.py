@@ -15,7 +15,6 @@ from bokeh.models import (
     ColumnDataSource,
     FactorRange,
     HoverTool,
-    Legend,
     LinearAxis,
     NumeralTickFormatter,
     Range1d,
@@ -54,49 +53,58 @@ def workflow_colors(names: Iterable[str]) -> dict[str, str]:
 
 
 class TimelineChart:
-    """Runs started per hour or day, stacked by state, with the success rate (finished of ended) on the right axis."""
+    """Runs started per hour or day, stacked by state (one bar segment per bucket and state, one glyph for
+    all), with the success rate (finished of ended) on the right axis."""
 
     def __init__(self) -> None:
-        self.source = ColumnDataSource({"start": [], "center": [], **{state: [] for state in STATES}, "total": [],
-                                        "success": []}, name="timeline")
+        self.source = ColumnDataSource({"start": [], "center": [], "state": [], "runs": [], "bottom": [], "top": [],
+                                        "color": [], "total": []}, name="timeline")
+        self.rates = ColumnDataSource({"start": [], "center": [], "success": []}, name="success-rate")
         chart = _figure("Runs started, by state", x_axis_type="datetime")
         chart.yaxis.axis_label = "runs"
-        self.bars = chart.vbar_stack(list(STATES), x="center", width=BUCKET_SPAN["day"].total_seconds() * 900,
-                                     color=[STATE_COLORS[state] for state in STATES], source=self.source,
-                                     line_color=None)
+        self.bars = chart.vbar(x="center", width=BUCKET_SPAN["day"].total_seconds() * 900, bottom="bottom", top="top",
+                               color="color", source=self.source, line_color=None, legend_field="state")
         chart.extra_y_ranges = {"rate": Range1d(0, 1.05)}
-        rate_axis = LinearAxis(y_range_name="rate", axis_label="success rate",
-                               formatter=NumeralTickFormatter(format="0%"))
-        chart.add_layout(rate_axis, "right")
-        rate = chart.line("center", "success", source=self.source, y_range_name="rate", color="#212121",
-                          line_width=1.5, line_dash="dotted")
-        chart.add_layout(Legend(items=[(state, [bar]) for state, bar in zip(STATES, self.bars)]
-                                + [("success rate", [rate])], orientation="horizontal", location="top_left",
-                                click_policy="hide", label_text_font_size="11px"), "above")
-        chart.add_tools(HoverTool(renderers=[self.bars[0]], mode="vline", formatters={"@start": "datetime"},
-                                  tooltips=[("from", "@start{%F %H:%M} UTC"), ("runs", "@total"),
-                                            *((state, f"@{state}") for state in STATES),
-                                            ("success", "@success{0.0%}")]))
+        chart.add_layout(LinearAxis(y_range_name="rate", axis_label="success rate",
+                                    formatter=NumeralTickFormatter(format="0%")), "right")
+        chart.line("center", "success", source=self.rates, y_range_name="rate", color="#212121", line_width=1.5,
+                   line_dash="dotted", legend_label="success rate")
+        chart.legend.orientation = "horizontal"
+        chart.legend.location = "top_left"
+        chart.legend.label_text_font_size = "11px"
+        chart.add_tools(HoverTool(renderers=[self.bars], formatters={"@start": "datetime"}, tooltips=[
+            ("from", "@start{%F %H:%M} UTC"), ("state", "@state"), ("runs", "@runs of @total")]))
         self.figure = chart
 
     def update(self, buckets: list[Any], unit: str) -> None:
-        """Show ``RunBucket`` rows, bucketed by ``unit`` (``hour``/``day``)."""
+        """Show ``RunBucket`` rows, bucketed by ``unit`` (``hour``/``day``); states stack in a fixed order."""
         span = BUCKET_SPAN[unit]
         rows: dict[datetime, dict[str, int]] = {}
         for bucket in buckets:
             rows.setdefault(_naive(bucket.start), dict.fromkeys(STATES, 0))[bucket.state] += bucket.runs
         starts = sorted(rows)
-        data: dict[str, list[Any]] = {"start": starts, "center": [start + span / 2 for start in starts],
-                                      **{state: [rows[start][state] for start in starts] for state in STATES}}
-        data["total"] = [sum(rows[start].values()) for start in starts]
-        data["success"] = [_success(rows[start]) for start in starts]
-        for bar in self.bars:
-            bar.glyph.width = span.total_seconds() * 900  # milliseconds, 90 % of the bucket
+        data: dict[str, list[Any]] = {name: [] for name in self.source.data}
+        for start in starts:
+            counts, bottom = rows[start], 0
+            for state in STATES:
+                if counts[state]:
+                    data["start"].append(start)
+                    data["center"].append(start + span / 2)
+                    data["state"].append(state)
+                    data["runs"].append(counts[state])
+                    data["bottom"].append(bottom)
+                    data["top"].append(bottom + counts[state])
+                    data["color"].append(STATE_COLORS[state])
+                    data["total"].append(sum(counts.values()))
+                    bottom += counts[state]
+        self.bars.glyph.width = span.total_seconds() * 900  # milliseconds, 90 % of the bucket
         self.figure.title.text = f"Runs started per {unit}, by state (UTC)"
         self.source.data = data
+        self.rates.data = {"start": starts, "center": [start + span / 2 for start in starts],
+                           "success": [_success(rows[start]) for start in starts]}
 
 
-def _success(counts: dict[str, int]) -> float | None:
+def _success(counts: dict[str, int]) -> float:
     ended = sum(count for state, count in counts.items() if state not in ("pending", "running"))
     return counts["finished"] / ended if ended else float("nan")
 
