@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from flowdapt.history import HistoryStore, orm  # noqa: E402
+from flowdapt.history import HistoryStore  # noqa: E402
 from flowdapt.history.stats import HistoryStats  # noqa: E402
 from flowdapt.resources.loading import parse_resource  # noqa: E402
 
