@@ -18,7 +18,16 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 
 from flowdapt.history import HistoryStore
-from tests.browser import BIN, TOKEN, LabProcess, flowdapt_chromium, flowdapt_page, free_port  # noqa: F401
+from tests.browser import (  # noqa: F401 - fixtures
+    BIN,
+    TOKEN,
+    LabProcess,
+    flowdapt_chromium,
+    flowdapt_page,
+    free_port,
+    jp_asyncio_loop,
+    jp_server_cleanup,
+)
 from tests.dashboard_history import make_history
 
 READ_SOURCE = """name => {
