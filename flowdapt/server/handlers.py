@@ -328,7 +328,8 @@ class StatsHandler(FlowdaptHandler):
         if spec is None:
             raise RequestError(f"unknown statistic '{view}' (known: {', '.join(VIEWS)})", 404)
         answer = await self.services.stats.answer(view, self.query(spec.query))
-        self.answer(spec.adapter.dump_python(answer, mode="json"))
+        self.set_header("Content-Type", "application/json")
+        self.finish(spec.adapter.dump_json(answer))  # pydantic writes the JSON: thousands of rows at once
 
 
 class OpenAPIHandler(FlowdaptHandler):
