@@ -34,6 +34,8 @@ class OverviewView:
 
     def __init__(self, navigate: Callable[..., None], links: Links) -> None:
         self.kpis = pn.pane.HTML(kpi_cards([]), sizing_mode="stretch_width", stylesheets=[KPI_CSS])
+        self.empty = pn.pane.Markdown("No run started in this window: widen the time range or clear the filters.",
+                                      visible=False)
         self.timeline = TimelineChart()
         self.durations = DurationChart()
         self.workflows = table("workflows", {"workflow": "Workflow", "runs": "Runs", "success": "Success", "failed": "Failed",
@@ -52,6 +54,7 @@ class OverviewView:
             run=self.errors.value.iloc[event.row]["uid"], tab="run"))
         self.panel = pn.Column(
             self.kpis,
+            self.empty,
             pn.pane.Bokeh(self.timeline.figure, sizing_mode="stretch_width"),
             pn.pane.Bokeh(self.durations.figure, sizing_mode="stretch_width"),
             "#### Running now", self.active,
@@ -79,6 +82,7 @@ class OverviewView:
         """Show what :meth:`queries` read."""
         bucket = context.filters.bucket_for(context.now)
         summary, active = found["summary"], found["active"]
+        self.empty.visible = summary.runs == 0
         running = sum(run.state == "running" for run in active)
         self.kpis.object = kpi_cards([
             ("runs", "Runs", f"{summary.runs:,}", f"{summary.ended:,} ended"),
