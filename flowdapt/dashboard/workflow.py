@@ -38,8 +38,8 @@ class WorkflowView:
             pn.Row(pn.pane.Bokeh(self.boxes.figure, sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.failures.figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
             "#### Stages", self.stages,
-            pn.Row(pn.pane.Bokeh(self.items_chart.figure, sizing_mode="stretch_width"),
-                   pn.Column("#### Failing items", self.items, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+            pn.pane.Bokeh(self.items_chart.figure, sizing_mode="stretch_width"),
+            "#### Failing items", self.items,
             sizing_mode="stretch_width",
         )
 
