@@ -164,9 +164,7 @@ class Client:
     def list_runs(self, **filters: Any) -> list[WorkflowRun]:
         """Runs newest first; filters ``workflow state source since until limit offset``; ``stages=True``
         includes each run's stages."""
-        params = {key: value.isoformat() if hasattr(value, "isoformat") else value
-                  for key, value in filters.items() if value is not None}
-        return [WorkflowRun.model_validate(item) for item in self._call("GET", "runs", params=params)]
+        return [WorkflowRun.model_validate(item) for item in self._call("GET", "runs", params=_params(filters))]
 
     def record_run(self, run: WorkflowRun) -> None:
         """Record in the server's history a run this process runs itself."""
@@ -178,6 +176,22 @@ class Client:
 
     def stages(self, identifier: str) -> list[dict[str, Any]]:
         return self._call("GET", f"runs/{_part(identifier)}/stages", missing=("workflow_run", identifier))
+
+    # -- run-history statistics (the dashboard's data) ---------------------------------------------------
+    def stats(self, view: str, **params: Any) -> Any:
+        """One run-history statistic, aggregated by the server's database (``GET stats/{view}``).
+
+        ``view`` is one of :data:`flowdapt.history.stats.VIEWS`: ``timeline`` (``bucket=hour|day``),
+        ``summary``, ``workflows``, ``daily``, ``errors`` and ``items`` (``limit``), ``active``, ``stages``,
+        ``triggers`` (``trigger``, ``late_after``, ``limit``), ``version``. Filters: ``workflow``,
+        ``state``, ``source``, ``since``, ``until``. Answers the view's models (``RunSummary``, lists of
+        ``RunBucket``, ...).
+        """
+        from flowdapt.history.stats import VIEWS
+
+        if view not in VIEWS:
+            raise FlowdaptError(f"unknown statistic '{view}' (known: {', '.join(VIEWS)})")
+        return VIEWS[view].adapter.validate_python(self._call("GET", f"stats/{view}", params=_params(params)))
 
     # -- events and the server -----------------------------------------------------------------------------
     def publish(self, type: str, data: Any = None, *, source: str = "user", channel: str = "events") -> dict:
@@ -220,6 +234,12 @@ class ServerCatalog:
 def _part(identifier: str) -> str:
     """``identifier`` as one URL path segment."""
     return quote(identifier, safe="")
+
+
+def _params(values: dict[str, Any]) -> dict[str, Any]:
+    """Query parameters: ``None`` left out, times in ISO 8601."""
+    return {key: value.isoformat() if hasattr(value, "isoformat") else value
+            for key, value in values.items() if value is not None}
 
 
 def _collection(kind: str) -> str:

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from flowdapt.server.handlers import API, ROUTES
+from flowdapt.history.stats import VIEWS
 from flowdapt.server.openapi import openapi_document
 from flowdapt.server.runtime import read_runtime_file
 from tests.flowdapt_server import (  # noqa: F401 - fixtures
@@ -43,6 +44,9 @@ def _routed_operations() -> set[tuple[str, str]]:
             for concrete in (value.split("|") if value else [None]):
                 path = template.replace("{collection}", concrete) if concrete else template
                 found.update((path, verb) for verb in verbs)
+        if "{view}" in template:  # the statistics route is one handler for one documented path per view
+            found = {item for item in found if item[0] != template}
+            found.update((template.replace("{view}", view), verb) for view in VIEWS for verb in verbs)
         for verb in verbs:  # the switch route is one handler for two documented paths
             if "{switch}" in template:
                 found.discard((template, verb))

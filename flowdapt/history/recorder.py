@@ -10,7 +10,8 @@ snapshotted at once and win over what a reference reads in the same batch: the f
 a retried stage, and every event of a later attempt (its own start time; the record keeps the first).
 
 Trigger firings arrive as events of type :data:`TRIGGER_FIRED` whose ``data`` is
-``{"trigger", "action", "run_uid", "ok", "error"}`` (the trigger service publishes them).
+``{"trigger", "action", "run_uid", "ok", "error", "scheduled_for"}`` (the trigger service publishes them;
+``scheduled_for`` is the schedule time fired, ISO 8601, absent for condition triggers).
 """
 
 from __future__ import annotations
@@ -198,4 +199,13 @@ def firing_row(event: Event) -> dict[str, Any]:
     data = event.data if isinstance(event.data, dict) else {}
     return {"id": event.id, "trigger": str(data.get("trigger", "?")),
             "fired_at": datetime.fromtimestamp(event.time, timezone.utc), "action": str(data.get("action", "")),
-            "run_uid": data.get("run_uid"), "ok": bool(data.get("ok", True)), "error": data.get("error")}
+            "run_uid": data.get("run_uid"), "ok": bool(data.get("ok", True)), "error": data.get("error"),
+            "scheduled_at": _timestamp(data.get("scheduled_for"))}
+
+
+def _timestamp(text: Any) -> datetime | None:
+    """An ISO 8601 time from an event's data; ``None`` when absent or not a time."""
+    try:
+        return datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None

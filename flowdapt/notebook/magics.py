@@ -36,7 +36,7 @@ from flowdapt.resources.loading import load as load_resources
 from flowdapt.resources.models import WorkflowRun
 from flowdapt.settings import get_settings
 
-COMMANDS = ("apply", "run", "runs", "get", "status", "cancel", "stage")
+COMMANDS = ("apply", "run", "runs", "get", "status", "cancel", "stage", "dashboard")
 Column = tuple[str, Callable[[Any], str]]
 _APPLIED: list[Column] = [("KIND", lambda row: row[0].kind), ("NAME", lambda row: row[0].name),
                           ("OUTCOME", lambda row: row[1])]
@@ -304,6 +304,17 @@ class FlowdaptMagics(Magics):
             run = self._flushed().cancel(args.run)
         print(f"[workflow_run/{run.name}] cancel requested")
         return run
+
+    def _dashboard(self, argv: list[str]) -> Any:
+        parser = _parser("dashboard", "Show the run-history dashboard in the notebook.")
+        parser.add_argument("--workflow", "-w", default="")
+        parser.add_argument("--range", default="7d", help="1h 24h 7d 30d 90d 365d all")
+        args = parser.parse_args(argv)
+        from flowdapt.dashboard import show
+
+        backend = self._flushed()
+        return show(backend.store if isinstance(backend, LocalBackend) else backend.client,
+                    workflow=args.workflow, range=args.range)
 
     def _stage(self, argv: list[str], cell: str) -> None:
         parser = _parser("stage", "Make the function this cell defines a stage of a workflow.")

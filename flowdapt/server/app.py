@@ -58,7 +58,10 @@ class FlowdaptApp(ExtensionApp):
         self._saved_env: dict[str, str | None] = {}
 
     def initialize_handlers(self) -> None:
+        from flowdapt.dashboard.jupyter import dashboard_routes
+
         self.handlers.extend(ROUTES)
+        self.handlers.extend(dashboard_routes())  # the run-history dashboard at flowdapt/dashboard/
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         root = os.path.abspath(os.path.expanduser(serverapp.root_dir))

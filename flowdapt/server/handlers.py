@@ -22,6 +22,7 @@ from tornado import web
 from flowdapt.events import Event
 from flowdapt.events.models import ENGINE_TYPE_PREFIXES
 from flowdapt.history.models import MAX_OFFSET, Instant, RunQuery
+from flowdapt.history.stats import VIEWS
 from flowdapt.resources.models import RunState
 from flowdapt.server.errors import RequestError, describe_validation, status_of
 from flowdapt.server.services import Services
@@ -384,6 +385,20 @@ class DrainHandler(FlowdaptHandler):
         self.answer({"draining": False, "running": compute.running, "queued": compute.queued})
 
 
+class StatsHandler(FlowdaptHandler):
+    """``stats/{view}``: one run-history statistic, aggregated by the database (the dashboard's data)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, view: str) -> None:
+        spec = VIEWS.get(view)
+        if spec is None:
+            raise RequestError(f"unknown statistic '{view}' (known: {', '.join(VIEWS)})", 404)
+        answer = await self.services.stats.answer(view, self.query(spec.query))
+        self.set_header("Content-Type", "application/json")
+        self.finish(spec.adapter.dump_json(answer))  # pydantic writes the JSON: thousands of rows at once
+
+
 class OpenAPIHandler(FlowdaptHandler):
     @web.authenticated
     @authorized
@@ -413,4 +428,5 @@ ROUTES: list[tuple[str, type[FlowdaptHandler]]] = [
     (rf"/{API}/stage-modules/(?P<module>[^/]+)/?", StageModuleHandler),
     (rf"/{API}/status/?", StatusHandler),
     (rf"/{API}/drain/?", DrainHandler),
+    (rf"/{API}/stats/(?P<view>[^/]+)/?", StatsHandler),
 ]

@@ -8,12 +8,13 @@ wire; ``tests/test_server_api.py`` checks that every route and verb of
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic.json_schema import models_json_schema
 
 from flowdapt import __version__
 from flowdapt.history.models import StageAttempt, TriggerFiring
+from flowdapt.history.stats import VIEWS
 from flowdapt.resources.models import Config, TriggerRule, Workflow, WorkflowRun
 
 COLLECTIONS = {"workflows": "Workflow", "configs": "Config", "triggers": "TriggerRule"}
@@ -115,7 +116,31 @@ def _paths() -> dict[str, dict[str, Any]]:
                        response=_ref(model), errors=(400, 404, 422)),
             "delete": _op(f"delete_{one}", f"Delete a {one}", params=[ID], response=_ref(model), errors=(404,)),
         }
+    for view, spec in VIEWS.items():
+        paths[f"/stats/{view}"] = {"get": _op(f"stats_{view}", spec.summary, params=_query_params(spec.query),
+                                              response=_answer_schema(spec.answer), errors=(400,))}
     return paths
+
+
+def _query_params(model: Any) -> list[dict[str, Any]]:
+    """The query parameters of a query model, with their JSON types and enumerations."""
+    params = []
+    for name, schema in model.model_json_schema()["properties"].items():
+        choices = [option for option in schema.get("anyOf", [schema]) if option.get("type") != "null"]
+        param = _param(name, choices[0].get("type", "string") if len(choices) == 1 else "string",
+                       description=schema.get("description", ""))
+        if "enum" in choices[0]:
+            param["schema"]["enum"] = choices[0]["enum"]
+        if choices[0].get("format") == "date-time":
+            param["schema"]["format"] = "date-time"
+        params.append(param)
+    return params
+
+
+def _answer_schema(answer: Any) -> dict[str, Any]:
+    if get_origin(answer) is list:
+        return {"type": "array", "items": _ref(get_args(answer)[0].__name__)}
+    return _ref(answer.__name__)
 
 
 @lru_cache(maxsize=1)
@@ -125,6 +150,8 @@ def _schemas() -> dict[str, Any]:
     models = [(Workflow, "validation"), (Config, "validation"), (TriggerRule, "validation"),
               (WorkflowRun, "serialization"), (StageAttempt, "serialization"), (TriggerFiring, "serialization"),
               (EventIn, "validation"), (StageModuleIn, "validation")]
+    answers = [get_args(spec.answer)[0] if get_origin(spec.answer) is list else spec.answer for spec in VIEWS.values()]
+    models += [(model, "serialization") for model in dict.fromkeys(answers)]
     _, top = models_json_schema(models, ref_template=_REF)
     schemas = dict(top.get("$defs", {}))
     schemas["Error"] = {"type": "object", "required": ["detail", "status_code"],

@@ -24,6 +24,7 @@ from flowdapt.resources.models import RESOURCE_KINDS, Resource, TriggerRule
 from flowdapt.server.cache import CatalogCache
 from flowdapt.server.compute import ComputeService
 from flowdapt.server.errors import RequestError, ServiceUnavailableError
+from flowdapt.server.stats import StatsService
 from flowdapt.settings import Settings
 from flowdapt.triggers.service import TriggerService
 
@@ -165,6 +166,7 @@ class Services:
                                        rate_limit=options.trigger_rate_limit)
         self.resources = ResourceService(self.store, self.catalog, self._changed,
                                          {"trigger_rule": self.triggers.status})
+        self.stats = StatsService(self.store)
         self._unbridge: Any = None
 
     def require_ready(self) -> "Services":
