@@ -13,13 +13,16 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from urllib.parse import quote
 
 import httpx
 
 from flowdapt.errors import FlowdaptError, ResourceNotFoundError
 from flowdapt.resources.models import RESOURCE_KINDS, Resource, WorkflowRun
+
+if TYPE_CHECKING:
+    from flowdapt.history.models import LogLine
 
 API_PATH = "flowdapt/api/v1/"
 COLLECTIONS = {"workflow": "workflows", "config": "configs", "trigger_rule": "triggers"}
@@ -95,14 +98,18 @@ class Client:
         except httpx.HTTPError as exc:
             raise ServerError(503, f"cannot talk to the server at {self.url}: {exc}") from None
         if response.is_error:
-            if response.status_code == 404 and missing is not None:
-                raise ResourceNotFoundError(*missing)
-            try:
-                detail = response.json()["detail"]
-            except (ValueError, KeyError, TypeError):
-                detail = f"{response.status_code} {response.reason_phrase} from {response.request.url}"
-            raise ServerError(response.status_code, detail)
+            self._raise(response, missing)
         return response.json()
+
+    @staticmethod
+    def _raise(response: httpx.Response, missing: tuple[str, str] | None) -> None:
+        if response.status_code == 404 and missing is not None:
+            raise ResourceNotFoundError(*missing)
+        try:
+            detail = response.json()["detail"]
+        except (ValueError, KeyError, TypeError):
+            detail = f"{response.status_code} {response.reason_phrase} from {response.request.url}"
+        raise ServerError(response.status_code, detail)
 
     # -- resources -----------------------------------------------------------------------------------------
     def list(self, kind: str, *, limit: int = 10_000, offset: int = 0) -> list[Resource]:
@@ -177,6 +184,71 @@ class Client:
     def stages(self, identifier: str) -> list[dict[str, Any]]:
         return self._call("GET", f"runs/{_part(identifier)}/stages", missing=("workflow_run", identifier))
 
+    # -- operating runs: logs, runs again, resumed runs, backfills, the cache ------------------------------
+    def logs(self, identifier: str, *, stage: str | None = None, attempt: int | None = None, after: int = -1,
+             limit: int = 10_000, follow: bool = False) -> "list[LogLine] | Iterator[LogLine]":
+        """What a run's stages printed and logged (:class:`~flowdapt.history.models.LogLine`, numbered
+        ``seq``), those after line ``after``; with ``follow`` an iterator of the lines as they come, which
+        ends once the run has ended."""
+        from flowdapt.history.models import LogLine
+
+        params = _params({"stage": stage, "attempt": attempt, "after": after, "limit": limit})
+        path = f"runs/{_part(identifier)}/logs"
+        if not follow:
+            lines = self._call("GET", path, params=params, missing=("workflow_run", identifier))
+            return [LogLine.model_validate(line) for line in lines]
+        return self._follow_logs(path, params, identifier)
+
+    def _follow_logs(self, path: str, params: dict[str, Any], identifier: str) -> "Iterator[LogLine]":
+        from flowdapt.history.models import LogLine
+
+        try:
+            with self._http.stream("GET", path, params={**params, "follow": "true"}, timeout=None) as response:
+                if response.is_error:
+                    response.read()
+                    self._raise(response, ("workflow_run", identifier))
+                for text in response.iter_lines():
+                    if text:
+                        yield LogLine.model_validate_json(text)
+        except httpx.HTTPError as exc:
+            raise ServerError(503, f"cannot talk to the server at {self.url}: {exc}") from None
+
+    def record_logs(self, uid: str, lines: list[Any]) -> None:
+        """Record in the server's history lines a run this process runs printed."""
+        self._call("POST", f"runs/{_part(uid)}/logs", json=[line.model_dump(mode="json") for line in lines])
+
+    def record_workflow_version(self, version: str, document: dict[str, Any]) -> None:
+        """Record the workflow version a run this process runs ran (so the server can run it again)."""
+        self._call("PUT", f"workflow-versions/{_part(version)}", json=document)
+
+    def rerun(self, identifier: str, *, wait: bool = True, executor: str | None = None,
+              source: str | None = None) -> WorkflowRun:
+        """Run a run's workflow version again with its input; the new run records ``rerun_of``."""
+        return self._again("rerun", identifier, wait, executor, source)
+
+    def resume(self, identifier: str, *, wait: bool = True, executor: str | None = None,
+               source: str | None = None) -> WorkflowRun:
+        """Resume a failed or cancelled run (stages it finished reused where their outputs were kept)."""
+        return self._again("resume", identifier, wait, executor, source)
+
+    def _again(self, operation: str, identifier: str, wait: bool, executor: str | None,
+               source: str | None) -> WorkflowRun:
+        params = _params({"wait": str(wait).lower(), "executor": executor, "source": source})
+        return WorkflowRun.model_validate(self._call("POST", f"runs/{_part(identifier)}/{operation}", params=params,
+                                                     missing=("workflow_run", identifier),
+                                                     timeout=None if wait else httpx.USE_CLIENT_DEFAULT))
+
+    def backfill(self, trigger: str, start: Any, end: Any, *, concurrency: int = 4, wait: bool = False) -> dict[str, Any]:
+        """Fire a schedule trigger's action for each due time in ``[start, end]`` that has not fired yet;
+        answers the backfill (its times, those that had fired, what each firing started)."""
+        body = {"start": _iso(start), "end": _iso(end), "concurrency": concurrency, "wait": wait}
+        return self._call("POST", f"triggers/{_part(trigger)}/backfill", json=body, missing=("trigger_rule", trigger),
+                          timeout=None if wait else httpx.USE_CLIENT_DEFAULT)
+
+    def clear_cache(self, workflow: str | None = None, stage: str | None = None) -> int:
+        """Delete result-cache entries (of a workflow, one of its stages, or all); returns how many."""
+        return self._call("DELETE", "cache", params=_params({"workflow": workflow, "stage": stage}))["deleted"]
+
     # -- run-history statistics (the dashboard's data) ---------------------------------------------------
     def stats(self, view: str, **params: Any) -> Any:
         """One run-history statistic, aggregated by the server's database (``GET stats/{view}``).
@@ -240,6 +312,10 @@ def _params(values: dict[str, Any]) -> dict[str, Any]:
     """Query parameters: ``None`` left out, times in ISO 8601."""
     return {key: value.isoformat() if hasattr(value, "isoformat") else value
             for key, value in values.items() if value is not None}
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _collection(kind: str) -> str:

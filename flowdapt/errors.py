@@ -124,3 +124,8 @@ class StageInputError(FlowdaptError, TypeError):
 
     def __str__(self) -> str:
         return f"stage '{self.stage}': {self.message}"
+
+
+class OperationError(FlowdaptError):
+    """An operation does not apply to what it names as things stand (resuming a run that finished,
+    running again a workflow version the history does not hold)."""

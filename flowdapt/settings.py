@@ -98,6 +98,47 @@ class NotebookSettings(BaseModel):
     kernel_runs: int = Field(default=1, ge=1)
 
 
+class LogsSettings(BaseModel):
+    """What stages print and log, captured per attempt (see :mod:`flowdapt.compute.logs`): ``capture``
+    turns it off; ``max_bytes`` is what one attempt keeps (its first and last lines; the rest is counted)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    capture: bool = True
+    max_bytes: int = Field(default=1_000_000, ge=1_000)
+
+    @field_validator("max_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        from flowdapt.resources.models import parse_bytes
+
+        return parse_bytes(value) if isinstance(value, str) else value
+
+
+class SmtpSettings(BaseModel):
+    """The mail server ``notify`` actions send email through (a trigger's own ``smtp`` parameters win)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "localhost"
+    port: int = Field(default=25, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    ssl: bool = False
+    sender: str = "flowdapt@localhost"
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class NotifySettings(BaseModel):
+    """Defaults of the ``notify`` trigger action."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    timeout: float = Field(default=10.0, gt=0)  # seconds a webhook may take
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -119,6 +160,25 @@ def parse_retention(value: int | float | str) -> float | None:
     return float(sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION.findall(text)))
 
 
+def parse_duration(value: int | float | str) -> float:
+    """Seconds of a duration: a positive number of seconds, or e.g. ``"1d"``, ``"12h"``, ``"1d12h"``, ``"90s"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            seconds = float(text)
+        elif not text or _DURATION.sub("", text).strip():
+            raise ValueError(f"invalid duration '{value}' (use seconds, or e.g. '1d', '12h', '30m', '1d12h')")
+        else:
+            seconds = float(sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION.findall(text)))
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {value!r}: must be positive")
+    return seconds
+
+
 class Settings(BaseModel):
     """The whole configuration (the shape of ``flowdapt.yaml``)."""
 
@@ -132,6 +192,8 @@ class Settings(BaseModel):
     run_retention: int | float | str = -1
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     notebook: NotebookSettings = Field(default_factory=NotebookSettings)
+    logs: LogsSettings = Field(default_factory=LogsSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @field_validator("run_retention")
     @classmethod

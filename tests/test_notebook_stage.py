@@ -38,6 +38,7 @@ def flowdapt_workbench(tmp_path, monkeypatch):
     write_notebook(
         root / "double.ipynb",
         "import flowdapt.notebook as fn\n"
+        "print(f'doubling {n}')\n"
         "if n < 0:\n    raise ValueError(f'n must not be negative, got {n}')\n"
         "fn.set_result({'double': n * 2, 'stage': fn.get_run_context().stage, 'extra': type(extra).__name__})",
         parameters="n = 1\nextra = None",
@@ -51,8 +52,11 @@ def stage_workflow(target: str = "double.ipynb", **stage) -> dict:
 
 
 def test_notebook_stage_runs_with_parameters_on_each_executor(flowdapt_workbench, executor):
-    run = flowdapt.run_workflow(stage_workflow(), {"n": 21, "extra": Decimal("1.5")}, executor=executor)
+    logged = []
+    run = flowdapt.run_workflow(stage_workflow(), {"n": 21, "extra": Decimal("1.5")}, executor=executor,
+                                on_event=lambda event: logged.extend(getattr(event, "lines", ())))
     assert run.state == "finished", run.error
+    assert [(line[1], line[4]) for line in logged] == [("stdout", "doubling 21")]  # the cell's output, captured
     assert run.result == {"double": 42, "stage": "double", "extra": "Decimal"}
     output = run.stage("double").output_notebook
     assert output and output.endswith(f"{run.uid}/double.ipynb")

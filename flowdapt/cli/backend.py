@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import time
 from abc import ABC, abstractmethod
+from datetime import datetime
 from typing import Any, Callable
 
-from flowdapt.errors import FlowdaptError
+from flowdapt.errors import FlowdaptError, OperationError
 from flowdapt.events import Event
-from flowdapt.history.models import RunQuery
+from flowdapt.history.models import LogLine, RunQuery
 from flowdapt.resources.models import Resource, WorkflowRun
 from flowdapt.settings import Settings
 
@@ -80,6 +81,30 @@ class Backend(ABC):
     @abstractmethod
     def status(self) -> dict[str, Any]:
         """What is configured and how much is stored."""
+
+    @abstractmethod
+    def logs(self, identifier: str, *, stage: str | None = None, attempt: int | None = None, after: int = -1,
+             limit: int = 10_000) -> list[LogLine]:
+        """What a run's stages printed and logged so far: the lines numbered after ``after``."""
+
+    @abstractmethod
+    def rerun(self, identifier: str, *, wait: bool, executor: str | None,
+              on_event: Callable[[Event], None] | None = None, uid: str | None = None) -> WorkflowRun:
+        """Run a run's workflow version again with its input (recorded as ``rerun_of``)."""
+
+    @abstractmethod
+    def resume(self, identifier: str, *, wait: bool, executor: str | None,
+               on_event: Callable[[Event], None] | None = None, uid: str | None = None) -> WorkflowRun:
+        """Resume a failed or cancelled run: stages it finished reused where their outputs were kept."""
+
+    @abstractmethod
+    def backfill(self, trigger: str, start: datetime, end: datetime, *, concurrency: int,
+                 wait: bool) -> dict[str, Any]:
+        """Fire a schedule's action once for each of its due times in ``[start, end]`` not fired yet."""
+
+    @abstractmethod
+    def clear_cache(self, workflow: str | None, stage: str | None) -> int:
+        """Delete result-cache entries; how many."""
 
     def save_stage_module(self, module: str, source: str) -> None:
         """Store a ``%%flowdapt stage`` cell's module where this backend's runs import it."""
@@ -178,6 +203,84 @@ class LocalBackend(Backend):
                 "executor": self.settings.executor.name, "namespace": self.settings.default_namespace,
                 "runs": database.runs, "running": database.running,
                 **{f"{kind}s": len(self.store.list(kind)) for kind in RESOURCE_KINDS}}
+
+    def logs(self, identifier: str, *, stage: str | None = None, attempt: int | None = None, after: int = -1,
+             limit: int = 10_000) -> list[LogLine]:
+        self.store.flush()
+        return self.store.run_logs(identifier, stage=stage, attempt=attempt, after=after, limit=limit)
+
+    def rerun(self, identifier: str, *, wait: bool, executor: str | None,
+              on_event: Callable[[Event], None] | None = None, uid: str | None = None) -> WorkflowRun:
+        from flowdapt.compute.api import run_workflow
+
+        original = self._recorded(identifier)
+        return run_workflow(self._ran(original), original.input, executor=executor or original.executor,
+                            namespace=original.namespace, wait=wait, on_event=on_event, uid=uid,
+                            rerun_of=original.uid)
+
+    def resume(self, identifier: str, *, wait: bool, executor: str | None,
+               on_event: Callable[[Event], None] | None = None, uid: str | None = None) -> WorkflowRun:
+        from flowdapt.compute.api import run_workflow
+        from flowdapt.compute.resume import resumable
+
+        original = self._recorded(identifier)
+        why = resumable(original)
+        if why is not None:
+            raise OperationError(why)
+        return run_workflow(self._ran(original), original.input, executor=executor or original.executor,
+                            namespace=original.namespace, wait=wait, on_event=on_event, uid=uid, resume=original)
+
+    def _recorded(self, identifier: str) -> WorkflowRun:
+        self.store.flush()
+        return self.store.get_run(identifier)
+
+    def _ran(self, run: WorkflowRun) -> Any:
+        from flowdapt.errors import ResourceNotFoundError
+        from flowdapt.history.versions import ran_workflow
+
+        document = self.store.workflow_document(run.workflow_version) if run.workflow_version else None
+        try:
+            current = None if document is not None else self.store.get("workflow", run.workflow)
+        except ResourceNotFoundError:
+            current = None
+        return ran_workflow(run, document, current)  # type: ignore[arg-type]
+
+    def backfill(self, trigger: str, start: datetime, end: datetime, *, concurrency: int,
+                 wait: bool) -> dict[str, Any]:
+        """Without a server the runs go on in this process, so this waits for them whatever ``wait`` says."""
+        import asyncio
+
+        from flowdapt.compute.api import run_workflow
+        from flowdapt.history.store import this_owner
+        from flowdapt.history.triggers import TriggerLedger
+        from flowdapt.triggers.backfill import plan_backfill, run_backfill
+
+        rule = self.store.get("trigger_rule", trigger)
+        ledger = TriggerLedger(self.store, owner=this_owner())
+        plan = plan_backfill(rule, start, end, concurrency,  # type: ignore[arg-type]
+                             lambda first, last: ledger.claimed_times(rule.uid, first, last))
+        action = rule.spec.action.target  # type: ignore[attr-defined]
+
+        async def claim(when: datetime) -> str | None:
+            return await asyncio.to_thread(ledger.claim_backfill, rule.uid, rule.name, action, when)
+
+        async def record(firing: str, run_uid: str | None, error: str | None) -> None:
+            await asyncio.to_thread(ledger.record_outcome, firing, run_uid=run_uid, error=error)
+
+        async def submit(workflow: str, input: dict[str, Any], **options: Any) -> WorkflowRun:
+            return await asyncio.to_thread(run_workflow, workflow, input, wait=False, **options)
+
+        async def wait_for(run: WorkflowRun) -> Any:
+            return await asyncio.to_thread(run.wait)
+
+        done = asyncio.run(run_backfill(plan, rule, claim=claim, record=record, submit=submit,  # type: ignore[arg-type]
+                                        wait=wait_for))
+        return done.to_dict()
+
+    def clear_cache(self, workflow: str | None, stage: str | None) -> int:
+        from flowdapt.compute.outputs import clear_cache
+
+        return clear_cache(workflow, stage)
 
     def close(self) -> None:
         if self.sharing is not None:

@@ -25,8 +25,9 @@ START_TIMEOUT = 120.0  # seconds for the background process to start the run (im
 
 
 def run_detached(state: Any, backend: "LocalBackend", workflow: str, input_args: list[str], executor: str | None,
-                 namespace: str | None) -> tuple[WorkflowRun, int, Path]:
-    """Start ``workflow`` in a background ``flowctl run``; (the run as it started, its pid, its log file)."""
+                 namespace: str | None, command: str = "run") -> tuple[WorkflowRun, int, Path]:
+    """Start ``workflow`` in a background ``flowctl run`` (or ``command``: ``rerun`` and ``retry`` name a run
+    instead); (the run as it started, its pid, its log file)."""
     from flowdapt.cli.backend import connect
     from flowdapt.cli.sharing import shared_store
 
@@ -38,7 +39,7 @@ def run_detached(state: Any, backend: "LocalBackend", workflow: str, input_args:
     log = logs / f"{uid}.log"
     argv = [sys.executable, "-m", "flowdapt.cli.flowctl", "--app-dir", str(settings.app_dir),
             *(f"--set={override}" for override in state.overrides), *(["--debug"] if state.debug else []),
-            "run", workflow, "--wait", "--no-progress", f"--run-uid={uid}",
+            command, workflow, "--wait", "--no-progress", f"--run-uid={uid}",
             *([f"--executor={executor}"] if executor else []), *([f"--namespace={namespace}"] if namespace else []),
             *input_args]
     with log.open("wb") as out:

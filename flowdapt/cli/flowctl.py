@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from flowdapt.cli.backend import Backend, LocalBackend, connect
 from flowdapt.cli.detach import run_detached
 from flowdapt.cli.common import CliState, global_options, run_cli
 from flowdapt.cli.inputs import InputError, parse_input
-from flowdapt.cli.output import FORMATS, print_document, print_items, print_mapping
+from flowdapt.cli.output import FORMATS, dumps, print_document, print_items, print_mapping, stdout_kept_for_the_document
 from flowdapt.errors import FlowdaptError
 from flowdapt.history.models import RunQuery
 from flowdapt.resources.loading import load
@@ -30,6 +31,8 @@ KIND_NAMES = {
     **{name: RUN_KIND for name in ("run", "runs", "workflow_run", "workflow_runs")},
 }
 
+FOLLOW_SECONDS = 0.5  # how often `logs --follow` asks for new lines
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S%z"]
 output_option = click.option("-o", "--output", "-f", "--format", "fmt", type=click.Choice(FORMATS),
                              default="table", show_default=True, help="Output format.")
 
@@ -198,16 +201,163 @@ def run(ctx: click.Context, workflow: str, wait: bool, executor: str | None, nam
         from flowdapt.cli.progress import RunProgress
 
         bar = RunProgress(definition.name, len(definition.spec.stages))
-    with bar or contextlib.nullcontext():
+    with bar or contextlib.nullcontext(), stdout_kept_for_the_document(fmt != "table"):
         record = backend.run(definition.name, data, wait=False, executor=executor, namespace=namespace,
                              on_event=bar, uid=run_uid)
         if wait:
             record = _follow(backend, record)
+    _end_run(ctx, record, wait, fmt, result_only)
+
+
+def _end_run(ctx: click.Context, record: Any, wait: bool, fmt: str, result_only: bool) -> None:
+    """Print the run; a run waited for that did not finish says why on stderr and exits 1."""
     _print_run(record, fmt, result_only)
     if wait and record.state != "finished":
         reason = record.error if record.error is not None else f"run '{record.name}' was {record.state}"
         click.echo(f"error: {reason}", err=True)
         ctx.exit(1)
+
+
+def _run_again(ctx: click.Context, operation: str, identifier: str, wait: bool, executor: str | None,
+               result_only: bool, run_uid: str | None, fmt: str) -> None:
+    """``rerun`` and ``retry``: start the run (in the background without a server and ``--no-wait``), then as ``run``."""
+    state: FlowctlState = ctx.obj
+    backend = state.backend(share=f"flowctl {operation}")
+    if not wait and isinstance(backend, LocalBackend):
+        original = backend.get_run(identifier)  # an unknown run is an error here, not in the background
+        record, child, log = run_detached(state, backend, original.uid, [], executor, None, command=operation)
+        _print_run(record, fmt, result_only)
+        click.echo(f"flowctl: the run goes on in process {child} (output: {log})", err=True)
+        return
+    start = backend.rerun if operation == "rerun" else backend.resume
+    with stdout_kept_for_the_document(fmt != "table"):
+        record = start(identifier, wait=False, executor=executor, uid=run_uid)
+        if wait:
+            record = _follow(backend, record)
+    _end_run(ctx, record, wait, fmt, result_only)
+
+
+_again_options = [
+    click.argument("identifier", metavar="RUN"),
+    click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the new run to end."),
+    click.option("--executor", help="Executor name (default: the one the run ran on)."),
+    click.option("--result-only", is_flag=True, help="Print only the result."),
+    click.option("--run-uid", hidden=True, help="The new run's uid (given to a detached run by `--no-wait`)."),
+    output_option,
+]
+
+
+def _with(options: list[Any]) -> Any:
+    def decorate(command: Any) -> Any:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+@flowctl.command()
+@_with(_again_options)
+@click.option("--progress/--no-progress", default=None, hidden=True)
+@click.pass_context
+def rerun(ctx: click.Context, identifier: str, wait: bool, executor: str | None, result_only: bool,
+          run_uid: str | None, fmt: str, progress: bool | None) -> None:
+    """Run RUN again: its input, the workflow version it ran. The new run records which run it repeats."""
+    _run_again(ctx, "rerun", identifier, wait, executor, result_only, run_uid, fmt)
+
+
+@flowctl.command()
+@_with(_again_options)
+@click.option("--progress/--no-progress", default=None, hidden=True)
+@click.pass_context
+def retry(ctx: click.Context, identifier: str, wait: bool, executor: str | None, result_only: bool,
+          run_uid: str | None, fmt: str, progress: bool | None) -> None:
+    """Resume a failed or cancelled RUN: stages it finished are reused where they kept their output
+    (options.keep_output), failed stages and failed items run again. The new run records resumed_from."""
+    _run_again(ctx, "retry", identifier, wait, executor, result_only, run_uid, fmt)
+
+
+@flowctl.command()
+@click.argument("identifier", metavar="RUN")
+@click.option("--stage", help="Only this stage's lines.")
+@click.option("--attempt", type=click.IntRange(1), help="Only this attempt's lines (with --stage).")
+@click.option("--follow", is_flag=True, help="Keep printing new lines until the run has ended (-f is --format).")
+@output_option
+@click.pass_obj
+def logs(state: FlowctlState, identifier: str, stage: str | None, attempt: int | None, follow: bool,
+         fmt: str) -> None:
+    """Print what RUN's stages printed and logged (time UTC, stage, stream or level, message).
+
+    -o json prints a JSON list (with --follow, one JSON object per line as lines come).
+    """
+    backend = state.backend()
+    run = backend.get_run(identifier)
+    after, everything = -1, []
+    while True:
+        ended = run.done  # read before the lines: once it has ended, the lines read next are all of them
+        lines = backend.logs(run.uid, stage=stage, attempt=attempt, after=after)
+        if lines:
+            after = lines[-1].seq
+            if fmt == "table":
+                click.echo("\n".join(line.render() for line in lines))
+            elif follow and fmt == "json":
+                click.echo("\n".join(line.model_dump_json() for line in lines))
+            else:
+                everything.extend(line.model_dump(mode="json") for line in lines)
+        if not follow or (ended and not lines):
+            break
+        if not lines:
+            time.sleep(FOLLOW_SECONDS)
+            run = backend.get_run(run.uid)
+    if fmt != "table" and not (follow and fmt == "json"):
+        click.echo(dumps(everything, fmt))
+
+
+@flowctl.command()
+@click.argument("trigger_name", metavar="TRIGGER")
+@click.option("--from", "start", required=True, type=click.DateTime(DATE_FORMATS),
+              help="First schedule time to fire (UTC unless it has an offset).")
+@click.option("--to", "end", required=True, type=click.DateTime(DATE_FORMATS),
+              help="Last schedule time to fire, inclusive (times after now are left out).")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Runs of the backfill going on at once.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for every run (without a server the runs go on in this process: it always waits).")
+@output_option
+@click.pass_obj
+def backfill(state: FlowctlState, trigger_name: str, start: datetime, end: datetime, concurrency: int,
+             wait: bool, fmt: str) -> None:
+    """Run schedule TRIGGER's action once for each of its due times from --from to --to that has not
+    fired yet (started again, it skips what ran). Each run carries its time as its logical time."""
+    done = state.backend(share="flowctl backfill").backfill(trigger_name, start, end, concurrency=concurrency,
+                                                           wait=wait)
+    if fmt != "table":
+        print_mapping(done, fmt)
+    else:
+        click.echo(f"[trigger_rule/{done['trigger']}] {len(done['times'])} due time(s) from {done['start']} to "
+                   f"{done['end']}; {len(done['already_fired'])} had fired already")
+        for firing in sorted(done["fired"], key=lambda item: item["scheduled_for"]):
+            outcome = f"error: {firing['error']}" if firing["error"] else f"run {firing['run_uid'] or '-'}"
+            click.echo(f"  {firing['scheduled_for']}  {outcome}")
+    if any(firing["error"] for firing in done["fired"]):
+        raise click.exceptions.Exit(1)
+
+
+@flowctl.group()
+def cache() -> None:
+    """The result cache of stages with options.cache."""
+
+
+@cache.command("clear")
+@click.option("--workflow", help="Only this workflow's entries.")
+@click.option("--stage", help="Only this stage's entries (with --workflow).")
+@click.pass_obj
+def cache_clear(state: FlowctlState, workflow: str | None, stage: str | None) -> None:
+    """Delete cached stage outputs (all, or a workflow's, or one stage's)."""
+    if stage and not workflow:
+        raise click.UsageError("--stage needs --workflow")
+    deleted = state.backend().clear_cache(workflow, stage)
+    click.echo(f"cleared {deleted} cache entr{'y' if deleted == 1 else 'ies'}")
 
 
 def _follow(backend: Backend, record: Any) -> Any:

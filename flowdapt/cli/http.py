@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any, Callable
 
 from flowdapt.cli.backend import Backend, register_remote_backend
 from flowdapt.client import Client, ServerCatalog
 from flowdapt.errors import FlowdaptError
 from flowdapt.events import Event
-from flowdapt.history.models import RunQuery
+from flowdapt.history.models import LogLine, RunQuery
 from flowdapt.resources import catalog
 from flowdapt.resources.models import Resource, WorkflowRun
 from flowdapt.settings import Settings
@@ -72,6 +73,25 @@ class HttpBackend(Backend):
 
     def status(self) -> dict[str, Any]:
         return {"server": self.client.url, **self.client.status()}
+
+    def logs(self, identifier: str, *, stage: str | None = None, attempt: int | None = None, after: int = -1,
+             limit: int = 10_000) -> list[LogLine]:
+        return self.client.logs(identifier, stage=stage, attempt=attempt, after=after, limit=limit)  # type: ignore[return-value]
+
+    def rerun(self, identifier: str, *, wait: bool, executor: str | None,
+              on_event: Callable[[Event], None] | None = None, uid: str | None = None) -> WorkflowRun:
+        return self.client.rerun(identifier, wait=wait, executor=executor, source="manual")
+
+    def resume(self, identifier: str, *, wait: bool, executor: str | None,
+               on_event: Callable[[Event], None] | None = None, uid: str | None = None) -> WorkflowRun:
+        return self.client.resume(identifier, wait=wait, executor=executor, source="manual")
+
+    def backfill(self, trigger: str, start: datetime, end: datetime, *, concurrency: int,
+                 wait: bool) -> dict[str, Any]:
+        return self.client.backfill(trigger, start, end, concurrency=concurrency, wait=wait)
+
+    def clear_cache(self, workflow: str | None, stage: str | None) -> int:
+        return self.client.clear_cache(workflow, stage)
 
     def save_stage_module(self, module: str, source: str) -> None:
         super().save_stage_module(module, source)  # for runs in this process (a kernel's run_workflow)

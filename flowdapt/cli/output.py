@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import yaml
 from rich.console import Console
@@ -100,3 +103,23 @@ def print_mapping(data: dict[str, Any], fmt: str) -> None:
     for key, value in data.items():
         table.add_row(key, str(value))
     console().print(table)
+
+
+@contextlib.contextmanager
+def stdout_kept_for_the_document(keep: bool) -> Iterator[None]:
+    """While a run goes on in this process, whatever writes to its standard output (stages, libraries,
+    the worker processes it starts) writes to standard error instead, so that with ``-o json|yaml`` the
+    standard output holds only the document printed afterwards."""
+    if not keep:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -77,6 +77,10 @@ class StoreServer:
             ("GET", re.compile(r"runs/(?P<identifier>[^/]+)"), self._run),
             ("POST", re.compile(r"runs/(?P<identifier>[^/]+)/cancel"), self._cancel),
             ("POST", re.compile(r"workflows/(?P<identifier>[^/]+)/run"), self._refuse_run),
+            ("GET", re.compile(r"runs/(?P<identifier>[^/]+)/logs"), self._logs),
+            ("POST", re.compile(r"runs/(?P<identifier>[^/]+)/(?:rerun|resume)"), self._refuse_run),
+            ("POST", re.compile(r"triggers/(?P<identifier>[^/]+)/backfill"), self._refuse_run),
+            ("DELETE", re.compile(r"cache"), self._clear_cache),
         ]
 
     def close(self) -> None:
@@ -123,10 +127,18 @@ class StoreServer:
         self.backend.store.flush()
         return self.backend.get_run(identifier).to_document()
 
+    def _logs(self, query: dict[str, str], body: Any, identifier: str) -> list[dict[str, Any]]:
+        filters = {key: int(query[key]) for key in ("attempt", "after", "limit") if key in query}
+        lines = self.backend.logs(identifier, stage=query.get("stage"), **filters)
+        return [line.model_dump(mode="json") for line in lines]
+
+    def _clear_cache(self, query: dict[str, str], body: Any) -> dict[str, int]:
+        return {"deleted": self.backend.clear_cache(query.get("workflow"), query.get("stage"))}
+
     def _cancel(self, query: dict[str, str], body: Any, identifier: str) -> dict[str, Any]:
         return self.backend.cancel(identifier).to_document()
 
-    def _refuse_run(self, query: dict[str, str], body: Any, identifier: str) -> Any:
+    def _refuse_run(self, query: dict[str, str], body: Any, identifier: str) -> Any:  # starting runs, in any way
         raise _Refused(f"the embedded store is held by {self.holder} (pid {os.getpid()}), which runs only its own "
                        "work: wait until it ends, or run `flowdapt serve` to run workflows from several shells")
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal
 
 from flowdapt.compute.context import RunContext, RunInfo
 from flowdapt.compute.executors import BaseExecutor, shared_executor
+from flowdapt.compute.graph import WorkflowGraph
+from flowdapt.compute.outputs import stage_extras
+from flowdapt.compute.resume import plan_resume
 from flowdapt.compute.runner import Runner
 from flowdapt.events import Event, listeners as global_listeners
 from flowdapt.errors import ResourceError
@@ -63,6 +69,25 @@ def _parse_dict(definition: dict) -> Workflow:
     return resource  # type: ignore[return-value]
 
 
+_versions: ByIdentity[str] = ByIdentity(kept=64)
+
+
+def workflow_version(definition: Workflow, graph: WorkflowGraph) -> str:
+    """A hash of ``definition``'s spec: runs of the same version ran the same definition. Computed once
+    per validated graph (a workflow run again unchanged keeps its graph, see ``workflow_graph``)."""
+    version = _versions.get(graph)
+    if version is None:
+        version = spec_version(definition)
+        _versions.put(graph, version)
+    return version
+
+
+def spec_version(definition: Workflow) -> str:
+    """The version of a workflow: a hash of its spec (stages and their options) as a document."""
+    spec = definition.to_document()["spec"]
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+
+
 def resolve_executor(executor: str | BaseExecutor | None) -> BaseExecutor:
     """A running executor: an instance as given (started if needed) or a shared one by name."""
     if isinstance(executor, BaseExecutor):
@@ -87,6 +112,9 @@ def run_workflow(
     wait: bool = True,
     on_event: Callable[[Event], None] | None = None,
     uid: str | None = None,
+    logical_time: datetime | None = None,
+    rerun_of: str | None = None,
+    resume: WorkflowRun | None = None,
 ) -> WorkflowRun:
     """Run ``workflow`` in this process and return its :class:`WorkflowRun`.
 
@@ -101,6 +129,10 @@ def run_workflow(
     wait : if False, return at once; use ``run.wait()`` and ``run.cancel()``
     on_event : called with every event of this run (in the runner's thread)
     uid : the run's uid, when the caller announced the run before starting it (a server's queue)
+    logical_time : the schedule time the run is for (``get_run_context().logical_time``)
+    rerun_of : uid of the run this one runs again (recorded on the run)
+    resume : a failed or cancelled run of this workflow version to resume: stages it finished are reused
+        where their outputs were kept (see :mod:`flowdapt.compute.resume`)
 
     A failed run does not raise: ``run.state`` is ``failed`` and ``run.error`` holds the type, message,
     traceback and stage of the exception.
@@ -110,12 +142,18 @@ def run_workflow(
     running = resolve_executor(executor)
     data = merged_config(definition, catalog.list_configs() if configs is None else configs)
     data.update(config or {})
+    extras = stage_extras(graph)
+    if resume is not None:
+        extras = plan_resume(resume, graph, extras, running.kind)
     run = WorkflowRun(**({"uid": uid} if uid else {}), workflow=definition.metadata.name, source=source,
-                      executor=running.kind, namespace=namespace or get_settings().default_namespace, input=dict(input or {}))
-    context = RunContext(input=run.input, config=data, namespace=run.namespace,
-                         run=RunInfo(run.uid, run.name, run.workflow), executor=running.kind)
+                      executor=running.kind, namespace=namespace or get_settings().default_namespace,
+                      input=dict(input or {}), workflow_version=workflow_version(definition, graph),
+                      logical_time=logical_time, rerun_of=rerun_of, resumed_from=resume.uid if resume else None)
+    run._definition = definition
+    info = RunInfo(run.uid, run.name, run.workflow, logical_time.isoformat() if logical_time else None)
+    context = RunContext(input=run.input, config=data, namespace=run.namespace, run=info, executor=running.kind)
     listeners = global_listeners() + ((on_event,) if on_event else ())
-    runner = Runner(graph, running, run, context, listeners)
+    runner = Runner(graph, running, run, context, listeners, extras=extras)
     if wait:
         return runner.execute()
     threading.Thread(target=runner.execute, name=f"flowdapt-run-{run.name}", daemon=True).start()

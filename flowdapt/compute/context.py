@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable
 
 
@@ -15,6 +16,7 @@ class RunInfo:
     uid: str
     name: str
     workflow: str
+    logical_time: str | None = None  # the schedule time a run is for (ISO 8601; scheduled and backfilled runs)
 
 
 @dataclass(slots=True)
@@ -29,6 +31,9 @@ class RunContext:
     run : name, uid and workflow of the run
     executor : kind of executor running the stage (``local``, ``dask``, ``ray``)
     stage : name of the stage being executed, when inside a stage
+    attempt : which attempt of the stage this is (1, then 2, ... on retries)
+    logical_time : the schedule time the run is for (a datetime; None unless a schedule or a backfill
+        started the run)
     """
 
     input: dict[str, Any]
@@ -38,17 +43,24 @@ class RunContext:
     executor: str
     stage: str | None = None
     _cancelled: threading.Event | None = field(default=None, repr=False, compare=False)
+    attempt: int = 1
+    log: Any = field(default=None, repr=False, compare=False)  # where the stage's output goes (flowdapt.compute.logs)
 
     def is_cancelled(self) -> bool:
         """True once the run was cancelled (threads only; a stage may poll this to stop early)."""
         return self._cancelled is not None and self._cancelled.is_set()
 
+    @property
+    def logical_time(self) -> datetime | None:
+        return datetime.fromisoformat(self.run.logical_time) if self.run.logical_time else None
+
     def __getstate__(self):
-        return (self.input, self.config, self.namespace, self.run, self.executor, self.stage)
+        return (self.input, self.config, self.namespace, self.run, self.executor, self.stage, self.attempt)
 
     def __setstate__(self, state) -> None:
-        self.input, self.config, self.namespace, self.run, self.executor, self.stage = state
+        self.input, self.config, self.namespace, self.run, self.executor, self.stage, self.attempt = state
         self._cancelled = None
+        self.log = None
 
 
 _current: ContextVar[RunContext | None] = ContextVar("flowdapt_run_context", default=None)

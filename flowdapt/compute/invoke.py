@@ -17,6 +17,7 @@ from typing import Any, Callable
 import cloudpickle
 
 from flowdapt.compute.context import RunContext, reset_run_context, set_run_context
+from flowdapt.compute.logs import shipped
 from flowdapt.compute.targets import Binding, callable_with_binding
 from flowdapt.errors import StageInputError, StageTimeoutError
 from flowdapt.settings import get_settings, set_settings
@@ -57,15 +58,17 @@ class StageCall:
     retry_delay: float = 0.0
     allow_partial_failure: bool = True
     settings: Any = None  # the driver's Settings, so workers write artifacts where the driver reads them
+    extras: Any = None  # a StageExtras (flowdapt.compute.outputs): keep, cache or reuse the output
 
     def to_wire(self) -> list[Any]:
         """The call as a list of plain values (str, bytes, numbers): its pickled state, and what Ray
         packs with msgpack (a tuple would go through Ray's pickler: ≈ 18 µs more per task submitted).
-        The target, the settings and the run's shared context are pickled once and cached."""
+        The target, the settings, the extras and the run's shared context are pickled once and cached."""
         target = _pickled(self.target).payload if callable(self.target) else self.target
         settings = _pickled(self.settings).payload if self.settings is not None else None
+        extras = _pickled(self.extras).payload if self.extras is not None else None
         return [self.stage, target, _pickled_run_context(self.context), self.root, self.map_on, self.timeout,
-                self.retries, self.retry_delay, self.allow_partial_failure, settings]
+                self.retries, self.retry_delay, self.allow_partial_failure, settings, self.context.attempt, extras]
 
     @classmethod
     def from_wire(cls, wire: list[Any]) -> "StageCall":
@@ -77,13 +80,15 @@ class StageCall:
     __getstate__ = to_wire
 
     def __setstate__(self, wire: list[Any]) -> None:
-        stage, target, context, root, map_on, timeout, retries, retry_delay, allow_partial_failure, settings = wire
+        (stage, target, context, root, map_on, timeout, retries, retry_delay, allow_partial_failure, settings,
+         attempt, extras) = wire
         input, config, namespace, run, executor = cloudpickle.loads(context)
         self.stage, self.root, self.map_on, self.timeout = stage, root, map_on, timeout
         self.retries, self.retry_delay, self.allow_partial_failure = retries, retry_delay, allow_partial_failure
         self.target = _Pickled(target) if isinstance(target, bytes) else target
-        self.context = RunContext(input, config, namespace, run, executor, stage)
+        self.context = RunContext(input, config, namespace, run, executor, stage, None, attempt)
         self.settings = None if settings is None else _Pickled(settings)
+        self.extras = None if extras is None else _unpickle(_Pickled(extras))
 
 
 class _Pickled:
@@ -151,6 +156,13 @@ def _function(call: StageCall) -> tuple[Callable[..., Any], Binding]:
 _NOT_AWAITABLE = frozenset({type(None), bool, int, float, complex, str, bytes, list, tuple, dict, set})
 
 
+def awaited(value: Any, call: StageCall) -> Any:
+    """``value``, or what it gives when awaited (an ``async def`` stage's coroutine)."""
+    if type(value) not in _NOT_AWAITABLE and inspect.isawaitable(value):
+        return _await(value, call)
+    return value
+
+
 def _await(awaitable: Any, call: StageCall) -> Any:
     if call.timeout is None:
         return asyncio.run(_as_coroutine(awaitable))
@@ -164,12 +176,25 @@ async def _as_coroutine(awaitable: Any) -> Any:
     return await awaitable
 
 
+def stage_arguments(call: StageCall, binding: Binding, upstream: list[Any]) -> tuple[Any, dict[str, Any]]:
+    """``(args, kwargs)`` of a simple stage's call: root stages get the input as keywords, others the
+    upstream outputs positionally."""
+    if call.root:
+        return (), binding.root_kwargs(call.stage, call.context.input)
+    args = binding.positional_args(upstream)
+    if not args and upstream:
+        raise StageInputError(call.stage, "its function takes no arguments but the stage has depends_on")
+    return args, {}
+
+
 def invoke(call: StageCall, upstream: list[Any]) -> Any:
     """Run a simple stage: root stages get the input as keywords, others the upstream outputs."""
     token = set_run_context(call.context)
     try:
         function, binding = _function(call)
-        if call.root:
+        if call.extras is not None:
+            return call.extras.call(call, function, binding, upstream)
+        if call.root:  # stage_arguments() inlined: this is the hot path of every stage
             value = function(**binding.root_kwargs(call.stage, call.context.input))
         else:
             args = binding.positional_args(upstream)
@@ -193,6 +218,8 @@ class ChunkResult:
     values: list[Any]
     failures: list[tuple[int, TaskError]]
     retries: int = 0
+    logs: Any = None  # what the chunk's items printed and logged, from a worker (flowdapt.compute.logs.Shipped)
+    cached: int = 0  # items whose output came from the result cache
 
 
 def run_items(
@@ -206,7 +233,8 @@ def run_items(
     token = set_run_context(call.context)
     values: list[Any] = []
     failures: list[tuple[int, TaskError]] = []
-    retried = 0
+    retried = cached = 0
+    extras = call.extras if call.extras is not None and call.extras.cache else None
     try:
         try:
             function, binding = _function(call)
@@ -216,16 +244,27 @@ def run_items(
             kwargs = binding.root_kwargs(call.stage, call.context.input, (call.map_on, binding.first_param)) if call.root else {}
         except BaseException as exc:  # noqa: BLE001
             error = TaskError.capture(exc)
-            return ChunkResult(start, [None] * len(items), [(start + i, error) for i in range(len(items))])
+            return ChunkResult(start, [None] * len(items), [(start + i, error) for i in range(len(items))],
+                               logs=shipped(call.context))
         for offset, item in enumerate(items):
             if stop is not None and stop.is_set():
                 break
             attempt = 0
+            key = None
             while True:
                 try:
+                    if extras is not None and key is None:
+                        key = extras.item_key(call, function, (item, *rest), kwargs)
+                        hit = extras.cached_item(key)
+                        if hit is not None:
+                            values.append(hit[0])
+                            cached += 1
+                            break
                     value = function(item, *rest, **kwargs)
                     if inspect.isawaitable(value):
                         value = _await(value, call)
+                    if key is not None:
+                        extras.store_item(key, value, call)
                     values.append(value)
                     break
                 except Exception as exc:
@@ -242,6 +281,27 @@ def run_items(
                     break
             if failures and not call.allow_partial_failure:
                 break
-        return ChunkResult(start, values, failures, retried)
+        return ChunkResult(start, values, failures, retried, shipped(call.context), cached)
     finally:
         reset_run_context(token)
+
+
+def invoke_and_ship(call: StageCall, upstream: list[Any]) -> Any:
+    """:func:`invoke` in a worker process: the value, or :class:`Shipped` with what the stage printed
+    and logged (and where its output came from) when there is any."""
+    value = invoke(call, upstream)
+    logs = shipped(call.context)
+    return value if logs is None else Shipped(value, logs)
+
+
+class Shipped:
+    """A worker's value (or :class:`TaskError`) with its attempt's logs and notes."""
+
+    __slots__ = ("value", "logs")
+
+    def __init__(self, value: Any, logs: Any) -> None:
+        self.value = value
+        self.logs = logs
+
+    def __reduce__(self):
+        return (Shipped, (self.value, self.logs))

@@ -19,7 +19,7 @@ import struct
 import tempfile
 import threading
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import cloudpickle
 
@@ -231,6 +231,19 @@ class ArtifactStore:
     def exists(self, key: str, namespace: str) -> bool:
         return self.fs.exists(self.path(key, namespace))
 
+    def delete_prefix(self, prefix: str, namespace: str) -> int:
+        """Delete every object of ``namespace`` whose key starts with ``prefix``; returns how many."""
+        folder = f"{self.root}/artifacts/{_component(namespace)}"
+        if not self.fs.exists(folder):
+            return 0
+        deleted = 0
+        for path in self.fs.ls(folder, detail=False):
+            name = path.rstrip("/").rsplit("/", 1)[-1]
+            if not name.endswith(".partial") and unquote(name).startswith(prefix):
+                self.fs.rm(path)
+                deleted += 1
+        return deleted
+
 
 def _component(name: str) -> str:
     if not isinstance(name, str) or not name:
@@ -255,6 +268,11 @@ def register_cluster_memory(executor_kind: str, memory: ClusterMemory | None) ->
 def cluster_memory(executor_kind: str) -> ClusterMemory | None:
     """The cluster memory registered for ``executor_kind``, if any."""
     return _memories.get(executor_kind)
+
+
+def artifact_store() -> ArtifactStore:
+    """The artifact store the settings in force configure."""
+    return _artifacts()
 
 
 def _artifacts() -> ArtifactStore:

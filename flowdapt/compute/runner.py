@@ -16,24 +16,29 @@ import functools
 import heapq
 import threading
 import time
+import weakref
 from datetime import datetime, timezone
 from collections import deque
 from typing import Any, Callable
 
+from flowdapt.compute import logs
 from flowdapt.compute.context import RunContext
 from flowdapt.compute.executors.base import BaseExecutor, Continuation, Outcome, TaskHandle
 from flowdapt.compute.graph import WorkflowGraph
 from flowdapt.compute.invoke import StageCall, TaskError
+from flowdapt.compute.outputs import StageExtras
 from flowdapt.compute.stages import StageType, get_stage_type
 from flowdapt.errors import StageTimeoutError
 from flowdapt.events import (
     Event,
     ItemsProgress,
     Listener,
+    RunFailed,
     RunFinished,
     RunStarted,
     StageFailed,
     StageFinished,
+    StageLogs,
     StageRetried,
     StageStarted,
     dispatch,
@@ -41,8 +46,9 @@ from flowdapt.events import (
 from flowdapt.settings import get_settings
 from flowdapt.resources.models import ErrorInfo, ItemFailure, StageRun, WorkflowRun
 
-_VALUE, _DONE, _PROGRESS, _CANCEL, _START, _DEADLINES = 0, 1, 2, 3, 4, 5
-_TIMEOUT, _RETRY = 0, 1
+_VALUE, _DONE, _PROGRESS, _CANCEL, _START, _DEADLINES, _LOGS = 0, 1, 2, 3, 4, 5, 6
+_TIMEOUT, _RETRY, _FLUSH_LOGS = 0, 1, 2
+LOG_FLUSH_SECONDS = 0.25  # how long captured lines wait before they are emitted while a run goes on
 
 
 _now = functools.partial(datetime.now, timezone.utc)  # the current UTC time, with no Python frame per call
@@ -58,6 +64,19 @@ def error_info(error: TaskError, stage: str | None) -> ErrorInfo:
 
 def _drop_report(message: tuple[int, Any, int, Any]) -> None:
     """Where a finished run's control sends reports: nowhere."""
+
+
+def _every_attempt(stage: str, attempt: int) -> bool:
+    """Every attempt is over (the run is)."""
+    return True
+
+
+def _late_logs(runner: "weakref.ref[Runner]") -> None:
+    """Lines that arrive once a run is over are emitted at once, from the thread that brings them."""
+    alive = runner()
+    if alive is not None:
+        with alive._lock:
+            alive._flush_logs(_every_attempt)
 
 
 class _StageTypes(dict):
@@ -99,7 +118,8 @@ class Runner:
     """
 
     def __init__(self, graph: WorkflowGraph, executor: BaseExecutor, run: WorkflowRun, context: RunContext,
-                 listeners: tuple[Listener, ...] = (), control: RunControl | None = None) -> None:
+                 listeners: tuple[Listener, ...] = (), control: RunControl | None = None,
+                 extras: dict[str, StageExtras] | None = None) -> None:
         self.graph = graph
         self.executor = executor
         self.run = run
@@ -109,6 +129,13 @@ class Runner:
         self.context = context
         self.context._cancelled = self.control.cancelled
         self.settings = get_settings()  # the run's stages write artifacts where this run started to
+        self.extras = extras or None  # per stage: keep, cache or reuse its output (flowdapt.compute.outputs)
+        logs.ensure_capture()
+        limit = self.settings.logs.max_bytes if self.settings.logs.capture else 0
+        self.capture = context.log = logs.RunCapture(run.uid, limit, self._logs_waiting)
+        self.cached_from = self.capture.cached_from  # (stage, attempt) -> where an output came from
+        self.log_sequence = 0  # lines emitted so far (each line's number in the run)
+        self.flush_pending = False
         run._control = self.control
         run.stages = StageRun.pending(graph.typed_order)
         self.records = {record.name: record for record in run.stages}
@@ -185,6 +212,11 @@ class Runner:
                 self._begin()
             elif kind == _DEADLINES:
                 self._on_deadlines()
+            elif kind == _LOGS:
+                if not self.flush_pending:
+                    self.flush_pending = True
+                    self._deadline(LOG_FLUSH_SECONDS, _FLUSH_LOGS, "", 0)
+                return None
             else:
                 self._stop("cancelled", None)
             if self.active == 0:
@@ -218,6 +250,7 @@ class Runner:
         run = self.run
         run.state = "running"
         run.started_at = _now()
+        logs.register(self.capture)
         self._emit(RunStarted)
         for name in self.graph.roots:
             self.upstream[name] = []
@@ -231,7 +264,14 @@ class Runner:
         run.finished_at = _now()
         self.outputs.clear()
         self.upstream.clear()
+        self._flush_logs(_every_attempt)
+        # A stage thread that outlived its timeout, a late cluster event: their lines are emitted as they come,
+        # while the runner lives (a weak reference: the capture must not keep a dropped run alive).
+        self.capture.on_lines = functools.partial(_late_logs, weakref.ref(self))
+        logs.unregister(self.capture)
         self._emit(RunFinished)
+        if run.state == "failed":
+            self._emit(RunFailed)
         # The control outlives the run (run.wait/cancel): unhooking the runner from it breaks the
         # run <-> runner cycle, so a finished run's records are freed as soon as the caller drops
         # the run, not left to the cyclic garbage collector (which then scans the whole heap).
@@ -246,17 +286,36 @@ class Runner:
         self.run.result = values[0] if len(sinks) == 1 else dict(zip(sinks, values))
         self.run.state = "finished"
 
+    # -- logs -----------------------------------------------------------------------------------
+    def _logs_waiting(self) -> None:
+        """The capture's ``on_lines`` (any thread): lines wait to be emitted."""
+        self._post((_LOGS, None, 0, None))
+
+    def _flush_logs(self, over: Callable[[str, int], bool]) -> None:
+        """Emit the captured lines not emitted yet, one event per attempt (attempts ``over`` says are
+        over are finished: their last partial lines and their tail too)."""
+        self.flush_pending = False
+        for stage, attempt, lines in self.capture.take(over):
+            first = self.log_sequence
+            self.log_sequence += len(lines)
+            self._emit(StageLogs, stage=self.records[stage], attempt=attempt, lines=lines, first=first)
+
+    def _attempt_over(self, stage: str, attempt: int) -> bool:
+        return self.live.get(stage) != attempt
+
+
     # -- stages ---------------------------------------------------------------------------------
-    def _call(self, name: str) -> StageCall:
+    def _call(self, name: str, attempt: int = 1) -> StageCall:
         """What a worker needs to call stage ``name`` (a new object per attempt: nothing keeps it after)."""
         stage = self.graph.stages[name]
         options = stage.options
         context = self.context
         stage_context = RunContext(context.input, context.config, context.namespace, context.run, context.executor,
-                                   name, context._cancelled)
+                                   name, context._cancelled, attempt, context.log)
         return StageCall(  # positional: binding ten keywords costs more than the call
             name, stage.target, stage_context, not stage.depends_on, options.map_on,
             options.timeout, options.retries, options.retry_delay, options.allow_partial_failure, self.settings,
+            self.extras and self.extras.get(name),
         )
 
     def _start(self, name: str, continuing: TaskHandle | None = None, now: datetime | None = None) -> Continuation | None:
@@ -286,10 +345,10 @@ class Runner:
             then = functools.partial(self._value, name, attempt) if self.continues and stage_type.continues else None
             if then is not None and continuing is not None:
                 handle = continuing
-                following = (self._call(name), self.upstream[name], stage.resources.as_dict(), then, on_done)
+                following = (self._call(name, attempt), self.upstream[name], stage.resources.as_dict(), then, on_done)
             else:
                 on_progress = self._progress_reporter(name, attempt) if stage_type.reports_progress else _ignore_progress
-                start = (self.executor, stage, self._call(name), self.upstream[name], on_progress, on_done)
+                start = (self.executor, stage, self._call(name, attempt), self.upstream[name], on_progress, on_done)
                 try:
                     handle = stage_type.start(*start) if then is None else stage_type.start(*start, then)
                 except Exception as exc:  # noqa: BLE001 - e.g. a resource the executor cannot provide
@@ -362,7 +421,9 @@ class Runner:
             self._on_deadline(*heapq.heappop(self.deadlines)[2:])
 
     def _on_deadline(self, action: int, name: str, attempt: int) -> None:
-        if action == _RETRY:
+        if action == _FLUSH_LOGS:
+            self._flush_logs(self._attempt_over)
+        elif action == _RETRY:
             if self.records[name].state == "running" and self.live.get(name) is None:
                 self._start(name)
         elif self.live.get(name) == attempt:
@@ -380,6 +441,10 @@ class Runner:
         self._emit(ItemsProgress, stage=record)
 
     def _on_done(self, name: str, attempt: int, outcome: Outcome) -> None:
+        if outcome.logs is not None:  # what a worker in another process shipped back
+            for shipped in outcome.logs:
+                self.capture.extend(name, attempt, shipped)
+            outcome.logs = None
         if self.live.get(name) != attempt:
             if name in self.ahead:  # queued ahead and over before its dependencies were seen to finish
                 self.early[name] = outcome
@@ -402,6 +467,8 @@ class Runner:
             ]
             if error is None and failures and len(failures) == outcome.items_total:
                 error = failures[0][1]  # every item failed: the stage failed
+            if outcome.items_cached and outcome.items_cached == outcome.items_total:
+                self.cached_from[name, attempt] = "cache"  # every item came from the result cache
         if error is None:
             self._stage_succeeded(name, outcome.value)
             return
@@ -424,6 +491,11 @@ class Runner:
         record = self.records[name]
         fields = record.__dict__  # written in place, as in _start
         fields["state"] = "finished"
+        if self.cached_from:
+            source = self.cached_from.get((name, fields["attempts"]))
+            if source is not None:
+                fields["state"] = "cached"
+                fields["cached_from"] = source
         fields["error"] = None
         fields["finished_at"] = now = _now()  # also when the dependents it makes ready start
         self.active -= 1

@@ -109,7 +109,11 @@ class ParameterizedStage(StageType):
 
     def start(self, executor, stage, call, upstream, on_progress, on_done):
         from flowdapt.compute.executors.base import Outcome, TaskHandle
+        from flowdapt.compute.outputs import map_with_outputs
 
+        extras = call.extras
+        if extras is not None and extras.reuse is not None:  # a resumed run reuses the output: loaded by a worker
+            return executor.submit(call, upstream, stage.resources.as_dict(), on_done)
         if call.map_on:
             if call.map_on not in call.context.input:
                 on_done(Outcome(error=TaskError(
@@ -118,6 +122,8 @@ class ParameterizedStage(StageType):
             items, rest = call.context.input[call.map_on], upstream
         else:
             items, rest = upstream[0], upstream[1:]
+        if extras is not None and (extras.keep is not None or extras.items is not None):
+            return map_with_outputs(executor, stage, call, items, rest, on_progress, on_done)
         return executor.map(call, items, rest, stage.resources.as_dict(), on_progress, on_done)
 
 

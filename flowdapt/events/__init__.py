@@ -16,18 +16,20 @@ from flowdapt.events.models import (
     Event,
     ItemsProgress,
     RunEvent,
+    RunFailed,
     RunFinished,
     RunStarted,
     StageEvent,
     StageFailed,
     StageFinished,
+    StageLogs,
     StageRetried,
     StageStarted,
 )
 
-__all__ = ["Event", "RunEvent", "RunStarted", "RunFinished", "StageEvent", "StageStarted", "StageFinished",
-           "StageFailed", "StageRetried", "ItemsProgress", "Listener", "subscribe", "listeners", "dispatch",
-           "BaseEventBus", "MemoryEventBus", "create_event_bus", "register_event_bus"]
+__all__ = ["Event", "RunEvent", "RunStarted", "RunFinished", "RunFailed", "StageEvent", "StageStarted",
+           "StageFinished", "StageFailed", "StageRetried", "StageLogs", "ItemsProgress", "Listener", "subscribe",
+           "listeners", "dispatch", "BaseEventBus", "MemoryEventBus", "create_event_bus", "register_event_bus"]
 _BUS_NAMES = ("BaseEventBus", "MemoryEventBus", "create_event_bus", "register_event_bus")
 
 Listener = Callable[[Event], None]

@@ -123,6 +123,19 @@ class RunFinished(RunEvent):
         return data
 
 
+class RunFailed(RunEvent):
+    """A run failed (emitted after its ``workflow_finished``): what notifications match on."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str] = "com.event.workflow.workflow_failed"
+
+    def payload(self) -> dict[str, Any]:
+        data = RunEvent.payload(self)
+        data["error"] = self.run.error.model_dump() if self.run.error else None
+        data["duration"] = self.run.duration
+        return data
+
+
 class StageEvent(RunEvent):
     __slots__ = ("stage",)
 
@@ -173,3 +186,27 @@ class ItemsProgress(StageEvent):
 
     __slots__ = ()
     TYPE: ClassVar[str] = "com.event.workflow.stage_progress"
+
+
+class StageLogs(StageEvent):
+    """Lines one attempt of a stage printed or logged (see :mod:`flowdapt.compute.logs`).
+
+    ``lines`` are ``(time, stream, level, logger, message)`` tuples, numbered ``first``, ``first + 1``, ...
+    within the run.
+    """
+
+    __slots__ = ("attempt", "lines", "first")
+    TYPE: ClassVar[str] = "com.event.workflow.stage_logs"
+
+    def __init__(self, *, run: "WorkflowRun", stage: "StageRun", attempt: int, lines: list[Any], first: int) -> None:
+        StageEvent.__init__(self, run=run, stage=stage)
+        self.attempt = attempt
+        self.lines = lines
+        self.first = first
+
+    def payload(self) -> dict[str, Any]:
+        data = RunEvent.payload(self)
+        data.update(stage=self.stage.name, attempt=self.attempt, lines=[
+            {"seq": self.first + index, "time": line[0], "stream": line[1], "level": line[2], "logger": line[3],
+             "message": line[4]} for index, line in enumerate(self.lines)])
+        return data

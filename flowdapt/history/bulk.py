@@ -24,9 +24,10 @@ Columns = Mapping[str, Sequence[Any]]  # column name -> values, one per row, eve
 
 
 def upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert ``rows`` (complete rows, by column name) into ``table``, replacing rows with the same primary key."""
+    """Insert ``rows`` (by column name; a column left out is NULL) into ``table``, replacing rows with the
+    same primary key."""
     if rows:
-        upsert_columns(conn, table, {column.name: [row[column.name] for row in rows] for column in table.columns})
+        upsert_columns(conn, table, {column.name: [row.get(column.name) for row in rows] for column in table.columns})
 
 
 def upsert_columns(conn: Connection, table: Table, columns: Columns, *, replace: bool = True) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from sqlalchemy import Connection, inspect, select, update
+from sqlalchemy import Connection, func, insert, inspect, select, update
 
 from flowdapt.history import orm
 from flowdapt.history.errors import SchemaVersionError
@@ -34,9 +34,25 @@ def _v4_firing_schedule_times(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE trigger_firings ADD COLUMN scheduled_at TIMESTAMP")
 
 
+def _v5_operations(conn: Connection) -> None:
+    """v5: captured stage logs, workflow versions, lineage of reruns and resumed runs, logical times,
+    cached stages, backfilled firings, and the schedule times claimed (the ones fired so far included)."""
+    for table, column, kind in (("runs", "workflow_version", "VARCHAR"), ("runs", "logical_time", "TIMESTAMP"),
+                                ("runs", "rerun_of", "VARCHAR"), ("runs", "resumed_from", "VARCHAR"),
+                                ("stage_runs", "cached_from", "VARCHAR"), ("trigger_firings", "backfill", "BOOLEAN")):
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    for table in (orm.stage_logs, orm.workflow_versions, orm.schedule_claims):
+        table.create(conn)
+    f, r = orm.trigger_firings.c, orm.resources.c
+    fired = (select(r.uid, f.scheduled_at, func.min(f.fired_at))
+             .select_from(orm.trigger_firings.join(orm.resources, (r.kind == "trigger_rule") & (r.name == f.trigger)))
+             .where(f.scheduled_at.is_not(None)).group_by(r.uid, f.scheduled_at))
+    conn.execute(insert(orm.schedule_claims).from_select(["trigger_uid", "scheduled_at", "claimed_at"], fired))
+
+
 # STEPS[v] upgrades a database from version v to v + 1.
 STEPS: dict[int, Callable[[Connection], None]] = {1: _v2_owner_and_cancel_requests, 2: _v3_trigger_state,
-                                                  3: _v4_firing_schedule_times}
+                                                  3: _v4_firing_schedule_times, 4: _v5_operations}
 
 
 def current_version(conn: Connection) -> int | None:

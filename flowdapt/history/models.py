@@ -60,6 +60,27 @@ class StageAttempt(BaseModel):
     items_failed: int | None = None
 
 
+class LogLine(BaseModel):
+    """One line a stage attempt printed (``stdout``, ``stderr``) or logged (``log``, with level and logger);
+    ``flowdapt`` lines count what went over the attempt's cap. ``seq`` numbers the lines of a run."""
+
+    seq: int
+    stage: str
+    attempt: int
+    time: datetime
+    stream: Literal["stdout", "stderr", "log", "flowdapt"]
+    level: str | None = None
+    logger: str | None = None
+    message: str
+
+    def render(self) -> str:
+        """The line as ``flowctl logs`` prints it."""
+        where = f"{self.stage}" + (f"#{self.attempt}" if self.attempt > 1 else "")
+        label = self.level or ("ERR" if self.stream == "stderr" else "OUT")
+        source = f" {self.logger}:" if self.logger else ""
+        return f"{self.time:%H:%M:%S} {where} {label}{source} {self.message}"
+
+
 class DailyWorkflowStats(BaseModel):
     """One workflow on one day (UTC): how many runs ended, how many succeeded, how long they took."""
 
@@ -106,6 +127,7 @@ class TriggerFiring(BaseModel):
     ok: bool
     error: str | None = None
     scheduled_at: datetime | None = None  # the schedule time fired; None for condition triggers
+    backfill: bool | None = None  # fired by a backfill
 
 
 class DatabaseStatus(BaseModel):

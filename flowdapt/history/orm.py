@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 metadata = MetaData()
 
 
@@ -52,8 +52,9 @@ def dump_json(value: Any) -> str:
 
 
 def row_values(table: Table, row: Any) -> tuple[Any, ...]:
-    """A row given by column name (a mapping) as its values in column order, as the writer queues rows."""
-    return tuple(row[column.name] for column in table.columns)
+    """A row given by column name (a mapping; a column left out is NULL) as its values in column order, as
+    the writer queues rows."""
+    return tuple(row.get(column.name) for column in table.columns)
 
 
 schema_info = Table(
@@ -89,6 +90,10 @@ runs = Table(
     Column("finished_at", DateTime),
     Column("duration", Double),
     Column("owner", String),  # host:pid of the process running it (schema v2)
+    Column("workflow_version", String),  # schema v5: the version's document is in workflow_versions
+    Column("logical_time", DateTime),  # schema v5: the schedule time a scheduled or backfilled run is for
+    Column("rerun_of", String),  # schema v5: the run this one runs again
+    Column("resumed_from", String),  # schema v5: the run this one resumes
 )
 
 stage_runs = Table(
@@ -110,6 +115,7 @@ stage_runs = Table(
     Column("items_failed", Integer),
     Column("item_failures", JsonText),
     Column("output_notebook", String),
+    Column("cached_from", String),  # schema v5: state cached: the run or cache entry the output came from
 )
 
 trigger_firings = Table(
@@ -122,6 +128,7 @@ trigger_firings = Table(
     Column("ok", Boolean, nullable=False),
     Column("error", Text),
     Column("scheduled_at", DateTime),  # schema v4: the schedule time fired (NULL for condition triggers)
+    Column("backfill", Boolean),  # schema v5: fired by a backfill, not by the schedule itself
 )
 
 trigger_state = Table(  # schema v3: the last fire time and the firing lease of each trigger
@@ -130,6 +137,35 @@ trigger_state = Table(  # schema v3: the last fire time and the firing lease of 
     Column("last_fire_time", DateTime),
     Column("lease_owner", String),
     Column("lease_until", DateTime),
+)
+
+stage_logs = Table(  # schema v5: what stage attempts printed and logged, numbered within their run
+    "stage_logs", metadata,
+    Column("id", String, primary_key=True),  # run_uid:seq
+    Column("run_uid", String, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("stage", String, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("time", DateTime, nullable=False),
+    Column("stream", String, nullable=False),  # stdout, stderr, log, flowdapt
+    Column("level", String),
+    Column("logger", String),
+    Column("message", Text, nullable=False),
+)
+
+workflow_versions = Table(  # schema v5: each workflow spec a run ran, by its hash (runs.workflow_version)
+    "workflow_versions", metadata,
+    Column("version", String, primary_key=True),
+    Column("workflow", String, nullable=False),
+    Column("document", JsonText, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+schedule_claims = Table(  # schema v5: each schedule time fired (by the schedule or a backfill), exactly once
+    "schedule_claims", metadata,
+    Column("trigger_uid", String, primary_key=True),
+    Column("scheduled_at", DateTime, primary_key=True),
+    Column("claimed_at", DateTime, nullable=False),
 )
 
 cancel_requests = Table(
@@ -144,5 +180,6 @@ for _index in (
     Index("ix_runs_started", runs.c.started_at),
     Index("ix_stage_runs_run", stage_runs.c.run_uid),
     Index("ix_trigger_firings_trigger", trigger_firings.c.trigger, trigger_firings.c.fired_at),
+    Index("ix_stage_logs_run", stage_logs.c.run_uid, stage_logs.c.seq),
 ):
     _index.ddl_if(dialect=("sqlite", "postgresql"))

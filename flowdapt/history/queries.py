@@ -40,7 +40,7 @@ from sqlalchemy.sql import Select
 from flowdapt.errors import ResourceNotFoundError
 from flowdapt.history import orm
 from flowdapt.history.bulk import naive_utc
-from flowdapt.history.models import DailyWorkflowStats, RunQuery, StageAttempt, StageStats, TriggerFiring
+from flowdapt.history.models import DailyWorkflowStats, LogLine, RunQuery, StageAttempt, StageStats, TriggerFiring
 from flowdapt.history.sqlfuncs import day, percentiles
 from flowdapt.resources.models import ErrorInfo, StageRun, WorkflowRun
 
@@ -50,7 +50,7 @@ _RUN_COLUMNS = [c for c in orm.runs.c if c.name not in ("duration", "owner")]
 _STARTED = [c.name for c in _RUN_COLUMNS].index("started_at")
 _STAGE_COLUMNS = [orm.stage_runs.c[name] for name in (
     "stage", "type", "state", "attempt", "position", "started_at", "finished_at", "error", "items_total",
-    "items_done", "items_failed", "item_failures", "output_notebook")]
+    "items_done", "items_failed", "item_failures", "output_notebook", "cached_from")]
 
 # Newest-first listings and lookups by name look in these windows (days before the newest run
 # start) before scanning everything. A window also holds every run not started yet (NULL
@@ -70,13 +70,15 @@ def _loads(text: str | None) -> Any:
 def _run_from_values(values: Sequence[Any], stages: list[StageRun] | None = None, *,
                      raw_json: bool = False) -> WorkflowRun:
     """A run from its ``_RUN_COLUMNS`` values; ``raw_json``: its JSON columns are still text."""
-    uid, name, workflow, source, state, executor, namespace, input_, result, error, started, finished = values
+    (uid, name, workflow, source, state, executor, namespace, input_, result, error, started, finished, version,
+     logical_time, rerun_of, resumed_from) = values
     if raw_json:
         input_, result, error = _loads(input_), _loads(result), _loads(error)
     return WorkflowRun(uid=uid, name=name, workflow=workflow, source=source, state=state, executor=executor,
                        namespace=namespace, input=input_ or {}, result=result,
                        error=ErrorInfo(**error) if error else None, started_at=aware(started),
-                       finished_at=aware(finished), stages=stages or [])
+                       finished_at=aware(finished), stages=stages or [], workflow_version=version,
+                       logical_time=aware(logical_time), rerun_of=rerun_of, resumed_from=resumed_from)
 
 
 def _time_window(column: Any, since: datetime | None, until: datetime | None) -> list[Any]:
@@ -281,14 +283,14 @@ def _latest_attempts(rows: Iterable[Sequence[Any]], raw_json: bool) -> list[Stag
             latest[row[0]] = row
     records = []
     for (stage, type_, state, attempt, _, started, finished, error, items_total, items_done, items_failed,
-         item_failures, notebook) in sorted(latest.values(), key=lambda row: (row[4], row[0])):
+         item_failures, notebook, cached_from) in sorted(latest.values(), key=lambda row: (row[4], row[0])):
         if raw_json:
             error, item_failures = _loads(error), _loads(item_failures)
         records.append(StageRun(
             name=stage, type=type_, state=state, attempts=attempt, started_at=aware(started),
             finished_at=aware(finished), error=ErrorInfo(**error) if error else None, items_total=items_total,
             items_done=items_done or 0, items_failed=items_failed or 0, item_failures=item_failures or [],
-            output_notebook=notebook))
+            output_notebook=notebook, cached_from=cached_from))
     return records
 
 
@@ -425,3 +427,28 @@ def trigger_firings(conn: Connection, trigger: str | None = None, since: datetim
                  .order_by(t.fired_at.desc(), t.id).limit(limit).offset(offset))
     return [TriggerFiring(**{**row._mapping, "fired_at": aware(row.fired_at), "scheduled_at": aware(row.scheduled_at)})
             for row in conn.execute(statement)]
+
+
+# -- operations: logs, workflow versions -------------------------------------------------------------------
+def run_logs(conn: Connection, identifier: str, *, stage: str | None = None, attempt: int | None = None,
+             after: int = -1, limit: int = 10_000) -> list[LogLine]:
+    """The lines one run's stages printed and logged, numbered in the order the run received them:
+    those numbered after ``after``, of one stage (and attempt) when given, at most ``limit``."""
+    uid = find_run_uid(conn, identifier)
+    logs = orm.stage_logs.c
+    clauses = [logs.run_uid == uid, logs.seq > after]
+    if stage is not None:
+        clauses.append(logs.stage == stage)
+    if attempt is not None:
+        clauses.append(logs.attempt == attempt)
+    statement = (select(logs.seq, logs.stage, logs.attempt, logs.time, logs.stream, logs.level, logs.logger,
+                        logs.message).where(*clauses).order_by(logs.seq).limit(limit))
+    return [LogLine(seq=seq, stage=name, attempt=number, time=aware(when), stream=stream, level=level, logger=logger,
+                    message=message)
+            for seq, name, number, when, stream, level, logger, message in conn.execute(statement)]
+
+
+def workflow_document(conn: Connection, version: str) -> dict[str, Any] | None:
+    """The workflow document of a version runs recorded (``None`` if it was never recorded here)."""
+    versions = orm.workflow_versions.c
+    return conn.execute(select(versions.document).where(versions.version == version)).scalar()

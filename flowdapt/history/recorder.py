@@ -28,6 +28,7 @@ from flowdapt.events.models import (
     RunStarted,
     StageFailed,
     StageFinished,
+    StageLogs,
     StageRetried,
     StageStarted,
 )
@@ -67,6 +68,7 @@ class HistoryRecorder:
         self.on_run = on_run
         self.queued: set[int] = set() if queued is None else queued
         self._attempt_started: dict[tuple[str, str], datetime] = {}
+        self._versions: set[str] = set()  # workflow versions queued by this recorder
 
     def __call__(self, event: Event) -> None:
         kind = type(event)
@@ -76,13 +78,30 @@ class HistoryRecorder:
                 self.put((orm.stage_runs, self._attempt_values(event.run, stage, kind)))  # type: ignore[attr-defined]
             else:
                 self.queue_live(stage, event.run)  # type: ignore[attr-defined]
+        elif kind is StageLogs:
+            self.log_lines(event.run.uid, event.stage.name, event.attempt, event.first, event.lines)  # type: ignore[attr-defined]
         elif kind is RunStarted or kind is RunFinished:
             run: WorkflowRun = event.run  # type: ignore[attr-defined]
             self.queue_live(run, run)
+            if kind is RunStarted and run.workflow_version not in self._versions and run._definition is not None:
+                self.workflow_version(run.workflow_version, run._definition.to_document())  # type: ignore[arg-type]
             if self.on_run is not None:
                 self.on_run(run)
         elif event.type == TRIGGER_FIRED:
             self.put((orm.trigger_firings, orm.row_values(orm.trigger_firings, firing_row(event))))
+
+    def log_lines(self, run_uid: str, stage: str, attempt: int, first: int, lines: Iterable[Any]) -> None:
+        """Queue ``stage_logs`` rows: ``lines`` are ``(time, stream, level, logger, message)``, numbered from ``first``."""
+        put, table = self.put, orm.stage_logs
+        for seq, (when, stream, level, logger, message) in enumerate(lines, first):
+            put((table, (f"{run_uid}:{seq}", run_uid, seq, stage, attempt,
+                         datetime.fromtimestamp(when, timezone.utc), stream, level, logger, message)))
+
+    def workflow_version(self, version: str | None, document: dict[str, Any]) -> None:
+        """Queue the document of a workflow version a run ran (once per version)."""
+        if version and version not in self._versions:
+            self._versions.add(version)
+            self.put((orm.workflow_versions, (version, document["metadata"]["name"], document, _now())))
 
     def queue_live(self, record: StageRun | WorkflowRun, run: WorkflowRun) -> None:
         """Have the writer read ``record``'s row (``record`` is ``run`` for the run's own row)."""
@@ -130,7 +149,8 @@ class HistoryRecorder:
     def run_values(self, run: WorkflowRun) -> Values:
         """The ``runs`` row of ``run`` as it stands now, in column order (duration is the writer's)."""
         return (run.uid, run.name, run.workflow, run.source, run.state, run.executor, run.namespace,
-                run.input, run.result, run.error, run.started_at, run.finished_at, None, self.owner)
+                run.input, run.result, run.error, run.started_at, run.finished_at, None, self.owner,
+                run.workflow_version, run.logical_time, run.rerun_of, run.resumed_from)
 
     def _attempt_values(self, run: WorkflowRun, stage: StageRun, kind: type) -> Values:
         """A snapshot of the current attempt's row, with that attempt's own start time."""
@@ -169,6 +189,7 @@ def _stage_columns(stages: list[StageRun], runs: list[WorkflowRun]) -> dict[str,
         "items_done": [stage.items_done for stage in stages], "items_failed": [stage.items_failed for stage in stages],
         "item_failures": [list(stage.item_failures) if stage.item_failures else None for stage in stages],
         "output_notebook": [stage.output_notebook for stage in stages],
+        "cached_from": [stage.cached_from for stage in stages],
     }
 
 

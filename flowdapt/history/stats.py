@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, get_args
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
-from sqlalchemy import Connection, Integer, and_, case, cast, func, select, true
+from sqlalchemy import Connection, Integer, and_, case, cast, func, null, select, true
 
 from flowdapt.history import orm, queries
 from flowdapt.history.bulk import naive_utc
@@ -237,7 +237,8 @@ def trigger_punctuality(conn: Connection, query: PunctualityQuery, triggers: lis
     """
     now = now or datetime.now(timezone.utc)
     t = orm.trigger_firings.c
-    lateness = seconds_between(t.fired_at, t.scheduled_at)
+    # A backfill fires past times on purpose: its firings have no lateness.
+    lateness = case((t.backfill.is_(True), null()), else_=seconds_between(t.fired_at, t.scheduled_at))
     clauses = _window(t.fired_at, query.since, query.until)
     if query.trigger is not None:
         clauses.append(t.trigger == query.trigger)
@@ -263,7 +264,7 @@ def trigger_punctuality(conn: Connection, query: PunctualityQuery, triggers: lis
 
 def _firing_record(row: Any, late_after: float) -> FiringRecord:
     fired, scheduled = aware(row.fired_at), aware(row.scheduled_at)
-    lateness = (fired - scheduled).total_seconds() if scheduled is not None else None
+    lateness = (fired - scheduled).total_seconds() if scheduled is not None and not row.backfill else None
     return FiringRecord(**{**row._mapping, "fired_at": fired, "scheduled_at": scheduled, "lateness": lateness,
                            "late": lateness is not None and lateness > late_after})
 

@@ -22,6 +22,7 @@ from flowdapt.history.errors import DatabaseLockedError, HistoryError
 from flowdapt.history.models import (
     DailyWorkflowStats,
     DatabaseStatus,
+    LogLine,
     RunQuery,
     StageAttempt,
     StageStats,
@@ -246,6 +247,7 @@ class HistoryStore:
         with self._engine.begin() as conn:
             run = queries.get_run(conn, identifier)
             conn.execute(delete(orm.stage_runs).where(orm.stage_runs.c.run_uid == run.uid))
+            conn.execute(delete(orm.stage_logs).where(orm.stage_logs.c.run_uid == run.uid))
             conn.execute(delete(orm.cancel_requests).where(orm.cancel_requests.c.run_uid == run.uid))
             conn.execute(delete(orm.runs).where(orm.runs.c.uid == run.uid))
         return run
@@ -261,6 +263,28 @@ class HistoryStore:
                     conn.execute(insert(orm.cancel_requests).values(
                         run_uid=run.uid, requested_at=datetime.now(timezone.utc).replace(tzinfo=None)))
         return run
+
+    def run_logs(self, identifier: str, **filters: Any) -> list[LogLine]:
+        """The lines a run's stages printed and logged (``stage``, ``attempt``, ``after``, ``limit``)."""
+        with self._engine.connect() as conn:
+            return queries.run_logs(conn, identifier, **filters)
+
+    def workflow_document(self, version: str) -> dict[str, Any] | None:
+        """The workflow document of a version a recorded run ran."""
+        with self._engine.connect() as conn:
+            return queries.workflow_document(conn, version)
+
+    def record_logs(self, run_uid: str, lines: list[LogLine]) -> None:
+        """Queue lines of a run that another process runs and reports (a kernel under a server)."""
+        if self._recorder is not None and self.retention_seconds != 0:
+            for line in lines:
+                self._recorder.log_lines(run_uid, line.stage, line.attempt, line.seq,
+                                         [(line.time.timestamp(), line.stream, line.level, line.logger, line.message)])
+
+    def record_workflow_version(self, version: str, document: dict[str, Any]) -> None:
+        """Queue the document of a workflow version (a kernel's run reported to a server ran it)."""
+        if self._recorder is not None and self.retention_seconds != 0:
+            self._recorder.workflow_version(version, document)
 
     def daily_workflow_stats(self, **filters: Any) -> list[DailyWorkflowStats]:
         """Per-workflow success rate and duration percentiles per UTC day."""

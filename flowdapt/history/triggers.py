@@ -65,8 +65,12 @@ class TriggerLedger:
         firing_id = uuid4().hex
         try:
             with self.store._engine.begin() as conn:
-                if scheduled is not None and not self._advance(conn, trigger_uid, naive_utc(scheduled), naive_utc(now)):
-                    return None
+                if scheduled is not None:
+                    if not self._advance(conn, trigger_uid, naive_utc(scheduled), naive_utc(now)):
+                        return None
+                    # A time a backfill fired already: the insert fails and the whole claim rolls back.
+                    conn.execute(insert(orm.schedule_claims).values(
+                        trigger_uid=trigger_uid, scheduled_at=naive_utc(scheduled), claimed_at=naive_utc(now)))
                 conn.execute(insert(orm.trigger_firings).values(
                     id=firing_id, trigger=trigger_name, fired_at=naive_utc(now), action=action,
                     run_uid=run_uid, ok=error is None, error=error, scheduled_at=naive_utc(scheduled)))
@@ -95,6 +99,33 @@ class TriggerLedger:
             .returning(_s.trigger_uid)
         ).first()
         return won is not None
+
+    def claim_backfill(self, trigger_uid: str, trigger_name: str, action: str, scheduled: datetime) -> str | None:
+        """Record a backfill's firing of the schedule time ``scheduled``; returns its id, or ``None`` when that
+        time fired already (by the schedule or a backfill, this one or another). The trigger's last fire
+        time is left alone: a backfill fills in the past, the schedule goes on from where it is."""
+        now = datetime.now(timezone.utc)
+        firing_id = uuid4().hex
+        try:
+            with self.store._engine.begin() as conn:
+                conn.execute(insert(orm.schedule_claims).values(
+                    trigger_uid=trigger_uid, scheduled_at=naive_utc(scheduled), claimed_at=naive_utc(now)))
+                conn.execute(insert(orm.trigger_firings).values(
+                    id=firing_id, trigger=trigger_name, fired_at=naive_utc(now), action=action, run_uid=None, ok=True,
+                    error=None, scheduled_at=naive_utc(scheduled), backfill=True))
+        except (IntegrityError, DBAPIError) as exc:
+            _log.debug("schedule time %s of trigger %s fired already: %s", scheduled, trigger_name, exc)
+            return None
+        return firing_id
+
+    def claimed_times(self, trigger_uid: str, start: datetime, end: datetime) -> set[datetime]:
+        """The schedule times of a trigger in ``[start, end]`` that fired already (aware UTC)."""
+        c = orm.schedule_claims.c
+        with self.store._engine.connect() as conn:
+            rows = conn.execute(select(c.scheduled_at).where(c.trigger_uid == trigger_uid,
+                                                             c.scheduled_at >= naive_utc(start),
+                                                             c.scheduled_at <= naive_utc(end)))
+            return {_aware(when) for (when,) in rows}  # type: ignore[misc]
 
     def record_outcome(self, firing_id: str, *, run_uid: str | None, error: str | None) -> None:
         """Complete a firing record with what the action did."""

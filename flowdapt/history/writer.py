@@ -40,7 +40,9 @@ from flowdapt.history.recorder import LIVE, LiveRef, Values
 from flowdapt.resources.models import WorkflowRun
 
 _log = logging.getLogger("flowdapt.history")
-_ORDER = (orm.runs, orm.stage_runs, orm.trigger_firings)
+_ORDER = (orm.runs, orm.stage_runs, orm.trigger_firings, orm.stage_logs, orm.workflow_versions)
+# Rows another process may have written already (a workflow version its runs ran): always replaced.
+_SHARED_KEYS = frozenset({orm.workflow_versions})
 CANCEL_POLL_SECONDS = 0.5
 PRUNE_EVERY_SECONDS = 60.0
 IDLE_CHECKPOINT_ROWS = 20_000
@@ -95,10 +97,12 @@ Batch = dict[Any, TableRows]
 
 
 def prune(conn: Any, retention_seconds: float) -> int:
-    """Delete runs (with their stage rows) and trigger firings older than the retention; returns runs deleted."""
+    """Delete runs (with their stage rows and logs) and trigger firings older than the retention; returns
+    runs deleted."""
     cutoff = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=retention_seconds)
     old = select(orm.runs.c.uid).where(orm.runs.c.finished_at < cutoff).scalar_subquery()
     conn.execute(delete(orm.stage_runs).where(orm.stage_runs.c.run_uid.in_(old)))
+    conn.execute(delete(orm.stage_logs).where(orm.stage_logs.c.run_uid.in_(old)))
     conn.execute(delete(orm.cancel_requests).where(orm.cancel_requests.c.run_uid.in_(old)))
     deleted = conn.execute(delete(orm.runs).where(orm.runs.c.finished_at < cutoff)).rowcount
     conn.execute(delete(orm.trigger_firings).where(orm.trigger_firings.c.fired_at < cutoff))
@@ -265,7 +269,7 @@ class HistoryWriter:
         runs.update(values[orm.runs])
         columns = {orm.runs: batch_columns(orm.runs, runs.values()),
                    orm.stage_runs: _stage_batch(stage_columns, values[orm.stage_runs]),
-                   orm.trigger_firings: batch_columns(orm.trigger_firings, values[orm.trigger_firings].values())}
+                   **{table: batch_columns(table, values[table].values()) for table in _ORDER[2:]}}
         return {table: TableRows(rows[_key(table)], rows.get("state"),
                                  to_arrow(table, rows) if self._arrow and rows[_key(table)] else rows)
                 for table, rows in columns.items()}
@@ -302,7 +306,7 @@ class HistoryWriter:
                 rows = batch[table]
                 if not rows.keys:
                     continue
-                if open_keys is None:
+                if open_keys is None or table in _SHARED_KEYS:
                     self._insert(conn, table, rows.data, replace=True)
                 elif open_keys.isdisjoint(rows.keys):
                     self._insert(conn, table, rows.data, replace=False)

@@ -61,5 +61,6 @@ async def run_notebook_action(context: Any, parameters: dict[str, Any]) -> str |
     workflow = await asyncio.to_thread(_applied, parameters["notebook"], parameters.get("kernel_name"),
                                        parameters.get("cell_timeout"))
     run = await context.submit(workflow.name, parameters.get("parameters") or {}, source="trigger",
-                               namespace=parameters.get("namespace"), executor=parameters.get("executor"))
+                               namespace=parameters.get("namespace"), executor=parameters.get("executor"),
+                               logical_time=context.logical_time)
     return run.uid

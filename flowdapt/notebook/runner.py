@@ -173,6 +173,7 @@ class NotebookTask:
             if kernel is not None:
                 kernels.kernel_pool().give_back(kernel, reusable=succeeded)
             _record_input_path(self.output_path, self.path, nbformat)
+            _capture_cell_outputs(self.output_path, nbformat)
 
 
 def _warm_kernel(kernel_name: str) -> Any:
@@ -200,6 +201,23 @@ def _running_cell(output_path: str, nbformat: Any) -> tuple[int, str]:
             if cell.metadata.get("papermill", {}).get("status") == "running":
                 return index, cell.source
     return -1, ""
+
+
+def _capture_cell_outputs(output_path: str, nbformat: Any) -> None:
+    """The cells' printed output and errors, as the stage's captured stdout and stderr."""
+    from flowdapt.compute.logs import write_text
+
+    path = Path(output_path)
+    if not path.exists():
+        return
+    for cell in nbformat.read(path, as_version=4).cells:
+        for output in cell.get("outputs", ()):
+            if output.get("output_type") == "stream":
+                text = output.get("text", "")
+                write_text("stderr" if output.get("name") == "stderr" else "stdout",
+                           text if text.endswith("\n") else text + "\n")
+            elif output.get("output_type") == "error":
+                write_text("stderr", f"{output.get('ename')}: {_ANSI.sub('', output.get('evalue', ''))}\n")
 
 
 def _record_input_path(output_path: str, input_path: str, nbformat: Any) -> None:

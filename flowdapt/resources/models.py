@@ -112,6 +112,24 @@ class StageOptions(BaseModel):
     retries: int = Field(default=0, ge=0)
     retry_delay: float = Field(default=0.0, ge=0)
     timeout: float | None = Field(default=None, gt=0)
+    cache: bool = False
+    cache_ttl: float | None = None
+    cache_key: str | None = None
+    keep_output: Union[bool, Literal["memory", "artifact"]] = False
+
+    @field_validator("cache_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        from flowdapt.settings import parse_duration
+
+        return None if value is None else parse_duration(value)
+
+    @field_validator("cache_key")
+    @classmethod
+    def _import_path(cls, value: str | None) -> str | None:
+        if value is not None and (value.count(".") < 1 or not all(part.isidentifier() for part in value.split("."))):
+            raise ValueError(f"'{value}' is not an import path of a function (package.module.function)")
+        return value
 
 
 class WorkflowStage(_Model):
@@ -182,8 +200,12 @@ class TriggerAction(_Model):
             raise ValueError("run_workflow needs parameters.workflow")
         if self.target == "run_notebook" and not self.parameters.get("notebook"):
             raise ValueError("run_notebook needs parameters.notebook")
-        if self.target not in ("run_workflow", "run_notebook") and "." not in self.target:
-            raise ValueError(f"unknown action '{self.target}' (use run_workflow, run_notebook or an import path)")
+        if self.target == "notify":
+            from flowdapt.triggers.notify import validate_notify
+
+            validate_notify(self.parameters)
+        if self.target not in ("run_workflow", "run_notebook", "notify") and "." not in self.target:
+            raise ValueError(f"unknown action '{self.target}' (use run_workflow, run_notebook, notify or an import path)")
         return self
 
 
@@ -194,6 +216,14 @@ class TriggerRuleSpec(_Model):
     timezone: str = "UTC"
     catchup: bool = False
     enabled: bool = True
+    sla: float | None = None  # schedules: seconds after its time by which a firing must have started
+
+    @field_validator("sla", mode="before")
+    @classmethod
+    def _sla_duration(cls, value: Any) -> Any:
+        from flowdapt.settings import parse_duration
+
+        return None if value is None else parse_duration(value)
 
     @model_validator(mode="after")
     def _rule_matches_type(self) -> "TriggerRuleSpec":
@@ -277,7 +307,7 @@ class TriggerRule(Resource):
 RESOURCE_KINDS: dict[str, type[Resource]] = {cls.KIND: cls for cls in (Workflow, Config, TriggerRule)}
 
 RunState = Literal["pending", "running", "finished", "failed", "cancelled", "interrupted"]
-StageState = Literal["pending", "running", "finished", "failed", "cancelled", "skipped"]
+StageState = Literal["pending", "running", "finished", "cached", "failed", "cancelled", "skipped"]
 TERMINAL_STATES = frozenset({"finished", "failed", "cancelled", "interrupted"})
 
 
@@ -325,6 +355,7 @@ class StageRun(BaseModel):
     items_failed: int = 0
     item_failures: list[ItemFailure] = Field(default_factory=list)
     output_notebook: str | None = None
+    cached_from: str | None = None  # state cached: the run (uid) or cache entry its output came from
 
     @property
     def duration(self) -> float | None:
@@ -386,8 +417,13 @@ class WorkflowRun(BaseModel):
     result: Any = None
     error: ErrorInfo | None = None
     stages: list[StageRun] = Field(default_factory=list)
+    workflow_version: str | None = None  # a hash of the workflow's spec as it ran (its document is in the history)
+    logical_time: datetime | None = None  # the schedule time a scheduled or backfilled run is for
+    rerun_of: str | None = None  # uid of the run this one runs again (same input, same workflow version)
+    resumed_from: str | None = None  # uid of the failed or cancelled run this one resumes
 
     _control: Any = PrivateAttr(default=None)
+    _definition: Any = PrivateAttr(default=None)  # the Workflow it runs (in the process that runs it)
 
     def model_post_init(self, __context: Any) -> None:
         if not self.name:

@@ -17,19 +17,23 @@ from datetime import datetime, timezone
 from typing import Any
 from uuid import uuid4
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from flowdapt.compute.api import run_workflow
+from flowdapt.compute.resume import resumable
+from flowdapt.errors import OperationError, ResourceNotFoundError
 from flowdapt.events import Event, RunFinished
 from flowdapt.events.bus import BaseEventBus
-from flowdapt.history.models import RunQuery, StageAttempt
+from flowdapt.history.models import LogLine, RunQuery, StageAttempt
 from flowdapt.history.store import HistoryStore
+from flowdapt.history.versions import ran_workflow
 from flowdapt.resources.models import Config, ErrorInfo, Workflow, WorkflowRun
 from flowdapt.server.cache import CatalogCache
 from flowdapt.server.errors import RequestError, RunStateError, ServiceUnavailableError, describe_validation
 from flowdapt.settings import get_settings
 
 _log = logging.getLogger("flowdapt.server")
+_LOG_LINES = TypeAdapter(list[LogLine])
 
 
 class ComputeService:
@@ -96,20 +100,25 @@ class ComputeService:
     # -- runs ----------------------------------------------------------------------------------------------
     async def submit(self, workflow: str, input: dict[str, Any] | None = None, *, source: str = "api",
                      namespace: str | None = None, executor: str | None = None,
-                     uid: str | None = None) -> WorkflowRun:
+                     uid: str | None = None, logical_time: datetime | None = None, rerun_of: str | None = None,
+                     resume: WorkflowRun | None = None, definition: Workflow | None = None) -> WorkflowRun:
         """Start a run of ``workflow`` (name or uid), or queue it when the concurrency limit is reached;
-        ``uid`` is the run's when the caller chose it (to know its events before it starts)."""
+        ``uid`` is the run's when the caller chose it (to know its events before it starts). ``definition``
+        runs a given version of the workflow (reruns and resumed runs); see :func:`run_workflow` for the rest."""
         if self.draining:
             raise ServiceUnavailableError("the server is draining: it accepts no new runs")
-        definition: Workflow = await self.catalog.get("workflow", workflow)  # type: ignore[assignment]
+        if definition is None:
+            definition = await self.catalog.get("workflow", workflow)  # type: ignore[assignment]
         settings = get_settings()
-        options = {"input": dict(input or {}), "source": source, "namespace": namespace, "executor": executor}
+        options = {"input": dict(input or {}), "source": source, "namespace": namespace, "executor": executor,
+                   "logical_time": logical_time, "rerun_of": rerun_of, "resume": resume}
         uid = uid or uuid4().hex
         self._ended[uid] = asyncio.get_running_loop().create_future()
         if self.max_concurrent_runs and self.running >= self.max_concurrent_runs:
             run = WorkflowRun(uid=uid, workflow=definition.name, source=source, input=options["input"],
                               namespace=namespace or settings.default_namespace,
-                              executor=executor or settings.executor.name)
+                              executor=executor or settings.executor.name, logical_time=logical_time,
+                              rerun_of=rerun_of, resumed_from=resume.uid if resume else None)
             self._queue.append((run, definition, options))
             self._record(run)
             return run
@@ -125,7 +134,8 @@ class ComputeService:
             configs: list[Config] = await self.catalog.list("config")  # type: ignore[assignment]
             run = await asyncio.to_thread(run_workflow, definition, options["input"], source=options["source"],
                                           namespace=options["namespace"], executor=options["executor"],
-                                          configs=configs, wait=False, uid=uid)
+                                          configs=configs, wait=False, uid=uid, logical_time=options["logical_time"],
+                                          rerun_of=options["rerun_of"], resume=options["resume"])
         finally:
             self._starting.discard(uid)
         if uid in self._ended_early:  # a very short run ended before its thread handed it back
@@ -146,6 +156,35 @@ class ComputeService:
             self._record(queued)
             self._resolve(queued.uid, queued)
             self._start_next()
+
+    async def rerun(self, identifier: str, *, executor: str | None = None, source: str = "api") -> WorkflowRun:
+        """Start ``identifier``'s workflow version again with its input (the new run records ``rerun_of``)."""
+        original = await self.get_run(identifier)
+        return await self.submit(original.workflow, original.input, source=source, namespace=original.namespace,
+                                 executor=executor or original.executor, rerun_of=original.uid,
+                                 definition=await self._ran_workflow(original))
+
+    async def resume(self, identifier: str, *, executor: str | None = None, source: str = "api") -> WorkflowRun:
+        """Resume a failed or cancelled run: its finished stages reused, the rest run again (``resumed_from``)."""
+        original = await self.get_run(identifier)
+        why = resumable(original)
+        if why is not None:
+            raise OperationError(why)
+        return await self.submit(original.workflow, original.input, source=source, namespace=original.namespace,
+                                 executor=executor or original.executor, resume=original,
+                                 definition=await self._ran_workflow(original))
+
+    async def _ran_workflow(self, run: WorkflowRun) -> Workflow:
+        document = await self._read(self.store.workflow_document, run.workflow_version) if run.workflow_version else None
+        try:
+            current = None if document is not None else await self.catalog.get("workflow", run.workflow)
+        except ResourceNotFoundError:
+            current = None
+        return ran_workflow(run, document, current)  # type: ignore[arg-type]
+
+    async def run_logs(self, identifier: str, **filters: Any) -> list[LogLine]:
+        """The lines a run's stages printed and logged so far."""
+        return await self._read(self.store.run_logs, identifier, **filters)
 
     async def wait(self, run: WorkflowRun) -> WorkflowRun:
         """The run once it has ended (at once if it already has)."""
@@ -171,11 +210,11 @@ class ComputeService:
         """Every stage attempt of a run."""
         return await self._read(self.store.stage_attempts, identifier)
 
-    async def _read(self, query: Any, *args: Any) -> Any:
+    async def _read(self, query: Any, *args: Any, **kwargs: Any) -> Any:
         # Read your writes: what the engine reported so far is written before the history is queried.
         def flushed() -> Any:
             self.store.flush()
-            return query(*args)
+            return query(*args, **kwargs)
 
         return await asyncio.to_thread(flushed)
 
@@ -205,6 +244,29 @@ class ComputeService:
             raise RunStateError(f"run '{run.name}' is run by this server, which records it")
         self.store.record_reported_run(run)
         return run
+
+    async def record_reported_logs(self, uid: str, document: Any) -> int:
+        """Record lines that a run another process runs printed (its reporter sends them as they come)."""
+        if uid in self._ended:
+            raise RunStateError(f"run '{uid}' is run by this server, which records its logs")
+        try:
+            lines = _LOG_LINES.validate_python(document)
+        except ValidationError as exc:
+            raise RequestError(describe_validation(exc, "body field"), 422) from None
+        self.store.record_logs(uid, lines)
+        return len(lines)
+
+    def record_workflow_version(self, version: str, document: Any) -> None:
+        """Record the document of a workflow version a reported run ran (so it can be run again here)."""
+        from flowdapt.compute.api import spec_version
+        from flowdapt.resources.loading import parse_resource
+
+        workflow = parse_resource(document, check_targets=False)
+        if not isinstance(workflow, Workflow):
+            raise RequestError("body: expected a workflow document", 422)
+        if spec_version(workflow) != version:
+            raise RequestError(f"body: this workflow's version is not '{version}'", 422)
+        self.store.record_workflow_version(version, workflow.to_document())
 
     async def delete_run(self, identifier: str) -> WorkflowRun:
         """Delete an ended run from the history."""

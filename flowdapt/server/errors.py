@@ -7,6 +7,7 @@ from pydantic import ValidationError
 from flowdapt.errors import (
     ExecutorError,
     FlowdaptError,
+    OperationError,
     ResourceConflictError,
     ResourceError,
     ResourceNotFoundError,
@@ -40,6 +41,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
     (ResourceNotFoundError, 404),
     (ResourceConflictError, 409),
     (RunStateError, 409),
+    (OperationError, 409),
     (ResourceError, 422),
     (ServiceUnavailableError, 503),
     (HistoryError, 503),

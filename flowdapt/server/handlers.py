@@ -8,6 +8,7 @@ since what they store or start runs code. Errors are mapped to statuses once, in
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -18,6 +19,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import ensure_async
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tornado import web
+from tornado.iostream import StreamClosedError
 
 from flowdapt.events import Event
 from flowdapt.events.models import ENGINE_TYPE_PREFIXES
@@ -31,6 +33,7 @@ API = "flowdapt/api/v1"
 KINDS = {"workflows": "workflow", "configs": "config", "triggers": "trigger_rule"}
 MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_BODY_DEPTH = 64  # resources, inputs and events nest far less; deeper bodies are refused before use
+FOLLOW_SECONDS = 0.5  # how often a followed run's new log lines are read
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -87,6 +90,51 @@ class StageModuleIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     source: str = Field(min_length=1)
+
+
+class RunAgainOptions(BaseModel):
+    """Query of ``POST runs/{id}/rerun`` and ``runs/{id}/resume``."""
+
+    model_config = ConfigDict(extra="forbid")
+    wait: bool = True
+    executor: str | None = None  # default: the executor the run ran on
+    source: Literal["api", "manual", "notebook"] = "api"
+
+
+class LogsQuery(BaseModel):
+    """Query of ``GET runs/{id}/logs``: lines numbered after ``after``; ``follow`` streams until the run ends."""
+
+    model_config = ConfigDict(extra="forbid")
+    stage: str | None = None
+    attempt: int | None = Field(default=None, ge=1)
+    after: int = Field(default=-1, ge=-1)
+    limit: int = Field(default=10_000, ge=1, le=100_000)
+    follow: bool = False
+
+
+class BackfillIn(BaseModel):
+    """Body of ``POST triggers/{id}/backfill``: the range of schedule times (naive times are UTC)."""
+
+    model_config = ConfigDict(extra="forbid")
+    start: Instant = Field(description="first schedule time to fire (inclusive)")
+    end: Instant = Field(description="last schedule time to fire (inclusive; times after now are left out)")
+    concurrency: int = Field(default=4, ge=1, le=64, description="runs of the backfill going on at once")
+    wait: bool = Field(default=False, description="answer once every run has ended")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _given(cls, value: datetime | None) -> datetime:
+        if value is None:
+            raise ValueError("required")
+        return value
+
+
+class CacheQuery(BaseModel):
+    """Query of ``DELETE cache``: the entries of one workflow (and stage), or all."""
+
+    model_config = ConfigDict(extra="forbid")
+    workflow: str | None = None
+    stage: str | None = None
 
 
 class DrainOptions(BaseModel):
@@ -339,6 +387,93 @@ class RunStagesHandler(FlowdaptHandler):
         self.answer([attempt.model_dump(mode="json") for attempt in attempts])
 
 
+class RunAgainHandler(FlowdaptHandler):
+    """``runs/{id}/rerun`` (same input, same workflow version) and ``runs/{id}/resume`` (finished stages reused)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, identifier: str, operation: str) -> None:
+        options = self.query(RunAgainOptions)
+        compute = self.services.compute
+        start = compute.rerun if operation == "rerun" else compute.resume
+        run = await start(identifier, executor=options.executor, source=options.source)
+        if options.wait:
+            run = await compute.wait(run)
+        self.answer(run.to_document(), 200 if options.wait else 202)
+
+
+class RunLogsHandler(FlowdaptHandler):
+    """What a run's stages printed and logged: a JSON list, or with ``follow`` an NDJSON stream of lines
+    that ends when the run has ended and every line is sent; ``POST`` records lines a kernel reports."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, identifier: str) -> None:
+        query = self.query(LogsQuery)
+        compute = self.services.compute
+        filters = {"stage": query.stage, "attempt": query.attempt, "limit": query.limit}
+        if not query.follow:
+            lines = await compute.run_logs(identifier, after=query.after, **filters)
+            self.answer([line.model_dump(mode="json") for line in lines])
+            return
+        self.set_header("Content-Type", "application/x-ndjson")
+        after = query.after
+        try:
+            while True:
+                ended = (await compute.get_run(identifier)).done  # read first: the lines read next are then all of them
+                lines = await compute.run_logs(identifier, after=after, **filters)
+                if lines:
+                    self.write("".join(line.model_dump_json() + "\n" for line in lines))
+                    after = lines[-1].seq
+                    await self.flush()
+                if ended and len(lines) < query.limit:
+                    break
+                await asyncio.sleep(FOLLOW_SECONDS)
+        except StreamClosedError:
+            return  # the client went away
+        self.finish()
+
+    @web.authenticated
+    @authorized
+    async def post(self, identifier: str) -> None:
+        recorded = await self.services.compute.record_reported_logs(identifier, self.body())
+        self.answer({"recorded": recorded}, 202)
+
+
+class BackfillHandler(FlowdaptHandler):
+    """Fire a schedule trigger's action for each of its due times in a range that has not fired yet."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, identifier: str) -> None:
+        request = self.body(BackfillIn)
+        services = self.services
+        trigger = await services.resources.get("trigger_rule", identifier)
+        backfill = await services.triggers.backfill(trigger, request.start, request.end, request.concurrency,
+                                                    wait=request.wait)
+        self.answer(backfill.to_dict(), 200 if request.wait else 202)
+
+
+class CacheHandler(FlowdaptHandler):
+    """``DELETE cache``: clear the result cache (of a workflow, one of its stages, or all)."""
+
+    @web.authenticated
+    @authorized
+    async def delete(self) -> None:
+        query = self.query(CacheQuery)
+        self.answer(await self.services.clear_cache(query.workflow, query.stage))
+
+
+class WorkflowVersionHandler(FlowdaptHandler):
+    """Record a workflow version a kernel's reported run ran, so this server can run it again."""
+
+    @web.authenticated
+    @authorized
+    async def put(self, version: str) -> None:
+        self.services.compute.record_workflow_version(version, self.body())
+        self.answer({"version": version}, 201)
+
+
 class EventsHandler(FlowdaptHandler):
     """Publish an event on the bus (condition triggers evaluate it)."""
 
@@ -429,4 +564,9 @@ ROUTES: list[tuple[str, type[FlowdaptHandler]]] = [
     (rf"/{API}/status/?", StatusHandler),
     (rf"/{API}/drain/?", DrainHandler),
     (rf"/{API}/stats/(?P<view>[^/]+)/?", StatsHandler),
+    (rf"/{API}/runs/{_ID}/(?P<operation>rerun|resume)/?", RunAgainHandler),
+    (rf"/{API}/runs/{_ID}/logs/?", RunLogsHandler),
+    (rf"/{API}/triggers/{_ID}/backfill/?", BackfillHandler),
+    (rf"/{API}/cache/?", CacheHandler),
+    (rf"/{API}/workflow-versions/(?P<version>[0-9a-f]{{16}})/?", WorkflowVersionHandler),
 ]

@@ -13,7 +13,7 @@ from typing import Any, get_args, get_origin
 from pydantic.json_schema import models_json_schema
 
 from flowdapt import __version__
-from flowdapt.history.models import StageAttempt, TriggerFiring
+from flowdapt.history.models import LogLine, StageAttempt, TriggerFiring
 from flowdapt.history.stats import VIEWS
 from flowdapt.resources.models import Config, TriggerRule, Workflow, WorkflowRun
 
@@ -102,6 +102,7 @@ def _paths() -> dict[str, dict[str, Any]]:
             "delete": _op("undrain", "Accept runs again", response={"type": "object"}),
         },
     }
+    paths.update(_operations_paths())
     for collection, model in COLLECTIONS.items():
         one, many = collection.rstrip("s"), collection
         paths[f"/{collection}"] = {
@@ -120,6 +121,44 @@ def _paths() -> dict[str, dict[str, Any]]:
         paths[f"/stats/{view}"] = {"get": _op(f"stats_{view}", spec.summary, params=_query_params(spec.query),
                                               response=_answer_schema(spec.answer), errors=(400,))}
     return paths
+
+
+def _operations_paths() -> dict[str, dict[str, Any]]:
+    """Operating runs: logs, runs again, resumed runs, backfills, the result cache."""
+    from flowdapt.server.handlers import CacheQuery, LogsQuery, RunAgainOptions
+
+    again = [ID, *_query_params(RunAgainOptions)]
+    return {
+        "/runs/{identifier}/rerun": {"post": _op(
+            "rerun_run", "Run a run's workflow version again with its input; the new run records rerun_of",
+            ok=(200, 202), params=again, response=_ref("WorkflowRun"), errors=(400, 404, 409, 503))},
+        "/runs/{identifier}/resume": {"post": _op(
+            "resume_run", "Resume a failed or cancelled run: stages it finished are reused where their outputs "
+                          "were kept, the rest run again; the new run records resumed_from",
+            ok=(200, 202), params=again, response=_ref("WorkflowRun"), errors=(400, 404, 409, 503))},
+        "/runs/{identifier}/logs": {
+            "get": _op("get_run_logs", "What a run's stages printed and logged, numbered; follow=true streams the "
+                                       "lines as NDJSON (application/x-ndjson) until the run has ended",
+                       params=[ID, *_query_params(LogsQuery)], response={"type": "array", "items": _ref("LogLine")},
+                       errors=(400, 404)),
+            "post": _op("record_run_logs", "Record lines of a run that another process runs (a kernel under this "
+                                           "server); the identifier is its uid", ok=202, params=[ID],
+                        body={"type": "array", "items": _ref("LogLine")}, response={"type": "object"},
+                        errors=(400, 409, 422)),
+        },
+        "/triggers/{identifier}/backfill": {"post": _op(
+            "backfill_trigger", "Fire a schedule trigger's action once for each of its due times in a range that "
+                                "has not fired yet (runs tagged with their logical time); wait=false answers at once",
+            ok=(200, 202), params=[ID], body=_ref("BackfillIn"), response={"type": "object"},
+            errors=(400, 404, 409, 422))},
+        "/cache": {"delete": _op("clear_cache", "Delete result-cache entries (of a workflow, one of its stages, or "
+                                                "all); answers {deleted}", params=_query_params(CacheQuery),
+                                 response={"type": "object"}, errors=(400,))},
+        "/workflow-versions/{version}": {"put": _op(
+            "record_workflow_version", "Record the document of a workflow version a reported run ran",
+            ok=201, params=[_param("version", where="path", description="16 hex digits (runs.workflow_version)")],
+            body=_ref("Workflow"), response={"type": "object"}, errors=(400, 422))},
+    }
 
 
 def _query_params(model: Any) -> list[dict[str, Any]]:
@@ -145,11 +184,12 @@ def _answer_schema(answer: Any) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _schemas() -> dict[str, Any]:
-    from flowdapt.server.handlers import EventIn, StageModuleIn
+    from flowdapt.server.handlers import BackfillIn, EventIn, StageModuleIn
 
     models = [(Workflow, "validation"), (Config, "validation"), (TriggerRule, "validation"),
               (WorkflowRun, "serialization"), (StageAttempt, "serialization"), (TriggerFiring, "serialization"),
-              (EventIn, "validation"), (StageModuleIn, "validation")]
+              (EventIn, "validation"), (StageModuleIn, "validation"), (LogLine, "serialization"),
+              (BackfillIn, "validation")]
     answers = [get_args(spec.answer)[0] if get_origin(spec.answer) is list else spec.answer for spec in VIEWS.values()]
     models += [(model, "serialization") for model in dict.fromkeys(answers)]
     _, top = models_json_schema(models, ref_template=_REF)

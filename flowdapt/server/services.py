@@ -163,7 +163,7 @@ class Services:
         self.triggers = TriggerService(self.store, self.bus, self.compute.submit, owner=this_owner(),
                                        lease_seconds=options.trigger_lease_seconds,
                                        refresh_seconds=options.trigger_refresh_seconds,
-                                       rate_limit=options.trigger_rate_limit)
+                                       rate_limit=options.trigger_rate_limit, wait=self.compute.wait)
         self.resources = ResourceService(self.store, self.catalog, self._changed,
                                          {"trigger_rule": self.triggers.status})
         self.stats = StatsService(self.store)
@@ -205,6 +205,12 @@ class Services:
         except CellStageError as exc:
             raise RequestError(f"module '{module}': {exc}", 422) from None
         return {"module": module, "path": str(path)}
+
+    async def clear_cache(self, workflow: str | None = None, stage: str | None = None) -> dict[str, Any]:
+        """Delete result-cache entries (of a workflow, one of its stages, or all)."""
+        from flowdapt.compute.outputs import clear_cache
+
+        return {"deleted": await asyncio.to_thread(clear_cache, workflow, stage)}
 
     def publish(self, event: Event) -> Event:
         """Publish a user event on the bus (condition triggers see it)."""

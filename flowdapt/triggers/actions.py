@@ -1,10 +1,11 @@
 """What a trigger does when it fires: actions by name, or any callable by import path.
 
 An action is ``async def action(context, parameters) -> str | None`` returning the uid of the
-run it started, if any. Built in: ``run_workflow`` (``parameters.workflow`` and ``input``) and
+run it started, if any. Built in: ``run_workflow`` (``parameters.workflow`` and ``input``),
 ``run_notebook`` (``parameters.notebook`` and ``parameters``, run with papermill as a one-stage
-workflow). Any other target is an import path ``pkg.mod.func``,
-called in a worker thread with the parameters as keyword arguments.
+workflow) and ``notify`` (a webhook or an email, :mod:`flowdapt.triggers.notify`). Any other target
+is an import path ``pkg.mod.func``, called in a worker thread with the parameters as keyword arguments.
+Runs a schedule or a backfill starts carry the schedule time they are for (``logical_time``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Awaitable, Callable
 
 from flowdapt.events.models import Event
@@ -27,6 +29,7 @@ class ActionContext:
     trigger: TriggerRule
     event: Event | None
     submit: Submit  # ComputeService.submit: starts a workflow run on the server
+    logical_time: datetime | None = None  # the schedule time being fired (schedules and backfills)
 
 
 Action = Callable[[ActionContext, dict[str, Any]], Awaitable[str | None]]
@@ -61,7 +64,8 @@ def _callable_action(target: str) -> Action:
 async def run_workflow(context: ActionContext, parameters: dict[str, Any]) -> str | None:
     """Start ``parameters.workflow`` with ``parameters.input`` (source ``trigger``)."""
     run = await context.submit(parameters["workflow"], parameters.get("input") or {}, source="trigger",
-                               namespace=parameters.get("namespace"), executor=parameters.get("executor"))
+                               namespace=parameters.get("namespace"), executor=parameters.get("executor"),
+                               logical_time=context.logical_time)
     return run.uid
 
 
@@ -72,5 +76,14 @@ async def run_notebook(context: ActionContext, parameters: dict[str, Any]) -> st
     return await run_notebook_action(context, parameters)
 
 
+async def notify(context: ActionContext, parameters: dict[str, Any]) -> str | None:
+    """Send ``parameters.webhook`` a JSON body and/or ``parameters.email`` a message about the event."""
+    from flowdapt.triggers.notify import send_notifications
+
+    await send_notifications(context, parameters)
+    return None
+
+
 register_action("run_workflow", run_workflow)
 register_action("run_notebook", run_notebook)
+register_action("notify", notify)

@@ -14,6 +14,12 @@ missed times fire once, as the latest; with ``catchup: true`` each fires, up to
 which stores the last fire time with the firing record in one transaction and honours leases, so a
 time never fires twice: not after a restart, not with two servers on one database.
 
+Service levels: a schedule firing that starts more than the trigger's ``sla`` seconds after its time
+publishes ``com.event.trigger.schedule_late``; due times a schedule skips (``catchup: false`` after the
+service was down or blocked) publish ``com.event.trigger.schedule_missed``, one per time. A ``notify``
+condition trigger turns them into a webhook or an email. :meth:`TriggerService.backfill` fires a
+schedule's past times (:mod:`flowdapt.triggers.backfill`).
+
 Conditions: every event on the bus is evaluated against each enabled condition trigger; a match
 runs the action at once and records the firing with its outcome afterwards. A condition trigger
 never fires on an event its own firing caused: the service remembers which triggers led to each
@@ -44,13 +50,17 @@ from flowdapt.history.models import TriggerFiring
 from flowdapt.history.recorder import TRIGGER_FIRED
 from flowdapt.history.store import HistoryStore
 from flowdapt.history.triggers import TriggerLedger
-from flowdapt.resources.models import TriggerRule
+from flowdapt.resources.models import TriggerRule, WorkflowRun
 from flowdapt.triggers.actions import ActionContext, Submit, get_action
+from flowdapt.triggers.backfill import Backfill, Wait, plan_backfill, run_backfill
 from flowdapt.triggers.conditions import evaluate
+from flowdapt.triggers.schedule import due_times_before
 
 _log = logging.getLogger("flowdapt.triggers")
 RUN_FINISHED = RunFinished.TYPE
 RUN_EVENT_PREFIX = "com.event.workflow."
+SCHEDULE_LATE = "com.event.trigger.schedule_late"  # a firing started later after its time than the trigger's sla
+SCHEDULE_MISSED = "com.event.trigger.schedule_missed"  # a due time was skipped (catchup: false after a gap)
 MAX_CATCHUP = 100
 MAX_CHAIN = 16  # triggers one after another: a longer chain of firings is cut
 MAX_REMEMBERED_RUNS = 10_000  # runs started by triggers whose causes are kept until they finish
@@ -141,13 +151,16 @@ class TriggerService:
     lease_seconds : how long a claim keeps another server from firing the same trigger
     refresh_seconds : how often to re-read trigger definitions changed by other processes
     rate_limit : firings a condition trigger may make per minute (0: no limit)
+    wait : waits for a run to end (backfills hold at most their concurrency of runs)
     """
 
     def __init__(self, store: HistoryStore, bus: BaseEventBus, submit: Submit, *, owner: str,
-                 lease_seconds: float = 30.0, refresh_seconds: float = 10.0, rate_limit: int = 60) -> None:
+                 lease_seconds: float = 30.0, refresh_seconds: float = 10.0, rate_limit: int = 60,
+                 wait: Wait | None = None) -> None:
         self.store = store
         self.bus = bus
         self.submit = submit
+        self.wait = wait  # the compute service's ``wait``: a backfill waits for its runs (its concurrency)
         self.ledger = TriggerLedger(store, owner, lease_seconds)
         self.refresh_seconds = refresh_seconds
         self.schedules: dict[str, Schedule] = {}
@@ -275,9 +288,66 @@ class TriggerService:
         if not times:
             schedule.anchor = now
             return
+        if not schedule.trigger.spec.catchup and schedule.next_due < times[0]:
+            self._missed(schedule.trigger, schedule.anchor, times[0])  # due times not made up: said, not silent
         schedule.anchor = times[-1]
         self._switching.hold()  # until the firing has claimed its times and started its action
         self._spawn(schedule.trigger, times, None).add_done_callback(lambda _: self._switching.release())
+
+    def _missed(self, trigger: TriggerRule, after: datetime, before: datetime) -> None:
+        """Publish a ``schedule_missed`` event for each due time of ``trigger`` strictly between two times
+        (the newest :data:`MAX_CATCHUP`)."""
+        spec = trigger.spec
+        missed = due_times_before(list(spec.rule), before, after + timedelta(microseconds=1), spec.timezone,
+                                  MAX_CATCHUP)
+        for when in reversed(missed):
+            self.bus.publish(Event(type=SCHEDULE_MISSED, source="triggers", channel="triggers", data={
+                "trigger": trigger.name, "scheduled_for": when.astimezone(timezone.utc).isoformat(),
+                "catchup": spec.catchup}))
+
+    def _check_sla(self, trigger: TriggerRule, scheduled: datetime, fired_at: datetime) -> None:
+        """Publish ``schedule_late`` when a firing started later after its time than the trigger's ``sla``."""
+        late_by = (fired_at - scheduled).total_seconds()
+        if trigger.spec.sla is not None and late_by > trigger.spec.sla:
+            _log.warning("trigger %s fired %.1fs after its time %s (sla %gs)", trigger.name, late_by,
+                         scheduled.isoformat(), trigger.spec.sla)
+            self.bus.publish(Event(type=SCHEDULE_LATE, source="triggers", channel="triggers", data={
+                "trigger": trigger.name, "scheduled_for": scheduled.isoformat(), "fired_at": fired_at.isoformat(),
+                "late_by": round(late_by, 3), "sla": trigger.spec.sla}))
+
+    # -- backfills ---------------------------------------------------------------------------------------
+    async def backfill(self, trigger: TriggerRule, start: datetime, end: datetime, concurrency: int = 4,
+                       wait: bool = False) -> Backfill:
+        """Fire ``trigger``'s action for each of its due times in ``[start, end]`` that did not fire yet
+        (see :mod:`flowdapt.triggers.backfill`); returns at once unless ``wait``, the rest going on here."""
+        plan = await asyncio.to_thread(plan_backfill, trigger, start, end, concurrency,
+                                       lambda first, last: self.ledger.claimed_times(trigger.uid, first, last))
+        action = trigger.spec.action.target
+
+        async def claim(when: datetime) -> str | None:
+            return await asyncio.to_thread(self.ledger.claim_backfill, trigger.uid, trigger.name, action, when)
+
+        async def record(firing: str, run_uid: str | None, error: str | None) -> None:
+            await asyncio.to_thread(self.ledger.record_outcome, firing, run_uid=run_uid, error=error)
+
+        def announce(outcome: dict[str, Any]) -> None:
+            self.fired += 1
+            self.bus.publish(Event(type=TRIGGER_FIRED, source="triggers", channel="triggers", data={
+                "trigger": trigger.name, "action": action, "run_uid": outcome["run_uid"],
+                "ok": outcome["error"] is None, "error": outcome["error"], "scheduled_for": outcome["scheduled_for"],
+                "backfill": True, "caused_by": [trigger.name]}))
+
+        async def wait_for(run: WorkflowRun) -> Any:
+            return await self.wait(run) if self.wait is not None else run
+
+        task = asyncio.ensure_future(run_backfill(plan, trigger, claim=claim, record=record,
+                                                  submit=self._caused_submit(frozenset({trigger.name})),
+                                                  wait=wait_for, announce=announce))
+        self._firings.add(task)
+        task.add_done_callback(self._firings.discard)
+        if wait:
+            return await task
+        return plan
 
     # -- conditions --------------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -357,11 +427,13 @@ class TriggerService:
                 return
             self._last_fire[trigger.uid] = scheduled
         fired_at = _utcnow()
+        if scheduled is not None:
+            self._check_sla(trigger, scheduled, fired_at)
         run_uid, error = None, suppressed
         if suppressed is None:
             self.fired += 1
             try:
-                context = ActionContext(trigger, event, self._caused_submit(causes))
+                context = ActionContext(trigger, event, self._caused_submit(causes), scheduled)
                 run_uid = await get_action(action.target)(context, action.parameters)
             except Exception as exc:  # noqa: BLE001 - the outcome is recorded on the firing
                 error = f"{type(exc).__name__}: {exc}"

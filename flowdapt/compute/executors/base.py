@@ -22,7 +22,9 @@ class Outcome:
 
     ``value`` is the output (for a map: the successful items' outputs in input order);
     ``error`` is set when the call failed; ``item_failures`` lists (index, error) of failed items;
-    ``output_notebook`` is set by notebook stages and copied to the stage record.
+    ``output_notebook`` is set by notebook stages and copied to the stage record; ``logs`` holds what
+    workers in other processes captured (:data:`flowdapt.compute.logs.Shipped`, one per call or chunk);
+    ``items_cached`` counts the items of a map whose output came from the result cache.
     """
 
     value: Any = None
@@ -31,6 +33,8 @@ class Outcome:
     items_total: int | None = None
     item_retries: int = 0
     output_notebook: str | None = None
+    logs: list[Any] | None = None
+    items_cached: int = 0
 
 
 OnDone = Callable[[Outcome], None]

@@ -49,6 +49,8 @@ class MapState:
         self.failures: list[tuple[int, TaskError]] = []
         self.done = 0
         self.retries = 0
+        self.cached = 0
+        self.logs: list[Any] | None = None
         self.remaining = chunks
         self.lock = threading.Lock()
 
@@ -60,18 +62,23 @@ class MapState:
                 self.failures.extend(chunk.failures)
                 self.done += len(chunk.values)
                 self.retries += chunk.retries
+                self.cached += chunk.cached
+                if chunk.logs is not None:
+                    self.logs = [*(self.logs or ()), chunk.logs]
             self.remaining -= 1
             if self.remaining:
                 return None
         self.failures.sort(key=lambda failure: failure[0])
         if self.failures and not allow_partial_failure:
             return Outcome(error=self.failures[0][1], item_failures=self.failures, items_total=self.total,
-                           item_retries=self.retries)
+                           item_retries=self.retries, logs=self.logs)
         if self.done < self.total and not self.failures:
-            return Outcome(error=cancelled_error("cancelled before all items ran"), items_total=self.total)
+            return Outcome(error=cancelled_error("cancelled before all items ran"), items_total=self.total,
+                           logs=self.logs)
         failed = {index for index, _ in self.failures}
         values = [value for index, value in enumerate(self.values) if index not in failed] if failed else self.values
-        return Outcome(value=values, item_failures=self.failures, items_total=self.total, item_retries=self.retries)
+        return Outcome(value=values, item_failures=self.failures, items_total=self.total, item_retries=self.retries,
+                       logs=self.logs, items_cached=self.cached)
 
 
 def failed_chunk(start: int, stop: int, error: TaskError) -> ChunkResult:
@@ -175,12 +182,15 @@ class ClusterExecutor(BaseExecutor):
         return handle
 
     @staticmethod
-    def _call_over(handle: TaskHandle, on_done: OnDone, output: Any, error: TaskError | None) -> None:
-        """Report the end of a call: its output handle, or its error (a cancellation once cancelled)."""
+    def _call_over(handle: TaskHandle, on_done: OnDone, output: Any, error: TaskError | None,
+                   shipped: Any = None) -> None:
+        """Report the end of a call: its output handle, or its error (a cancellation once cancelled),
+        with what the stage printed when the worker shipped it along."""
+        logs = None if shipped is None else [shipped]
         if error is None:
-            on_done(Outcome(value=output))
+            on_done(Outcome(value=output, logs=logs))
         else:
-            on_done(Outcome(error=cancelled_error() if handle.cancelled else error))
+            on_done(Outcome(error=cancelled_error() if handle.cancelled else error, logs=logs))
 
     def map(self, call: StageCall, items: Any, upstream_rest: list[Any], resources: dict[str, float],
             on_progress: OnProgress, on_done: OnDone) -> TaskHandle:

@@ -20,10 +20,10 @@ import uuid
 from typing import Any, Callable
 from urllib.parse import quote
 
-from distributed import Client, Future, LocalCluster, WorkerPlugin, get_client
+from distributed import Client, Future, LocalCluster, WorkerPlugin, get_client, get_worker
 from distributed.diagnostics.plugin import UploadDirectory
 
-from flowdapt.compute import object_store
+from flowdapt.compute import logs, object_store
 from flowdapt.compute.executors.cluster import (
     ChunkReport,
     ClusterExecutor,
@@ -37,6 +37,7 @@ from flowdapt.errors import ExecutorError
 from flowdapt.resources.models import parse_bytes
 
 _DATASET_PREFIX = "flowdapt/"
+LOGS_TOPIC = "flowdapt-stage-logs"  # Dask events carrying what a stage printed back to the driver
 
 
 class StageFailed(Exception):
@@ -76,14 +77,29 @@ def _plain(values: tuple[Any, ...]) -> list[Any]:
 
 def _invoke(call: StageCall, *upstream: Any) -> Any:
     _ensure_worker()
+    logs.ensure_capture()
     value = invoke(call, _plain(upstream))
+    shipped = logs.shipped(call.context)
+    if shipped is not None:
+        # The event reaches the client before the task's end does (both go through the scheduler in
+        # order), so the runner has the lines when it records the stage; a value cannot carry them,
+        # since it stays on the worker.
+        context = call.context
+        get_worker().log_event(LOGS_TOPIC, [context.run.uid, call.stage, context.attempt, shipped])
     if isinstance(value, TaskError):
         raise StageFailed(value)
     return value
 
 
+def _deliver_logs(event: tuple[float, Any]) -> None:
+    """The client's handler of :data:`LOGS_TOPIC` events (on its event loop)."""
+    run_uid, stage, attempt, shipped = event[1]
+    logs.deliver(run_uid, stage, attempt, shipped)
+
+
 def _run_chunk(call: StageCall, items: Any, start: int, stop: int, sliced: bool, *rest: Any) -> ChunkResult:
     _ensure_worker()
+    logs.ensure_capture()
     items = items.value if isinstance(items, _Opaque) else items
     chunk = items if sliced else as_sequence(items)[start:stop]
     return run_items(call, list(chunk), start, _plain(rest))
@@ -278,6 +294,7 @@ class DaskExecutor(ClusterExecutor):
                 client = Client(self._cluster, set_as_default=False)
             self._client = client
             try:
+                client.subscribe_topic(LOGS_TOPIC, _deliver_logs)
                 client.register_plugin(WorkerSetup(worker_sys_path()), name=WorkerSetup.name)
                 self._upload(client)
                 self._refresh_nodes()

@@ -25,10 +25,10 @@ from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Callable, Literal
 
-from flowdapt.compute import object_store
+from flowdapt.compute import logs, object_store
 from flowdapt.compute.executors.base import BaseExecutor, OnDone, OnProgress, Outcome, TaskHandle, Then
 from flowdapt.compute.executors.cluster import MapState, cancelled_error, chunk_size, failed_chunk
-from flowdapt.compute.invoke import ChunkResult, StageCall, TaskError, invoke, run_items
+from flowdapt.compute.invoke import ChunkResult, Shipped, StageCall, TaskError, invoke, invoke_and_ship, run_items
 from flowdapt.errors import ExecutorError
 
 _EPSILON = 1e-9
@@ -224,6 +224,7 @@ def _init_process_worker(memory_path: str, sys_path: list[str]) -> None:
         if entry not in sys.path:
             sys.path.append(entry)
     object_store.register_cluster_memory("local", object_store.SocketMemory(memory_path))
+    logs.ensure_capture()
 
 
 class LocalExecutor(BaseExecutor):
@@ -256,6 +257,8 @@ class LocalExecutor(BaseExecutor):
             raise ExecutorError(f"local executor mode must be 'threads' or 'processes', got '{mode}'")
         self.mode = mode
         self.continues_calls = mode == "threads"
+        # Process workers send what a stage printed back with its value (threads write to the run's capture).
+        self._invoke = invoke if mode == "threads" else invoke_and_ship
         self.cpus = float(cpus or os.cpu_count() or 1)
         self.workers = int(workers or math.ceil(self.cpus))
         self.resources = {key: float(value) for key, value in (resources or {}).items()}
@@ -359,7 +362,7 @@ class LocalExecutor(BaseExecutor):
                then: Then | None = None) -> TaskHandle:
         handle = TaskHandle()
         self._pool_or_fail()
-        self._schedule(handle, self._capacity.need(call.stage, resources), invoke, (call, upstream),
+        self._schedule(handle, self._capacity.need(call.stage, resources), self._invoke, (call, upstream),
                        functools.partial(_report_outcome, on_done), then, resources)
         return handle
 
@@ -404,6 +407,9 @@ def _report_outcome(on_done: OnDone, value: Any) -> None:
         on_done(Outcome(error=cancelled_error("cancelled before it started")))
     elif type(value) is TaskError:
         on_done(Outcome(error=value))
+    elif type(value) is Shipped:  # from a process worker, with the attempt's logs
+        failed = type(value.value) is TaskError
+        on_done(Outcome(None if failed else value.value, value.value if failed else None, logs=[value.logs]))
     else:
         on_done(Outcome(value))
 

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import ray
 
-from flowdapt.compute import object_store
+from flowdapt.compute import logs, object_store
 from flowdapt.compute.executors.base import OnDone, TaskHandle
 from flowdapt.compute.executors.cluster import (
     ChunkReport,
@@ -38,7 +38,7 @@ from flowdapt.compute.executors.cluster import (
     cancelled_error,
     worker_sys_path,
 )
-from flowdapt.compute.invoke import ChunkResult, StageCall, TaskError, invoke, run_items
+from flowdapt.compute.invoke import ChunkResult, Shipped, StageCall, TaskError, invoke, run_items
 from flowdapt.errors import ExecutorError
 from flowdapt.resources.models import parse_bytes
 
@@ -69,17 +69,24 @@ class _Failed:
     The class itself is the marker (a class pickles by name, so it stays the same object)."""
 
 
-def _invoke(wire: tuple[Any, ...], *upstream: Any) -> tuple[Any, TaskError | None]:
+def _invoke(wire: tuple[Any, ...], *upstream: Any) -> tuple[Any, TaskError | Shipped | None]:
+    """A stage task: ``(output, status)``; the status is None, the stage's error, or both of them
+    :class:`Shipped` with what the stage printed (the small object the driver fetches)."""
     call = StageCall.from_wire(wire)
     if any(value is _Failed for value in upstream):
         return _Failed, TaskError("UpstreamFailedError", f"stage '{call.stage}' did not run: a dependency failed", "")
     _ensure_worker()
+    logs.ensure_capture()
     value = invoke(call, list(upstream))
-    return (_Failed, value) if isinstance(value, TaskError) else (value, None)
+    error = value if isinstance(value, TaskError) else None
+    shipped = logs.shipped(call.context)
+    status = error if shipped is None else Shipped(error, shipped)
+    return (_Failed, status) if error is not None else (value, status)
 
 
 def _run_chunk(call: StageCall, chunk: list[Any], start: int, *rest: Any) -> ChunkResult:
     _ensure_worker()
+    logs.ensure_capture()
     return run_items(call, list(chunk), start, list(rest))
 
 
@@ -193,11 +200,15 @@ class _CallAwaited(_Awaited):
         super().__init__(executor)
         self.stage, self.handle, self.on_done = stage, handle, on_done
 
-    def settle(self, error: TaskError | None, exc: BaseException | None) -> None:
+    def settle(self, status: TaskError | Shipped | None, exc: BaseException | None) -> None:
         handle = self.handle
+        shipped = None
+        if type(status) is Shipped:
+            status, shipped = status.value, status.logs
+        error = status
         if exc is not None:  # the task never ran to the end: cancelled, worker or cluster lost
             error = self.executor._failure(exc, self.stage, handle)
-        ClusterExecutor._call_over(handle, self.on_done, handle.output if error is None else None, error)
+        ClusterExecutor._call_over(handle, self.on_done, handle.output if error is None else None, error, shipped)
 
 
 class _Then(_Awaited):
