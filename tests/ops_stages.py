@@ -105,9 +105,11 @@ def attempt_number(**_):
     return get_run_context().attempt
 
 
-def talk_then_sleep(seconds: float = 1.5):
-    print("early line")
+def talk_then_sleep(*_):
+    """Prints a line, then sleeps the input's ``seconds`` (1.5 by default)."""
     import time
 
+    print("early line")
+    seconds = get_run_context().input.get("seconds", 1.5)
     time.sleep(seconds)
     return seconds

@@ -151,7 +151,7 @@ def test_magics_in_a_real_kernel(flowdapt_app_dir, tmp_path, monkeypatch):
     assert "<table>" in outputs[4][0]["data"]["text/html"]
     assert [output.get("text", "").strip() for output in outputs[5]] == [
         "UsageError: %flowdapt: unknown command 'frob' "
-        "(known: apply, run, runs, get, status, cancel, stage, dashboard)"]
+        "(known: apply, run, runs, get, status, cancel, stage, dashboard, logs, rerun, retry)"]
     widget_states = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     texts = [model["state"].get("value", "") for model in widget_states.values()]
     assert any("finished" in text and "k</b>" in text for text in texts)

@@ -57,3 +57,18 @@ def test_plain_text_outside_jupyter():
     text = run_summary(run)
     assert text.splitlines()[0].startswith(f"fan {run.name}: finished")
     assert "  each: finished 2/2" in text and "result: [(0, " in text
+
+
+def test_the_view_shows_what_the_stages_printed_and_logged():
+    from flowdapt.history.models import LogLine
+
+    chatty = {"metadata": {"name": "chatty"}, "spec": {"stages": [{"name": "make", "target": "tests.ops_stages.chatty"}]}}
+    view = RunView(min_interval=0)
+    flowdapt.run_workflow(chatty, {"n": 2}, on_event=view.on_event)
+    assert view.log_count == 5 and view.logs.layout.display == "" and view.logs.get_title(0) == "logs · 5 lines"
+    assert "make WARNING tests.ops: careful: 2 items" in view.log_text.value and "hello from local" in view.log_text.value
+    remote_run = flowdapt.run_workflow(chatty, {"n": 1})
+    remote = RunView(remote_run)  # as for a run of a server: lines read as the view follows it
+    served = [LogLine(seq=0, stage="make", attempt=1, time="2024-01-01T00:00:00Z", stream="stdout", message="a <b>")]
+    remote.follow(lambda: remote_run, logs=lambda after: served if after < 0 else []).join(5)
+    assert remote.log_count == 1 and "a &lt;b&gt;" in remote.log_text.value

@@ -43,13 +43,35 @@ def show_run(run: WorkflowRun, current: Callable[[], WorkflowRun] | None = None,
 
     from flowdapt.notebook.widget import RunView
 
+    # A view made here for a run of this process hears its events (its log lines) until the run ends.
+    listening = view is None and run._control is not None
     view = view or RunView(run)
     view.show(run)
     if not run.done:
-        view.follow(current or (lambda: run))
+        view.follow(current or (lambda: run), logs=_server_logs(run),
+                    on_end=subscribe(view.on_event) if listening else None)
     _shown[run.uid] = shell.execution_count
     display(view)
     return view
+
+
+def _server_logs(run: WorkflowRun) -> Callable[[int], list] | None:
+    """Where a view reads the log lines of a run a server runs (a run of this process sends its lines as
+    events instead): ``logs(after)``, or ``None``."""
+    if run._control is not None:
+        return None
+    from flowdapt.client import Client, find_server
+
+    if find_server() is None:
+        return None
+    client: list[Client] = []
+
+    def logs(after: int) -> list:
+        if not client:
+            client.append(Client())
+        return client[0].logs(run.uid, after=after)  # type: ignore[return-value]
+
+    return logs
 
 
 def _on_event(event: Event) -> None:

@@ -36,7 +36,7 @@ from flowdapt.resources.loading import load as load_resources
 from flowdapt.resources.models import WorkflowRun
 from flowdapt.settings import get_settings
 
-COMMANDS = ("apply", "run", "runs", "get", "status", "cancel", "stage", "dashboard")
+COMMANDS = ("apply", "run", "runs", "get", "status", "cancel", "stage", "dashboard", "logs", "rerun", "retry")
 Column = tuple[str, Callable[[Any], str]]
 _APPLIED: list[Column] = [("KIND", lambda row: row[0].kind), ("NAME", lambda row: row[0].name),
                           ("OUTCOME", lambda row: row[1])]
@@ -315,6 +315,21 @@ class FlowdaptMagics(Magics):
         backend = self._flushed()
         return show(backend.store if isinstance(backend, LocalBackend) else backend.client,
                     workflow=args.workflow, range=args.range)
+
+    def _logs(self, argv: list[str]) -> Any:
+        from flowdapt.notebook.operations import logs_command
+
+        return logs_command(self, argv)
+
+    def _rerun(self, argv: list[str]) -> WorkflowRun:
+        from flowdapt.notebook.operations import run_again_command
+
+        return run_again_command(self, "rerun", argv)
+
+    def _retry(self, argv: list[str]) -> WorkflowRun:
+        from flowdapt.notebook.operations import run_again_command
+
+        return run_again_command(self, "retry", argv)
 
     def _stage(self, argv: list[str], cell: str) -> None:
         parser = _parser("stage", "Make the function this cell defines a stage of a workflow.")

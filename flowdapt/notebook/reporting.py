@@ -5,8 +5,10 @@ the kernel (with the notebook's own callables and executors); inside Lab it woul
 history at all, since the kernel opens no store of its own while a server holds it. The
 :class:`RunReporter` listens to the kernel's engine events and sends each run's record to the
 server (``PUT runs/{uid}``) when it starts, at most every ``interval`` seconds while it goes on, and
-when it ends. Sending happens on a thread of its own, so a stage never waits for the network; a
-server that cannot be reached costs a warning, not the run.
+when it ends, with the lines its stages printed (``POST runs/{uid}/logs``) and, once per workflow
+version, the version's document (``PUT workflow-versions/{version}``, so the server can run it again).
+Sending happens on a thread of its own, so a stage never waits for the network; a server that cannot
+be reached costs a warning, not the run.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import atexit
 import logging
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Any, Callable
 
-from flowdapt.events import Event, RunEvent, RunFinished, RunStarted, subscribe
+from flowdapt.events import Event, RunEvent, RunFinished, RunStarted, StageLogs, subscribe
+from flowdapt.history.models import LogLine
 from flowdapt.resources.models import WorkflowRun
 
 _log = logging.getLogger("flowdapt.notebook")
@@ -37,6 +41,8 @@ class RunReporter:
         self.interval = interval
         self._changed = threading.Condition()
         self._pending: dict[str, WorkflowRun] = {}  # runs whose record changed since it was last sent
+        self._lines: dict[str, list[LogLine]] = {}  # lines of each run not sent yet
+        self._versions: set[str] = set()  # workflow versions sent
         self._urgent = False  # a run started or ended: send without waiting for the interval
         self._sending = 0
         self._thread: threading.Thread | None = None
@@ -48,6 +54,12 @@ class RunReporter:
         run: WorkflowRun = event.run  # type: ignore[attr-defined]
         with self._changed:
             self._pending[run.uid] = run
+            if type(event) is StageLogs:
+                self._lines.setdefault(run.uid, []).extend(
+                    LogLine(seq=seq, stage=event.stage.name, attempt=event.attempt,
+                            time=datetime.fromtimestamp(line[0], timezone.utc), stream=line[1], level=line[2],
+                            logger=line[3], message=line[4])
+                    for seq, line in enumerate(event.lines, event.first))
             if type(event) is RunStarted or type(event) is RunFinished:
                 self._urgent = True
             if self._thread is None:
@@ -75,16 +87,24 @@ class RunReporter:
                 if not self._urgent:
                     self._changed.wait_for(lambda: self._urgent, timeout=self.interval)
                 runs, self._pending, self._urgent = list(self._pending.values()), {}, False
+                lines, self._lines = self._lines, {}
                 self._sending = len(runs)
             for run in runs:
-                self._send(run)
+                self._send(run, lines.get(run.uid, ()))
             with self._changed:
                 self._sending = 0
                 self._changed.notify_all()
 
-    def _send(self, run: WorkflowRun) -> None:
+    def _send(self, run: WorkflowRun, lines: Any) -> None:
         try:
-            self._client().record_run(run)
+            client = self._client()
+            version = run.workflow_version
+            if version and version not in self._versions and run._definition is not None:
+                client.record_workflow_version(version, run._definition.to_document())
+                self._versions.add(version)
+            client.record_run(run)
+            if lines:
+                client.record_logs(run.uid, list(lines))
         except Exception as exc:  # noqa: BLE001 - the run goes on; the history misses it
             if not self._warned:
                 self._warned = True

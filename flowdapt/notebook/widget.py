@@ -2,9 +2,11 @@
 
 :class:`RunView` renders a :class:`~flowdapt.resources.models.WorkflowRun` record: the run's state
 and elapsed time, one row per stage (state, elapsed time, a progress bar for stages that map over
-items) and the result or the error with its failing stage. It is fed by engine events (throttled)
-and by :meth:`RunView.follow`, which re-reads the record until the run ends. Events arrive on
-runner and worker threads; ipywidgets sends the changes to the frontend from any thread.
+items), the result or the error with its failing stage, and the lines its stages printed and logged
+(the latest :data:`LOG_LINES_SHOWN`, under a "logs" section). It is fed by engine events (throttled)
+and by :meth:`RunView.follow`, which re-reads the record (and, for runs of a server, its new log
+lines) until the run ends. Events arrive on runner and worker threads; ipywidgets sends the changes
+to the frontend from any thread.
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ from __future__ import annotations
 import html
 import threading
 import time
+from collections import deque
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import ipywidgets as widgets
 
-from flowdapt.events import Event, ItemsProgress, RunEvent
+from flowdapt.events import Event, ItemsProgress, RunEvent, StageLogs
+from flowdapt.history.models import LogLine
 from flowdapt.resources.models import StageRun, WorkflowRun
 
-_COLORS = {"pending": "#888", "running": "#1f6feb", "finished": "#1a7f37", "failed": "#cf222e",
+_COLORS = {"pending": "#888", "running": "#1f6feb", "finished": "#1a7f37", "cached": "#1a7f37", "failed": "#cf222e",
            "cancelled": "#9a6700", "skipped": "#888", "interrupted": "#9a6700"}
+LOG_LINES_SHOWN = 200
+_LOG_STYLE = "max-height:16em;overflow:auto;margin:0;font-size:var(--jp-code-font-size,12px)"
 
 
 def _elapsed(started: datetime | None, finished: datetime | None) -> str:
@@ -91,7 +97,11 @@ class RunView(widgets.VBox):
         self.outcome = widgets.HTML()
         self.rows: dict[str, StageRow] = {}
         self._stages_box = widgets.VBox()
-        super().__init__([self.status, self._stages_box, self.outcome])
+        self.log_text = widgets.HTML()
+        self.logs = widgets.Accordion([self.log_text], layout=widgets.Layout(display="none"))
+        self.log_lines: deque[str] = deque(maxlen=LOG_LINES_SHOWN)
+        self.log_count = 0
+        super().__init__([self.status, self._stages_box, self.outcome, self.logs])
         self.uid: str | None = None
         self.min_interval = min_interval
         self._last = 0.0
@@ -122,9 +132,29 @@ class RunView(widgets.VBox):
         else:
             self.outcome.value = ""
 
+    def show_logs(self, lines: Iterable[LogLine]) -> None:
+        """Add captured lines to the logs section (which shows once there are some)."""
+        with self._lock:
+            before = self.log_count
+            for line in lines:
+                self.log_lines.append(line.render())
+                self.log_count += 1
+            if self.log_count == before:
+                return
+            shown = "" if self.log_count <= LOG_LINES_SHOWN else f", the last {LOG_LINES_SHOWN}"
+            self.logs.set_title(0, f"logs · {self.log_count} line{'s' if self.log_count != 1 else ''}{shown}")
+            self.log_text.value = f"<pre style='{_LOG_STYLE}'>{html.escape(chr(10).join(self.log_lines))}</pre>"
+            self.logs.layout.display = ""
+
     def on_event(self, event: Event) -> None:
         """Event listener: re-render on run and stage events; progress events are throttled."""
         if not isinstance(event, RunEvent) or (self.uid is not None and event.run.uid != self.uid):
+            return
+        if isinstance(event, StageLogs):
+            self.show_logs(LogLine(seq=seq, stage=event.stage.name, attempt=event.attempt,
+                                   time=datetime.fromtimestamp(line[0], timezone.utc), stream=line[1],
+                                   level=line[2], logger=line[3], message=line[4])
+                           for seq, line in enumerate(event.lines, event.first))
             return
         now = time.monotonic()
         if isinstance(event, ItemsProgress) and now - self._last < self.min_interval:
@@ -132,14 +162,35 @@ class RunView(widgets.VBox):
         self._last = now
         self.show(event.run)
 
-    def follow(self, current: Callable[[], WorkflowRun], interval: float = 0.25) -> threading.Thread:
-        """Re-render ``current()`` every ``interval`` seconds in a thread until the run has ended."""
+    def follow(self, current: Callable[[], WorkflowRun], interval: float = 0.25,
+               logs: Callable[[int], list[LogLine]] | None = None,
+               on_end: Callable[[], None] | None = None) -> threading.Thread:
+        """Re-render ``current()`` every ``interval`` seconds in a thread until the run has ended (then call
+        ``on_end``); ``logs(after)`` gives the lines numbered after ``after`` (a run of a server, whose
+        events do not reach this process)."""
 
         def loop() -> None:
+            try:
+                watch()
+            finally:
+                if on_end is not None:
+                    on_end()
+
+        def watch() -> None:
+            after = -1
             while True:
                 run = current()
                 self.show(run)
+                if logs is not None:
+                    try:
+                        lines = logs(after)
+                    except Exception:  # noqa: BLE001 - the view goes on without the lines it could not read
+                        lines = []
+                    if lines:
+                        after = lines[-1].seq
+                        self.show_logs(lines)
                 if run.done:
+                    run.wait(1.0)  # a run of this process: until its last events (its last lines) are out
                     return
                 time.sleep(interval)
 

@@ -387,19 +387,32 @@ class RunStagesHandler(FlowdaptHandler):
         self.answer([attempt.model_dump(mode="json") for attempt in attempts])
 
 
-class RunAgainHandler(FlowdaptHandler):
-    """``runs/{id}/rerun`` (same input, same workflow version) and ``runs/{id}/resume`` (finished stages reused)."""
+async def _run_again(handler: FlowdaptHandler, identifier: str, operation: str) -> None:
+    options = handler.query(RunAgainOptions)
+    compute = handler.services.compute
+    start = compute.rerun if operation == "rerun" else compute.resume
+    run = await start(identifier, executor=options.executor, source=options.source)
+    if options.wait:
+        run = await compute.wait(run)
+    handler.answer(run.to_document(), 200 if options.wait else 202)
+
+
+class RerunHandler(FlowdaptHandler):
+    """``runs/{id}/rerun``: the run's input and workflow version, again."""
 
     @web.authenticated
     @authorized
-    async def post(self, identifier: str, operation: str) -> None:
-        options = self.query(RunAgainOptions)
-        compute = self.services.compute
-        start = compute.rerun if operation == "rerun" else compute.resume
-        run = await start(identifier, executor=options.executor, source=options.source)
-        if options.wait:
-            run = await compute.wait(run)
-        self.answer(run.to_document(), 200 if options.wait else 202)
+    async def post(self, identifier: str) -> None:
+        await _run_again(self, identifier, "rerun")
+
+
+class ResumeHandler(FlowdaptHandler):
+    """``runs/{id}/resume``: a failed or cancelled run, its finished stages reused where kept."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, identifier: str) -> None:
+        await _run_again(self, identifier, "resume")
 
 
 class RunLogsHandler(FlowdaptHandler):
@@ -564,7 +577,8 @@ ROUTES: list[tuple[str, type[FlowdaptHandler]]] = [
     (rf"/{API}/status/?", StatusHandler),
     (rf"/{API}/drain/?", DrainHandler),
     (rf"/{API}/stats/(?P<view>[^/]+)/?", StatsHandler),
-    (rf"/{API}/runs/{_ID}/(?P<operation>rerun|resume)/?", RunAgainHandler),
+    (rf"/{API}/runs/{_ID}/rerun/?", RerunHandler),
+    (rf"/{API}/runs/{_ID}/resume/?", ResumeHandler),
     (rf"/{API}/runs/{_ID}/logs/?", RunLogsHandler),
     (rf"/{API}/triggers/{_ID}/backfill/?", BackfillHandler),
     (rf"/{API}/cache/?", CacheHandler),
