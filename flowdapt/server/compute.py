@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import deque
 from datetime import datetime, timezone
 from typing import Any
@@ -164,7 +165,7 @@ class ComputeService:
                                  executor=executor or original.executor, rerun_of=original.uid,
                                  definition=await self._ran_workflow(original))
 
-    async def resume(self, identifier: str, *, executor: str | None = None, source: str = "api") -> WorkflowRun:
+    async def resume_run(self, identifier: str, *, executor: str | None = None, source: str = "api") -> WorkflowRun:
         """Resume a failed or cancelled run: its finished stages reused, the rest run again (``resumed_from``)."""
         original = await self.get_run(identifier)
         why = resumable(original)
@@ -261,6 +262,8 @@ class ComputeService:
         from flowdapt.compute.api import spec_version
         from flowdapt.resources.loading import parse_resource
 
+        if not re.fullmatch(r"[0-9a-f]{16}", version):
+            raise RequestError(f"workflow version '{version}': expected 16 hex digits", 422)
         workflow = parse_resource(document, check_targets=False)
         if not isinstance(workflow, Workflow):
             raise RequestError("body: expected a workflow document", 422)

@@ -390,7 +390,7 @@ class RunStagesHandler(FlowdaptHandler):
 async def _run_again(handler: FlowdaptHandler, identifier: str, operation: str) -> None:
     options = handler.query(RunAgainOptions)
     compute = handler.services.compute
-    start = compute.rerun if operation == "rerun" else compute.resume
+    start = compute.rerun if operation == "rerun" else compute.resume_run
     run = await start(identifier, executor=options.executor, source=options.source)
     if options.wait:
         run = await compute.wait(run)
@@ -582,5 +582,5 @@ ROUTES: list[tuple[str, type[FlowdaptHandler]]] = [
     (rf"/{API}/runs/{_ID}/logs/?", RunLogsHandler),
     (rf"/{API}/triggers/{_ID}/backfill/?", BackfillHandler),
     (rf"/{API}/cache/?", CacheHandler),
-    (rf"/{API}/workflow-versions/(?P<version>[0-9a-f]{{16}})/?", WorkflowVersionHandler),
+    (rf"/{API}/workflow-versions/(?P<version>[^/]+)/?", WorkflowVersionHandler),
 ]
