@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from flowdapt.history import HistoryStore  # noqa: E402
+from flowdapt.history import HistoryStore, orm  # noqa: E402
 from flowdapt.history.stats import HistoryStats  # noqa: E402
 from flowdapt.resources.loading import parse_resource  # noqa: E402
 
@@ -60,6 +60,11 @@ RESULTS = ROOT / "bench" / "results" / "dashboard.json"
 BIN = Path(sys.executable).parent
 
 
+def _first_columns(table: Any, count: int) -> str:
+    """The names of a table's first ``count`` columns (the ones these generated rows fill; later ones are NULL)."""
+    return ", ".join(f'"{column.name}"' for column in list(table.columns)[:count])
+
+
 def generate(store: HistoryStore, now: datetime) -> None:
     """Fill an empty DuckDB history with the benchmark's runs, stage rows, firings and trigger rules."""
     end = now.replace(tzinfo=None, microsecond=0)
@@ -67,7 +72,7 @@ def generate(store: HistoryStore, now: datetime) -> None:
     with store.engine.begin() as conn:
         duck = conn.connection.driver_connection
         duck.execute(f"""
-            INSERT INTO runs
+            INSERT INTO runs ({_first_columns(orm.runs, 14)})
             WITH base AS (SELECT i, hash(i) AS h,
                                  TIMESTAMP '{end}' - INTERVAL 365 DAY + to_microseconds(CAST(i AS BIGINT) * {step}) AS started
                           FROM range({RUNS}) t(i))
@@ -84,7 +89,7 @@ def generate(store: HistoryStore, now: datetime) -> None:
                    1 + h // 800000 % 600, NULL
             FROM base""")
         duck.execute(f"""
-            INSERT INTO stage_runs
+            INSERT INTO stage_runs ({_first_columns(orm.stage_runs, 17)})
             SELECT r.uid || ':s' || CAST(p AS VARCHAR) || ':1', r.uid, r.workflow, 's' || CAST(p AS VARCHAR), p,
                    CASE WHEN p = 5 THEN 'parameterized' ELSE 'simple' END, 1,
                    CASE WHEN r.state = 'failed' AND p = 3 THEN 'failed' ELSE 'finished' END,
@@ -99,7 +104,7 @@ def generate(store: HistoryStore, now: datetime) -> None:
             FROM runs r, range({STAGES}) s(p)""")
         hour = end.replace(minute=0, second=0)
         duck.execute(f"""
-            INSERT INTO trigger_firings
+            INSERT INTO trigger_firings ({_first_columns(orm.trigger_firings, 8)})
             SELECT 'f' || CAST(k AS VARCHAR) || '-' || CAST(i AS VARCHAR), 'schedule-' || CAST(k AS VARCHAR),
                    TIMESTAMP '{hour}' - to_microseconds(CAST(i AS BIGINT) * 3600000000)
                      + to_microseconds(CASE WHEN hash(i * 31 + k) % 200 = 0 THEN 5000000 ELSE 3000 END),

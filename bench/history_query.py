@@ -80,7 +80,7 @@ def load_duckdb(store: HistoryStore, tables: dict) -> None:
         duck = conn.connection.driver_connection
         for name, table in tables.items():
             duck.register("bulk", table)
-            conn.exec_driver_sql(f"INSERT INTO {name} SELECT * FROM bulk")
+            conn.exec_driver_sql(f"INSERT INTO {name} BY NAME SELECT * FROM bulk")
             duck.unregister("bulk")
 
 
