@@ -3,7 +3,6 @@ backfill, the cache, and notifications to a real local HTTP receiver and a real 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading

@@ -233,8 +233,7 @@ def run_items(
     token = set_run_context(call.context)
     values: list[Any] = []
     failures: list[tuple[int, TaskError]] = []
-    retried = cached = 0
-    extras = call.extras if call.extras is not None and call.extras.cache else None
+    retried = 0
     try:
         try:
             function, binding = _function(call)
@@ -242,6 +241,8 @@ def run_items(
             if binding.positional == 0 and not binding.var_positional:
                 raise StageInputError(call.stage, "a parameterized stage's function must take the item as its first argument")
             kwargs = binding.root_kwargs(call.stage, call.context.input, (call.map_on, binding.first_param)) if call.root else {}
+            if call.extras is not None and call.extras.cache:
+                function = call.extras.caching(call, function)  # the items' loop stays as it is without a cache
         except BaseException as exc:  # noqa: BLE001
             error = TaskError.capture(exc)
             return ChunkResult(start, [None] * len(items), [(start + i, error) for i in range(len(items))],
@@ -250,21 +251,11 @@ def run_items(
             if stop is not None and stop.is_set():
                 break
             attempt = 0
-            key = None
             while True:
                 try:
-                    if extras is not None and key is None:
-                        key = extras.item_key(call, function, (item, *rest), kwargs)
-                        hit = extras.cached_item(key)
-                        if hit is not None:
-                            values.append(hit[0])
-                            cached += 1
-                            break
                     value = function(item, *rest, **kwargs)
                     if inspect.isawaitable(value):
                         value = _await(value, call)
-                    if key is not None:
-                        extras.store_item(key, value, call)
                     values.append(value)
                     break
                 except Exception as exc:
@@ -281,7 +272,7 @@ def run_items(
                     break
             if failures and not call.allow_partial_failure:
                 break
-        return ChunkResult(start, values, failures, retried, shipped(call.context), cached)
+        return ChunkResult(start, values, failures, retried, shipped(call.context), getattr(function, "hits", 0))
     finally:
         reset_run_context(token)
 

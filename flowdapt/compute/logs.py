@@ -37,7 +37,6 @@ LogLine = tuple[float, str, "str | None", "str | None", str]
 #: output came from when it was not computed: see :mod:`flowdapt.compute.outputs`).
 Shipped = tuple[list[LogLine], int, int, "str | None"]
 
-DEFAULT_MAX_BYTES = 1_000_000
 TAIL_SHARE = 4  # the last 1/TAIL_SHARE of the cap keeps the latest lines
 _MAX_PARTIAL = 64 * 1024  # a line without a newline is cut here
 

@@ -94,7 +94,7 @@ class StageExtras:
             _note_cached(context, f"run:{source}")
             return value.output() if isinstance(value, MapOutput) else value
         args, kwargs = stage_arguments(call, binding, upstream)
-        key = self._cache_path(call, function, args, kwargs) if self.cache else None
+        key = self.cache_key_of(call, function, args, kwargs) if self.cache else None
         hit = _cached(key, self.cache_ttl) if key is not None else None
         if hit is not None:
             value = hit[0]
@@ -109,19 +109,12 @@ class StageExtras:
         return value
 
     # -- items of parameterized stages --------------------------------------------------------------------
-    def item_key(self, call: Any, function: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> str:
-        return self._cache_path(call, function, args, kwargs)
-
-    def cached_item(self, key: str) -> tuple[Any] | None:
-        """``(value,)`` of a cached item, or ``None``."""
-        hit = _cached(key, self.cache_ttl)
-        return None if hit is None else (hit[0],)
-
-    def store_item(self, key: str, value: Any, call: Any) -> None:
-        _store(key, value, f"{call.context.run.uid}/{call.stage}")
+    def caching(self, call: Any, function: Callable[..., Any]) -> "CachingItems":
+        """``function`` for the items of a parameterized stage, each item's output cached on its own."""
+        return CachingItems(self, call, function)
 
     # -- keys -----------------------------------------------------------------------------------------------
-    def _cache_path(self, call: Any, function: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> str:
+    def cache_key_of(self, call: Any, function: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> str:
         digest = hashlib.sha256()
         if self.cache_key is not None:
             from flowdapt.compute.targets import resolve_target
@@ -132,6 +125,28 @@ class StageExtras:
             digest.update(json.dumps(call.context.config, sort_keys=True, default=repr).encode())
             digest.update(cloudpickle.dumps((tuple(args), sorted(kwargs.items())), protocol=5))
         return cache_path(self.workflow, call.stage, digest.hexdigest()[:32])
+
+
+class CachingItems:
+    """A parameterized stage's function that returns an item's cached output when there is one (counted
+    in ``hits``) and caches the outputs it computes."""
+
+    def __init__(self, extras: StageExtras, call: Any, function: Callable[..., Any]) -> None:
+        self.extras, self.call, self.function = extras, call, function
+        self.hits = 0
+
+    def __call__(self, item: Any, *rest: Any, **kwargs: Any) -> Any:
+        from flowdapt.compute.invoke import awaited
+
+        call = self.call
+        key = self.extras.cache_key_of(call, self.function, (item, *rest), kwargs)
+        hit = _cached(key, self.extras.cache_ttl)
+        if hit is not None:
+            self.hits += 1
+            return hit[0]
+        value = awaited(self.function(item, *rest, **kwargs), call)
+        _store(key, value, f"{call.context.run.uid}/{call.stage}")
+        return value
 
 
 def load_kept(run_uid: str, stage: str, strategy: str, executor: str | None = None) -> Any:

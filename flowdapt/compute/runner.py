@@ -135,7 +135,8 @@ class Runner:
         self.capture = context.log = logs.RunCapture(run.uid, limit, self._logs_waiting)
         self.cached_from = self.capture.cached_from  # (stage, attempt) -> where an output came from
         self.log_sequence = 0  # lines emitted so far (each line's number in the run)
-        self.flush_pending = False
+        self.logs_waiting = False  # lines arrived: the thread of execute() posts the report
+        self.flush_pending = False  # a flush of the lines is on the deadline heap
         run._control = self.control
         run.stages = StageRun.pending(graph.typed_order)
         self.records = {record.name: record for record in run.stages}
@@ -238,6 +239,9 @@ class Runner:
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 self._wakeup.wait(timeout)
                 self._wakeup.clear()
+                if self.logs_waiting:
+                    self.logs_waiting = False
+                    self._post((_LOGS, None, 0, None))
                 if self.deadlines and self.deadlines[0][0] <= time.monotonic():
                     self._post((_DEADLINES, None, 0, None))
         except KeyboardInterrupt:
@@ -288,8 +292,11 @@ class Runner:
 
     # -- logs -----------------------------------------------------------------------------------
     def _logs_waiting(self) -> None:
-        """The capture's ``on_lines`` (any thread): lines wait to be emitted."""
-        self._post((_LOGS, None, 0, None))
+        """The capture's ``on_lines``: lines wait to be emitted. It is called by whatever thread brings
+        them (a stage's, or a cluster client's event loop), which must not run the runner's work: the
+        thread of :meth:`execute` is woken to post the report."""
+        self.logs_waiting = True
+        self._wakeup.set()
 
     def _flush_logs(self, over: Callable[[str, int], bool]) -> None:
         """Emit the captured lines not emitted yet, one event per attempt (attempts ``over`` says are
@@ -302,7 +309,6 @@ class Runner:
 
     def _attempt_over(self, stage: str, attempt: int) -> bool:
         return self.live.get(stage) != attempt
-
 
     # -- stages ---------------------------------------------------------------------------------
     def _call(self, name: str, attempt: int = 1) -> StageCall:

@@ -27,7 +27,7 @@ from bokeh.transform import dodge
 from flowdapt.dashboard.filters import STATES
 
 STATE_COLORS = {"finished": "#2e7d32", "failed": "#c62828", "interrupted": "#ef6c00", "cancelled": "#9e9e9e",
-                "running": "#1565c0", "pending": "#90caf9"}
+                "running": "#1565c0", "pending": "#90caf9", "cached": "#81c784"}  # cached: stages reused, not run
 BUCKET_SPAN = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 TOOLS = "xpan,xwheel_zoom,box_zoom,reset,save"
 

@@ -12,7 +12,6 @@ import html
 import time
 from typing import Any
 
-from flowdapt.history.models import LogLine
 from flowdapt.resources.models import WorkflowRun
 
 
