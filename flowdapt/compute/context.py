@@ -44,7 +44,7 @@ class RunContext:
     stage: str | None = None
     _cancelled: threading.Event | None = field(default=None, repr=False, compare=False)
     attempt: int = 1
-    log: Any = field(default=None, repr=False, compare=False)  # where the stage's output goes (flowdapt.compute.logs)
+    log: Any = field(default=None, repr=False, compare=False)  # a worker's capture of the attempt (flowdapt.compute.logs)
 
     def is_cancelled(self) -> bool:
         """True once the run was cancelled (threads only; a stage may poll this to stop early)."""

@@ -247,10 +247,14 @@ class RunCapture:
 
 # -- where a write goes ------------------------------------------------------------------------------------
 def capture_of(context: RunContext, always: bool = False) -> Any:
-    """The capture a write made under ``context`` goes to: the run's (in the driver), else the attempt's
-    own, made on first use; ``None`` when capture is off (unless ``always``: notes still travel)."""
+    """The capture a write made under ``context`` goes to: the run's, in the process that runs the run
+    (found by its uid, so a stage call carries nothing for it), else the attempt's own, made on first
+    use; ``None`` when capture is off (unless ``always``: notes still travel)."""
     log = context.log
     if log is None:
+        log = run_capture(context.run.uid)
+        if log is not None:
+            return log
         limit = _limit()
         if not limit and not always:
             return None
@@ -262,7 +266,7 @@ def shipped(context: RunContext) -> Shipped | None:
     """What a worker sends back for the attempt ``context`` ran: ``None`` when it wrote nothing, or when
     its lines went straight to the run's capture (a stage run in the driver's process)."""
     log = context.log
-    if type(log) is not AttemptLog:
+    if log is None:
         return None
     lines = log.ship()
     return lines if lines[0] or lines[1] or lines[3] is not None else None
@@ -374,11 +378,18 @@ def unregister(capture: RunCapture) -> None:
         _recent.append(weakref.ref(capture))
 
 
+def run_capture(run_uid: str) -> RunCapture | None:
+    """The capture of a run this process runs (or ran a moment ago), if any."""
+    capture = _live.get(run_uid)
+    if capture is None and _recent:
+        capture = next((each for each in map(weakref.ref.__call__, _recent)
+                        if each is not None and each.run_uid == run_uid), None)
+    return capture
+
+
 def deliver(run_uid: str, stage: str, attempt: int, shipped: Shipped) -> bool:
     """Hand lines shipped by a worker to their run's capture; False if the run is unknown here."""
-    capture = _live.get(run_uid)
-    if capture is None:
-        capture = next((each() for each in _recent if each() is not None and each().run_uid == run_uid), None)
+    capture = run_capture(run_uid)
     if capture is None:
         return False
     capture.extend(stage, attempt, shipped)

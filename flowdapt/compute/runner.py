@@ -132,7 +132,7 @@ class Runner:
         self.extras = extras or None  # per stage: keep, cache or reuse its output (flowdapt.compute.outputs)
         logs.ensure_capture()
         limit = self.settings.logs.max_bytes if self.settings.logs.capture else 0
-        self.capture = context.log = logs.RunCapture(run.uid, limit, self._logs_waiting)
+        self.capture = logs.RunCapture(run.uid, limit, self._logs_waiting)
         self.cached_from = self.capture.cached_from  # (stage, attempt) -> where an output came from
         self.log_sequence = 0  # lines emitted so far (each line's number in the run)
         self.logs_waiting = False  # lines arrived: the thread of execute() posts the report
@@ -254,7 +254,7 @@ class Runner:
         run = self.run
         run.state = "running"
         run.started_at = _now()
-        logs.register(self.capture)
+        logs.register(self.capture)  # where the stages' writes in this process find it
         self._emit(RunStarted)
         for name in self.graph.roots:
             self.upstream[name] = []
@@ -317,7 +317,7 @@ class Runner:
         options = stage.options
         context = self.context
         stage_context = RunContext(context.input, context.config, context.namespace, context.run, context.executor,
-                                   name, context._cancelled, attempt, context.log)
+                                   name, context._cancelled, attempt)
         return StageCall(  # positional: binding ten keywords costs more than the call
             name, stage.target, stage_context, not stage.depends_on, options.map_on,
             options.timeout, options.retries, options.retry_delay, options.allow_partial_failure, self.settings,
