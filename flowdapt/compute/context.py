@@ -44,7 +44,6 @@ class RunContext:
     stage: str | None = None
     _cancelled: threading.Event | None = field(default=None, repr=False, compare=False)
     attempt: int = 1
-    log: Any = field(default=None, repr=False, compare=False)  # a worker's capture of the attempt (flowdapt.compute.logs)
 
     def is_cancelled(self) -> bool:
         """True once the run was cancelled (threads only; a stage may poll this to stop early)."""
@@ -60,7 +59,6 @@ class RunContext:
     def __setstate__(self, state) -> None:
         self.input, self.config, self.namespace, self.run, self.executor, self.stage, self.attempt = state
         self._cancelled = None
-        self.log = None
 
 
 _current: ContextVar[RunContext | None] = ContextVar("flowdapt_run_context", default=None)

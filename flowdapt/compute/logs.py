@@ -246,11 +246,16 @@ class RunCapture:
 
 
 # -- where a write goes ------------------------------------------------------------------------------------
+# A worker's captures of the attempts it runs, by ``id`` of their context (alive while the attempt runs):
+# a stage call carries nothing for the capture, which costs nothing per stage that prints nothing.
+_attempts: dict[int, AttemptLog] = {}
+
+
 def capture_of(context: RunContext, always: bool = False) -> Any:
     """The capture a write made under ``context`` goes to: the run's, in the process that runs the run
-    (found by its uid, so a stage call carries nothing for it), else the attempt's own, made on first
-    use; ``None`` when capture is off (unless ``always``: notes still travel)."""
-    log = context.log
+    (found by its uid), else the attempt's own, made on first use; ``None`` when capture is off (unless
+    ``always``: notes still travel)."""
+    log = _attempts.get(id(context))
     if log is None:
         log = run_capture(context.run.uid)
         if log is not None:
@@ -258,14 +263,16 @@ def capture_of(context: RunContext, always: bool = False) -> Any:
         limit = _limit()
         if not limit and not always:
             return None
-        log = context.log = AttemptLog(limit)
+        if len(_attempts) > 4096:  # attempts whose captures were never shipped (a thread outliving its run)
+            _attempts.clear()
+        log = _attempts[id(context)] = AttemptLog(limit)
     return log
 
 
 def shipped(context: RunContext) -> Shipped | None:
     """What a worker sends back for the attempt ``context`` ran: ``None`` when it wrote nothing, or when
     its lines went straight to the run's capture (a stage run in the driver's process)."""
-    log = context.log
+    log = _attempts.pop(id(context), None)
     if log is None:
         return None
     lines = log.ship()
