@@ -282,13 +282,14 @@ class RayMemory(object_store.ClusterMemory):
 # -- the process's connection to Ray --------------------------------------------------------------
 _users: set[int] = set()  # ids of started RayExecutors in this process
 _started_here = False
+_connected_to: str | None = None  # the address this process connected with (Ray reports its node's IP instead)
 _connection_lock = threading.Lock()
 
 
 def _connect(executor: "RayExecutor") -> None:
-    global _started_here
+    global _started_here, _connected_to
     if ray.is_initialized():
-        if executor.address and executor.address not in ("auto", "local") and executor.address != _current_address():
+        if executor.address and executor.address not in ("auto", "local", _connected_to, _current_address()):
             raise ExecutorError(f"this process is already connected to the Ray cluster at '{_current_address()}'; "
                                 f"cannot also connect to '{executor.address}' (one Ray cluster per process)")
         return
@@ -322,6 +323,7 @@ def _connect(executor: "RayExecutor") -> None:
             else:
                 os.environ[name] = value
     _started_here = True
+    _connected_to = executor.address
 
 
 def _probe(address: str, timeout: float) -> None:
@@ -440,7 +442,7 @@ class RayExecutor(ClusterExecutor):
             self._disconnect()
 
     def _disconnect(self) -> None:
-        global _started_here
+        global _started_here, _connected_to
         if self._monitor_stop is not None:
             self._monitor_stop.set()
             self._monitor_stop = None
@@ -449,7 +451,7 @@ class RayExecutor(ClusterExecutor):
             object_store.register_cluster_memory("ray", None)
             if _started_here:  # a connection the user made with ray.init() stays theirs
                 ray.shutdown()
-                _started_here = False
+                _started_here, _connected_to = False, None
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"kind": self.kind, "running": self._running, "address": self.address}
