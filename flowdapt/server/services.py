@@ -136,6 +136,13 @@ class ResourceService:
         return outcome
 
 
+async def _step(what: str, step: Awaitable[Any]) -> None:
+    try:
+        await step
+    except Exception:  # noqa: BLE001 - shutting down: go on with the other steps
+        _log.exception("%s failed", what)
+
+
 def parse(kind: str | None, document: Any) -> Resource:
     """A validated resource from a request body; the route's ``kind`` is the default and must match."""
     if not isinstance(document, dict):
@@ -186,14 +193,15 @@ class Services:
         self.ready = True
 
     async def stop(self) -> None:
-        """Stop triggers, drain runs (then cancel), flush the history, close the bus and executors."""
+        """Stop triggers, drain runs (then cancel), flush the history, close the bus and executors. A step
+        that fails (the database is gone) is logged and the next one still runs: the server always stops."""
         self.ready = False
-        await self.triggers.stop()
-        await self.compute.stop(self.options.drain_timeout)
+        await _step("stopping the trigger service", self.triggers.stop())
+        await _step("stopping the compute service", self.compute.stop(self.options.drain_timeout))
         if self._unbridge is not None:
             self._unbridge()
-        await self.bus.close()
-        await asyncio.to_thread(self.store.close)
+        await _step("closing the event bus", self.bus.close())
+        await _step("closing the history", asyncio.to_thread(self.store.close))
         catalog.set_catalog(catalog.MemoryCatalog())
 
     async def save_stage_module(self, module: str, source: str) -> dict[str, str]:
