@@ -162,9 +162,9 @@ def _report_ready(ready: queue.SimpleQueue) -> None:
 
 
 class _Awaited:
-    """A ref the executor awaits (:meth:`RayExecutor._watch`). Ray calls it with the ref's value on
-    its core worker's I/O thread; it only queues the value, and the reporting thread calls
-    :meth:`settle`.
+    """A ref the executor awaits (:meth:`RayExecutor._watch`): the done-callback of the ref's future,
+    which Ray completes on its core worker's I/O thread; it only queues the value (or the exception of
+    a task that did not end normally), and the reporting thread calls :meth:`settle`.
 
     One small object per ref, not closures: a settle function, its cells and a lambda for Ray made
     ≈ 26 objects per queued stage for Python's cyclic garbage collector, and each 1000-stage run left
@@ -177,8 +177,9 @@ class _Awaited:
     def __init__(self, executor: "RayExecutor") -> None:
         self.executor = executor
 
-    def __call__(self, value: Any) -> None:
-        _ready.put((self, value))  # type: ignore[union-attr] - _watch started the reporting thread
+    def __call__(self, future: Any) -> None:
+        error = future.exception()
+        _ready.put((self, future.result() if error is None else error))  # type: ignore[union-attr] - see _watch
 
     def settle(self, value: Any, exc: BaseException | None) -> None:
         raise NotImplementedError
@@ -565,17 +566,15 @@ class RayExecutor(ClusterExecutor):
         """Call ``awaited.settle(value, None)`` or ``awaited.settle(None, exception)`` exactly once when
         ``ref`` is ready, or when the connection to the cluster is lost (Ray then never completes the ref).
 
-        Ray runs completion callbacks on its core worker's I/O thread, the thread that also hands
-        the next queued task its inputs, so the callback only queues the value: the reporting thread
-        (:func:`_report_ready`) settles it, and the runner's bookkeeping runs there. With
-        ``ref.future()`` all of it ran on that I/O thread, between one task's end and the next one's start
-        (``_on_completed`` is the hook Ray builds ``future()`` on: it hands over the value, or the
-        exception of a task that did not end normally).
+        Ray completes the ref's future on its core worker's I/O thread, the thread that also hands the
+        next queued task its inputs, so the callback only queues the value: the reporting thread
+        (:func:`_report_ready`) settles it, and the runner's bookkeeping runs there, not between one
+        task's end and the next one's start.
         """
         with self._pending_lock:
             self._pending.add(awaited)
         _reporting()
-        ref._on_completed(awaited)
+        ref.future().add_done_callback(awaited)
 
     def _settle(self, awaited: _Awaited, value: Any, exc: BaseException | None) -> None:
         with self._pending_lock:
