@@ -13,6 +13,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from flowdapt import __version__
+from flowdapt.compute.inputs import WorkflowInputs
 from flowdapt.history.models import StageAttempt, TriggerFiring
 from flowdapt.resources.models import Config, TriggerRule, Workflow, WorkflowRun
 
@@ -34,6 +35,8 @@ def _param(name: str, kind: str = "string", where: str = "query", description: s
 
 
 ID = _param("identifier", where="path", description="name or uid")
+STAGE = _param("stage", where="path", description="stage name")
+YAML = {"application/yaml": {"schema": {"type": "string", "description": "resource file text, as flowctl apply -p reads"}}}
 PAGE = [_param("limit", "integer", description="page size"), _param("offset", "integer", description="items to skip")]
 
 
@@ -54,9 +57,22 @@ def _paths() -> dict[str, dict[str, Any]]:
     paths: dict[str, dict[str, Any]] = {
         "/": {"get": _op("root", "API name and version", response={"type": "object"})},
         "/openapi.json": {"get": _op("openapi", "This document", response={"type": "object"})},
-        "/apply": {"post": _op("apply_resources", "Create or update resources of any kinds, all or nothing",
+        "/apply": {"post": _op("apply_resources", "Create or update resources of any kinds, all or nothing; "
+                                                  "the body is a JSON list or a resource file's YAML text",
                                body={"type": "array", "items": {"type": "object"}},
                                response={"type": "array", "items": {"type": "object"}}, errors=(400, 422, 503))},
+        "/workflows/{identifier}/inputs": {"get": _op(
+            "get_workflow_inputs", "The run input a workflow takes: its root stages' parameters", params=[ID],
+            response=_ref("WorkflowInputs"), errors=(404, 422))},
+        "/notebooks/workflow": {"post": _op(
+            "create_notebook_workflow", "Create or update the one-stage workflow that runs a notebook",
+            body=_ref("NotebookIn"), response={"type": "object", "required": ["workflow", "inputs"], "properties": {
+                "workflow": _ref("Workflow"), "inputs": _ref("WorkflowInputs")}}, errors=(400, 422))},
+        "/runs/latest": {"get": _op("list_latest_runs", "The newest run of each workflow",
+                                    response={"type": "array", "items": _ref("WorkflowRun")})},
+        "/runs/{identifier}/stages/{stage}/notebook": {"get": _op(
+            "get_output_notebook", "The output notebook of a notebook stage of a run (nbformat JSON)",
+            params=[ID, STAGE], response={"type": "object"}, errors=(404,))},
         "/workflows/{identifier}/run": {"post": _op(
             "run_workflow", "Run a workflow; the body is the input. wait=true answers when it has ended",
             ok=(200, 202), params=[ID, _param("wait", "boolean"), _param("namespace"), _param("executor"),
@@ -102,21 +118,25 @@ def _paths() -> dict[str, dict[str, Any]]:
                         errors=(400, 409, 422)),
         }
         paths[f"/{collection}/{{identifier}}"] = {
-            "get": _op(f"get_{one}", f"One {one} by name or uid", params=[ID], response=_ref(model), errors=(404,)),
+            "get": _op(f"get_{one}", f"One {one} by name or uid (YAML with Accept: application/yaml)", params=[ID],
+                       response=_ref(model), errors=(404,)),
             "put": _op(f"replace_{one}", f"Replace a {one}'s spec and annotations", params=[ID], body=_ref(model),
                        response=_ref(model), errors=(400, 404, 422)),
             "delete": _op(f"delete_{one}", f"Delete a {one}", params=[ID], response=_ref(model), errors=(404,)),
         }
+    paths["/apply"]["post"]["requestBody"]["content"].update(YAML)
+    for collection in COLLECTIONS:
+        paths[f"/{collection}/{{identifier}}"]["get"]["responses"]["200"]["content"].update(YAML)
     return paths
 
 
 @lru_cache(maxsize=1)
 def _schemas() -> dict[str, Any]:
-    from flowdapt.server.handlers import EventIn
+    from flowdapt.server.handlers import EventIn, NotebookIn
 
     models = [(Workflow, "validation"), (Config, "validation"), (TriggerRule, "validation"),
               (WorkflowRun, "serialization"), (StageAttempt, "serialization"), (TriggerFiring, "serialization"),
-              (EventIn, "validation")]
+              (EventIn, "validation"), (NotebookIn, "validation"), (WorkflowInputs, "serialization")]
     _, top = models_json_schema(models, ref_template=_REF)
     schemas = dict(top.get("$defs", {}))
     schemas["Error"] = {"type": "object", "required": ["detail", "status_code"],
