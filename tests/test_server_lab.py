@@ -210,3 +210,22 @@ def check_client(url: str) -> None:
         with pytest.raises(ServerError) as caught:
             client.output_notebook(run.uid, "greet")
         assert caught.value.status_code == 404
+
+
+async def test_lab_cache_busting_parameter_is_ignored(jp_flowdapt_api):
+    """JupyterLab's ServerConnection adds ``?<timestamp>`` to every GET; other unknown parameters stay errors."""
+    code, runs = await jp_flowdapt_api("GET", "runs", params={"1796523195454": ""})
+    assert (code, runs) == (200, [])
+    code, error = await error_of(jp_flowdapt_api("GET", "runs", params={"limt": "5"}))
+    assert (code, error["detail"]) == (400, "query parameter 'limt': unknown field")
+
+
+async def test_a_renamed_copy_of_a_resource_is_a_new_resource(jp_flowdapt_api, jp_fetch):
+    """Saving a resource's YAML under another name (its uid copied along) creates a resource of its own."""
+    _, original = await jp_flowdapt_api("POST", "workflows", body=workflow_doc("original", GREET))
+    response = await jp_fetch("flowdapt", "api", "v1", "workflows", "original", headers={"Accept": "application/yaml"})
+    copy = response.body.decode().replace("name: original", "name: copy")
+    _, [applied] = await jp_flowdapt_api("POST", "apply", body=copy, headers={"Content-Type": "application/yaml"})
+    assert applied["outcome"] == "created" and applied["resource"]["metadata"]["uid"] != original["metadata"]["uid"]
+    names = sorted(item["metadata"]["name"] for item in (await jp_flowdapt_api("GET", "workflows"))[1])
+    assert names == ["copy", "original"]

@@ -96,8 +96,10 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
 
     def query(self, model: type[M]) -> M:
         """The query string as ``model``; 400 naming the parameter when it does not fit."""
+        # JupyterLab's ServerConnection appends a bare timestamp (``?1712345678901``) to bust caches.
+        keys = [key for key in self.request.query_arguments if not (key.isdigit() and not self.get_query_argument(key))]
         try:
-            return model.model_validate({key: self.get_query_argument(key) for key in self.request.query_arguments})
+            return model.model_validate({key: self.get_query_argument(key) for key in keys})
         except ValidationError as exc:
             raise RequestError(describe_validation(exc, "query parameter"), 400) from None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from flowdapt import __version__
 from flowdapt.compute.inputs import WorkflowInputs
@@ -130,6 +130,15 @@ def _paths() -> dict[str, dict[str, Any]]:
     return paths
 
 
+class _WireSchema(GenerateJsonSchema):
+    """Schemas where every field of an answer is required: the server writes defaults too (``model_dump``)."""
+
+    def field_is_required(self, field: Any, total: bool) -> bool:
+        if self.mode == "serialization":
+            return not field.get("serialization_exclude")
+        return super().field_is_required(field, total)
+
+
 @lru_cache(maxsize=1)
 def _schemas() -> dict[str, Any]:
     from flowdapt.server.handlers import EventIn, NotebookIn
@@ -137,7 +146,7 @@ def _schemas() -> dict[str, Any]:
     models = [(Workflow, "validation"), (Config, "validation"), (TriggerRule, "validation"),
               (WorkflowRun, "serialization"), (StageAttempt, "serialization"), (TriggerFiring, "serialization"),
               (EventIn, "validation"), (NotebookIn, "validation"), (WorkflowInputs, "serialization")]
-    _, top = models_json_schema(models, ref_template=_REF)
+    _, top = models_json_schema(models, ref_template=_REF, schema_generator=_WireSchema)
     schemas = dict(top.get("$defs", {}))
     schemas["Error"] = {"type": "object", "required": ["detail", "status_code"],
                         "properties": {"detail": {"type": "string"}, "status_code": {"type": "integer"}}}
