@@ -802,8 +802,8 @@ export interface components {
          * @description What a trigger does: ``run_workflow``, ``run_notebook`` or an import path ``pkg.mod.func``.
          */
         TriggerAction: {
-            /** Params */
-            params?: {
+            /** Parameters */
+            parameters?: {
                 [key: string]: unknown;
             };
             /** Target */

@@ -146,7 +146,8 @@ def _schemas() -> dict[str, Any]:
     models = [(Workflow, "validation"), (Config, "validation"), (TriggerRule, "validation"),
               (WorkflowRun, "serialization"), (StageAttempt, "serialization"), (TriggerFiring, "serialization"),
               (EventIn, "validation"), (NotebookIn, "validation"), (WorkflowInputs, "serialization")]
-    _, top = models_json_schema(models, ref_template=_REF, schema_generator=_WireSchema)
+    # Field names, not aliases: the server writes names and accepts both (``populate_by_name``).
+    _, top = models_json_schema(models, by_alias=False, ref_template=_REF, schema_generator=_WireSchema)
     schemas = dict(top.get("$defs", {}))
     schemas["Error"] = {"type": "object", "required": ["detail", "status_code"],
                         "properties": {"detail": {"type": "string"}, "status_code": {"type": "integer"}}}

@@ -12,6 +12,7 @@ import { ACTIVE_STATES, applyEvent, IRunFilters, IRunRow, rowOf, RunsModel, TERM
 
 export const RUNS_PAGE_SIZE = 500;
 const FIRINGS_KEPT = 20;
+const RECENTLY_ENDED_KEPT = 100;
 
 export class WorkbenchModel implements IDisposable {
   constructor(
@@ -139,8 +140,10 @@ export class WorkbenchModel implements IDisposable {
   async startRun(workflow: string, input: Record<string, unknown>): Promise<IRunRow> {
     const run = await this.api.run(workflow, input, { wait: false, source: 'manual' });
     const row = rowOf(run);
-    if (TERMINAL_STATES.has(row.state)) {
-      this._ownRunEnded.emit(row);
+    // A short run may have ended, its event handled, before the answer to the POST came back.
+    const ended = TERMINAL_STATES.has(row.state) ? row : this._recentlyEnded.get(run.uid);
+    if (ended) {
+      this._ownRunEnded.emit(ended);
     } else {
       this._own.add(run.uid);
     }
@@ -206,8 +209,14 @@ export class WorkbenchModel implements IDisposable {
     } else {
       this._active.delete(run.uid);
     }
-    if (event.kind === 'run' && TERMINAL_STATES.has(run.state) && this._own.delete(run.uid)) {
-      this._ownRunEnded.emit(row);
+    if (event.kind === 'run' && TERMINAL_STATES.has(run.state)) {
+      this._recentlyEnded.set(run.uid, row);
+      if (this._recentlyEnded.size > RECENTLY_ENDED_KEPT) {
+        this._recentlyEnded.delete(this._recentlyEnded.keys().next().value!);
+      }
+      if (this._own.delete(run.uid)) {
+        this._ownRunEnded.emit(row);
+      }
     }
     this._runChanged.emit({ event, row });
     if (event.kind === 'run' || countBefore !== this._active.size) {
@@ -249,6 +258,7 @@ export class WorkbenchModel implements IDisposable {
   private _status: IServerStatus | null = null;
   private _active = new Set<string>();
   private _own = new Set<string>();
+  private _recentlyEnded = new Map<string, IRunRow>();
   private _loaded = false;
   private _disposed = false;
   private _loadingMore = false;
