@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The JupyterLab extension: rebuilt (development build, linked into the venv) when its sources change.
+# The JupyterLab extension: rebuilt (production build, linked into the venv) when its sources change.
 LABEXT := flowdapt/labextension/package.json
 EXT_SOURCES := $(shell find extension/src extension/style extension/schema -type f 2>/dev/null) \
 	extension/package.json extension/yarn.lock extension/tsconfig.json
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(LABEXT): $(STAMP) $(EXT_SOURCES)
-	cd extension && $(JLPM) install && $(JLPM) build
+	cd extension && $(JLPM) install && $(JLPM) build:prod
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter labextension develop --overwrite .
 	touch $(LABEXT)
 

@@ -108,6 +108,11 @@ class LabProcess:
         return httpx.request(method, f"{self.url}flowdapt/api/v1/{path}", timeout=kwargs.pop("timeout", 30),
                              headers={"Authorization": f"token {TOKEN}"}, **kwargs)
 
+    def lab_api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A request to JupyterLab's own REST API (``lab/api/``: workspaces, settings), with the token."""
+        return httpx.request(method, f"{self.url}lab/api/{path}", timeout=kwargs.pop("timeout", 30),
+                             headers={"Authorization": f"token {TOKEN}"}, **kwargs)
+
     def page_url(self, path: str = "lab") -> str:
         """A Lab URL under the base URL, logged in by the token."""
         separator = "&" if "?" in path else "?"

@@ -12,11 +12,9 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
-import httpx
 import pytest
 
 from tests.browser import (  # noqa: F401 - fixtures
-    TOKEN,
     LabPage,
     LabProcess,
     flowdapt_chromium,
@@ -225,7 +223,7 @@ def saved_layout(lab: LabProcess, workspace: str, key: str, timeout: float = 20)
     """The workspace Lab saved on the server, once it holds ``key`` (Lab saves the layout with a short delay)."""
     deadline = time.monotonic() + timeout
     while True:
-        response = httpx.get(f"{lab.url}lab/api/workspaces/{workspace}", headers={"Authorization": f"token {TOKEN}"})
+        response = lab.lab_api("GET", f"workspaces/{workspace}")
         data = response.json().get("data", {}) if response.status_code == 200 else {}
         if any(name.startswith(key) for name in data) or time.monotonic() > deadline:
             return data

@@ -95,6 +95,11 @@ export class FlowdaptAPIError extends Error {
   }
 }
 
+/** The one line to show for an error: the server's `detail`, else the message. */
+export function describeError(error: unknown): string {
+  return error instanceof FlowdaptAPIError ? error.detail : error instanceof Error ? error.message : String(error);
+}
+
 interface IRequest {
   query?: object;
   body?: unknown;

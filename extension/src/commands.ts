@@ -10,17 +10,24 @@ import type { IDocumentManager } from '@jupyterlab/docmanager';
 import type { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { runIcon, stopIcon, treeViewIcon, yamlIcon } from '@jupyterlab/ui-components';
 
-import type { Collection, IApplied } from './api';
-import { DagView } from './components/dagview';
-import { askRunInput, askSchedule, ISchedule } from './components/forms';
-import { RunView } from './components/runview';
+import { Collection, describeError, IApplied } from './api';
+import type { DagView } from './components/dagview';
+import type { ISchedule } from './components/forms';
+import type { RunView } from './components/runview';
 import { flowdaptIcon } from './icons';
 import type { IRunRow } from './model/runs';
 import type { WorkbenchModel } from './model/workbench';
 import { CommandIDs, DASHBOARD_PATH, RUN_URL_PARAMETER, SIDEBAR_ID } from './tokens';
 import { frameWidget } from './widgets/frame';
 import { outputNotebookPath } from './widgets/outputs-drive';
-import { describe, ResourceEditor } from './widgets/resource-editor';
+
+// Views and dialogs are loaded when first used (with dagre for the DAG), not with Lab.
+const views = {
+  run: () => import('./components/runview'),
+  dag: () => import('./components/dagview'),
+  forms: () => import('./components/forms'),
+  yaml: () => import('./widgets/resource-editor')
+};
 
 export interface ICommandContext {
   app: JupyterFrontEnd;
@@ -47,7 +54,7 @@ export function addCommands(context: ICommandContext): void {
   const { app, model, runs, dags, docManager, editorServices, fileBrowser } = context;
   const { commands, shell } = app;
   const api = model.api;
-  const fail = (error: unknown, prefix = '') => Notification.error(`${prefix}${describe(error)}`, { autoClose: false });
+  const fail = (error: unknown, prefix = '') => Notification.error(`${prefix}${describeError(error)}`, { autoClose: false });
   const text = (args: Record<string, unknown>, key: string) => (typeof args[key] === 'string' ? (args[key] as string) : '');
   const ask = async (title: string, placeholder = '') => (await InputDialog.getText({ title, placeholder })).value ?? '';
 
@@ -76,6 +83,7 @@ export function addCommands(context: ICommandContext): void {
         shell.activateById(open.id);
         return open;
       }
+      const { RunView } = await views.run();
       const content = new RunView(model, commands, run);
       const widget = new MainAreaWidget({ content });
       widget.id = `flowdapt-run-${run}`;
@@ -120,6 +128,7 @@ export function addCommands(context: ICommandContext): void {
         shell.activateById(id);
         return open;
       }
+      const { DagView } = await views.dag();
       const widget = new MainAreaWidget({ content: new DagView(model, commands, workflow, run) });
       widget.id = id;
       widget.title.icon = treeViewIcon;
@@ -141,10 +150,10 @@ export function addCommands(context: ICommandContext): void {
         return;
       }
       try {
-        const inputs = await api.workflowInputs(workflow);
-        const input = await askRunInput(`Run ${workflow}`, inputs);
-        if (input) {
-          return announce(await model.startRun(workflow, input));
+        const [inputs, { askRunInput }] = await Promise.all([api.workflowInputs(workflow), views.forms()]);
+        const request = await askRunInput(`Run ${workflow}`, inputs, model.status?.executor);
+        if (request) {
+          return announce(await model.startRun(workflow, request.input, request.executor));
         }
       } catch (error) {
         fail(error, `${workflow}: `);
@@ -182,7 +191,7 @@ export function addCommands(context: ICommandContext): void {
     label: 'Open as YAML',
     icon: yamlIcon,
     isEnabled: () => editorServices !== null,
-    execute: args => {
+    execute: async args => {
       const collection = (text(args, 'collection') || 'workflows') as Collection;
       const name = text(args, 'name');
       const id = `flowdapt-yaml-${collection}-${name}`;
@@ -191,6 +200,7 @@ export function addCommands(context: ICommandContext): void {
         shell.activateById(id);
         return;
       }
+      const { ResourceEditor } = await views.yaml();
       const editor = new ResourceEditor({
         api, editorServices: editorServices!, contents: app.serviceManager.contents, collection, name,
         folder: () => fileBrowser?.model.path ?? ''
@@ -273,10 +283,10 @@ export function addCommands(context: ICommandContext): void {
         return;
       }
       try {
-        const { workflow, inputs } = await api.notebookWorkflow(path);
-        const input = await askRunInput(`Run ${PathExt.basename(path)}`, inputs);
-        if (input) {
-          return announce(await model.startRun(workflow.metadata.name, input));
+        const [{ workflow, inputs }, { askRunInput }] = await Promise.all([api.notebookWorkflow(path), views.forms()]);
+        const request = await askRunInput(`Run ${PathExt.basename(path)}`, inputs, model.status?.executor);
+        if (request) {
+          return announce(await model.startRun(workflow.metadata.name, request.input, request.executor));
         }
       } catch (error) {
         fail(error, `${PathExt.basename(path)}: `);
@@ -295,14 +305,14 @@ export function addCommands(context: ICommandContext): void {
         return;
       }
       try {
-        const { workflow, inputs } = await api.notebookWorkflow(path);
+        const [{ workflow, inputs }, { askSchedule }] = await Promise.all([api.notebookWorkflow(path), views.forms()]);
         const name = `schedule-${workflow.metadata.name.replace(/^notebook-/, '')}`;
         const schedule = await askSchedule(path, name, inputs, async choice => {
           try {
             await api.apply([scheduleTrigger(path, choice)]);
             return null;
           } catch (error) {
-            return describe(error);
+            return describeError(error);
           }
         });
         if (schedule) {

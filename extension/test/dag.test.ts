@@ -8,8 +8,8 @@ function workflow(stages: { name: string; depends_on?: string[]; type?: string }
 }
 
 describe('the DAG layout', () => {
-  it('places every stage after the stages it depends on, edges between them', () => {
-    const layout = layoutWorkflow(workflow([
+  it('places every stage after the stages it depends on, edges between them', async () => {
+    const layout = await layoutWorkflow(workflow([
       { name: 'load' }, { name: 'clean', depends_on: ['load'] }, { name: 'train', depends_on: ['clean'], type: 'parameterized' },
       { name: 'report', depends_on: ['load', 'train'] }
     ]));
@@ -28,8 +28,8 @@ describe('the DAG layout', () => {
     }
   });
 
-  it('keeps independent stages apart', () => {
-    const layout = layoutWorkflow(workflow([{ name: 'a' }, { name: 'b' }, { name: 'c' }]));
+  it('keeps independent stages apart', async () => {
+    const layout = await layoutWorkflow(workflow([{ name: 'a' }, { name: 'b' }, { name: 'c' }]));
     const boxes = layout.nodes;
     for (let i = 0; i < boxes.length; i++) {
       for (let j = i + 1; j < boxes.length; j++) {

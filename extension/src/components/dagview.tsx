@@ -48,7 +48,7 @@ export class DagView extends ReactWidget {
   private async _load(): Promise<void> {
     try {
       this._workflow = await this.model.api.get('workflows', this.workflowName);
-      this._dag = layoutWorkflow(this._workflow);
+      this._dag = await layoutWorkflow(this._workflow);
       const id = this.pinnedRun ?? this.model.latestRun(this.workflowName)?.uid;
       if (id) {
         this._run = rowOf(await this.model.api.getRun(id));

@@ -13,7 +13,12 @@ import { collectInput, extraText, FieldValue, initialValues, widgetOf } from '..
 interface IFormState {
   values: Record<string, FieldValue>;
   extra: string;
+  /** The executor to run on ('' for the server's default). */
+  executor?: string;
 }
+
+/** The executors a run may ask for by name. */
+export const EXECUTORS = ['local', 'dask', 'ray'];
 
 function FormFields(props: { inputs: WorkflowInputs; state: IFormState; onChange: (state: IFormState) => void }): JSX.Element {
   const { inputs, state, onChange } = props;
@@ -88,21 +93,40 @@ class FormBody<T> extends ReactWidget implements Dialog.IBodyWidget<T> {
   }
 }
 
-/** Ask for a run's input; `undefined` when cancelled. */
-export async function askRunInput(title: string, inputs: WorkflowInputs, previous: Record<string, unknown> = {}): Promise<Record<string, unknown> | undefined> {
-  let state: IFormState = { values: initialValues(inputs, previous), extra: extraText(inputs, previous) };
+export interface IRunRequest {
+  input: Record<string, unknown>;
+  /** '' for the server's default executor. */
+  executor: string;
+}
+
+/** Ask for a run's input and executor (`defaultExecutor` is the server's); `undefined` when cancelled. */
+export async function askRunInput(title: string, inputs: WorkflowInputs, defaultExecutor = 'local'): Promise<IRunRequest | undefined> {
+  let state: IFormState = { values: initialValues(inputs), extra: extraText(inputs), executor: '' };
   let error: string | null = null;
   for (;;) {
-    const body: FormBody<IFormState> = new FormBody(
-      self => <FormFields inputs={inputs} state={state} onChange={next => { state = next; self.update(); }} />,
-      () => state, error);
+    const body: FormBody<IFormState> = new FormBody(self => {
+      const set = (next: IFormState) => { state = next; self.update(); };
+      return (
+        <>
+          <FormFields inputs={inputs} state={state} onChange={set} />
+          <label className="jp-flowdapt-field jp-flowdapt-executor" data-field="executor">
+            <span className="jp-flowdapt-field-label">executor</span>
+            <select className="jp-mod-styled" name="flowdapt-executor" value={state.executor}
+              onChange={event => set({ ...state, executor: event.target.value })}>
+              <option value="">{`server default (${defaultExecutor})`}</option>
+              {EXECUTORS.map(name => <option key={name} value={name}>{name}</option>)}
+            </select>
+          </label>
+        </>
+      );
+    }, () => state, error);
     const result = await showDialog({ title, body, buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Run' })] });
     if (!result.button.accept) {
       return undefined;
     }
     const collected = collectInput(inputs, state.values, state.extra);
     if (collected.input) {
-      return collected.input;
+      return { input: collected.input, executor: state.executor ?? '' };
     }
     error = collected.error!;
   }

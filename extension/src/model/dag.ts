@@ -1,9 +1,7 @@
 /**
  * The layout of a workflow's stage graph, by dagre (layered, left to right): node boxes and edge
- * paths in pixels, ready to draw as SVG.
+ * paths in pixels, ready to draw as SVG. dagre is loaded with the first DAG view, not with Lab.
  */
-import { graphlib, layout } from '@dagrejs/dagre';
-
 import type { Workflow } from '../api';
 
 export interface IDagNode {
@@ -32,7 +30,8 @@ export const NODE_HEIGHT = 44;
 const CHAR_WIDTH = 7.5;
 const MIN_WIDTH = 110;
 
-export function layoutWorkflow(workflow: Workflow, direction: 'LR' | 'TB' = 'LR'): IDagLayout {
+export async function layoutWorkflow(workflow: Workflow, direction: 'LR' | 'TB' = 'LR'): Promise<IDagLayout> {
+  const { graphlib, layout } = await import('@dagrejs/dagre');
   const graph = new graphlib.Graph();
   graph.setGraph({ rankdir: direction, nodesep: 24, ranksep: 56, marginx: 16, marginy: 16 });
   graph.setDefaultEdgeLabel(() => ({}));

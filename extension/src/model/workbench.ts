@@ -136,9 +136,9 @@ export class WorkbenchModel implements IDisposable {
     this._changed.emit();
   }
 
-  /** Start a run of `workflow` from this page; its end is announced by `ownRunEnded`. */
-  async startRun(workflow: string, input: Record<string, unknown>): Promise<IRunRow> {
-    const run = await this.api.run(workflow, input, { wait: false, source: 'manual' });
+  /** Start a run of `workflow` from this page (on `executor`, else the server's); `ownRunEnded` tells its end. */
+  async startRun(workflow: string, input: Record<string, unknown>, executor = ''): Promise<IRunRow> {
+    const run = await this.api.run(workflow, input, { wait: false, source: 'manual', executor: executor || undefined });
     const row = rowOf(run);
     // A short run may have ended, its event handled, before the answer to the POST came back.
     const ended = TERMINAL_STATES.has(row.state) ? row : this._recentlyEnded.get(run.uid);
@@ -150,10 +150,10 @@ export class WorkbenchModel implements IDisposable {
     return row;
   }
 
-  /** Run again with the same input. */
+  /** Run again with the same input, on the same executor. */
   async rerun(uid: string): Promise<IRunRow> {
     const run = await this.api.getRun(uid);
-    return this.startRun(run.workflow, run.input ?? {});
+    return this.startRun(run.workflow, run.input ?? {}, run.executor);
   }
 
   private async _load(): Promise<void> {
@@ -219,6 +219,10 @@ export class WorkbenchModel implements IDisposable {
       }
     }
     this._runChanged.emit({ event, row });
+    if (event.kind === 'run' && run.state === 'running' && run.executor !== 'local' &&
+        !this._status?.dashboards.some(board => board.kind === run.executor)) {
+      void this.reloadStatus().catch(() => undefined); // a cluster executor started: its dashboard link
+    }
     if (event.kind === 'run' || countBefore !== this._active.size) {
       this._changed.emit();
     }

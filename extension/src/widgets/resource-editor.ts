@@ -7,10 +7,9 @@ import { MainAreaWidget, Notification } from '@jupyterlab/apputils';
 import { CodeEditor, CodeEditorWrapper, IEditorServices } from '@jupyterlab/codeeditor';
 import { PathExt } from '@jupyterlab/coreutils';
 import type { Contents } from '@jupyterlab/services';
-import { saveIcon, ToolbarButton } from '@jupyterlab/ui-components';
-import { runIcon } from '@jupyterlab/ui-components';
+import { runIcon, saveIcon, ToolbarButton } from '@jupyterlab/ui-components';
 
-import { Collection, FlowdaptAPI, FlowdaptAPIError } from '../api';
+import { Collection, describeError, FlowdaptAPI } from '../api';
 
 export class ResourceEditor extends MainAreaWidget<CodeEditorWrapper> {
   constructor(options: ResourceEditor.IOptions) {
@@ -49,7 +48,7 @@ export class ResourceEditor extends MainAreaWidget<CodeEditorWrapper> {
     try {
       this.content.model.sharedModel.setSource(await this._api.getYaml(this.collection, this.name));
     } catch (error) {
-      Notification.error(describe(error));
+      Notification.error(describeError(error));
     }
   }
 
@@ -59,7 +58,7 @@ export class ResourceEditor extends MainAreaWidget<CodeEditorWrapper> {
       Notification.success(applied.map(item => `${item.resource.kind} ${item.resource.metadata.name}: ${item.outcome}`).join('; '),
         { autoClose: 4000 });
     } catch (error) {
-      Notification.error(describe(error), { autoClose: false });
+      Notification.error(describeError(error), { autoClose: false });
     }
   }
 
@@ -83,8 +82,4 @@ export namespace ResourceEditor {
     /** The folder to save into (the file browser's). */
     folder: () => string;
   }
-}
-
-export function describe(error: unknown): string {
-  return error instanceof FlowdaptAPIError ? error.detail : error instanceof Error ? error.message : String(error);
 }
