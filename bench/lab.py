@@ -38,7 +38,7 @@ HELLO = {"kind": "workflow", "metadata": {"name": "hello"},
          "spec": {"stages": [{"name": "greet", "target": "flowdapt.examples.hello.greet"}]}}
 SEEDED_RUNS = 10_000
 EVENT_RUNS = 120
-STARTUP_LOADS = 5
+STARTUP_LOADS = 9
 
 # Records, in the page, when each run's finished event arrives raw and when its sidebar row shows it.
 PAGE_PROBE = """

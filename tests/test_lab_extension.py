@@ -127,6 +127,30 @@ def test_run_from_the_sidebar_with_a_form_value_then_run_view_and_dag(lab, flowd
     assert not page.errors
 
 
+def test_run_view_shows_the_error_its_traceback_and_failed_items(lab, flowdapt_page):
+    page = flowdapt_page
+    apply(lab, workflow("partial", {"name": "numbers", "target": "tests.stages.numbers"},
+                        {"name": "odd", "target": "tests.stages.fail_on_odd", "type": "parameterized",
+                         "depends_on": ["numbers"]},
+                        {"name": "boom", "target": "tests.stages.fail", "depends_on": ["odd"]}))
+    run = lab.api("POST", "workflows/partial/run", json={"n": 6}).json()
+    assert run["state"] == "failed"
+    open_lab(page, lab)
+    execute(page, "flowdapt:open-run", {"run": run["uid"]})
+    view = page.page.locator(f".jp-flowdapt-runview .jp-flowdapt-page[data-run='{run['uid']}'][data-state='failed']")
+    view.wait_for(timeout=WAIT)
+    assert "ValueError in stage 'boom': stage exploded: bad value 42" in view.locator(".jp-flowdapt-error-line").first.inner_text()
+    view.locator(".jp-flowdapt-error-box summary").first.click()
+    assert "raise ValueError" in view.locator(".jp-flowdapt-traceback").first.inner_text()
+    failures = view.locator(".jp-flowdapt-stage[data-stage='odd'] .jp-flowdapt-item-failures")
+    assert "3 items failed" in failures.inner_text()
+    failures.locator("summary").click()
+    assert [row.inner_text().split("\t") for row in failures.locator("tbody tr").all()] == [
+        ["#1", "ValueError: odd item 1"], ["#3", "ValueError: odd item 3"], ["#5", "ValueError: odd item 5"]]
+    assert view.locator(".jp-flowdapt-stage[data-stage='odd'][data-state='finished']").count() == 1
+    assert not page.errors
+
+
 def test_a_long_run_shows_item_progress_live_and_is_cancelled(lab, flowdapt_page):
     page = flowdapt_page
     apply(lab, SLOW)
@@ -169,9 +193,15 @@ def test_toggle_a_trigger(lab, flowdapt_page):
     lab.api("DELETE", "triggers/yearly")
 
 
-def test_schedule_a_notebook_from_the_file_browser_and_see_its_firing(lab, flowdapt_page):
+def test_run_and_schedule_a_notebook_from_the_file_browser_and_see_its_firing(lab, flowdapt_page):
     page = flowdapt_page
     open_lab(page, lab)
+    context_menu(page, "notebooks/stages", "city_report.ipynb", "Run as a notebook stage…")
+    page.page.fill(".jp-Dialog input[name='flowdapt-input-title']", "Now")
+    page.page.click(".jp-Dialog button.jp-mod-accept")
+    page.page.wait_for_selector(".jp-toast-message:has-text('notebook-city_report finished')", timeout=WAIT * 2)
+    [run] = lab.api("GET", "runs", params={"workflow": "notebook-city_report", "limit": 1}).json()
+    assert (run["source"], run["input"]["title"], run["result"]["title"]) == ("manual", "Now", "Now")
     context_menu(page, "notebooks/stages", "city_report.ipynb", "Schedule notebook…")
     dialog = page.page.locator(".jp-Dialog")
     dialog.locator("input[name='flowdapt-input-title']").wait_for(timeout=WAIT)

@@ -16,6 +16,9 @@ import type { WorkbenchModel } from '../model/workbench';
 import { CommandIDs } from '../tokens';
 import { StateBadge } from './common';
 
+/** How much larger than dagre's pixels the graph may be drawn when there is room. */
+const DAG_SCALE = 1.5;
+
 export class DagView extends ReactWidget {
   constructor(
     readonly model: WorkbenchModel,
@@ -116,7 +119,8 @@ function DagPage(props: IDagPageProps): JSX.Element {
           <button className="jp-mod-styled jp-mod-accept" onClick={() => void commands.execute(CommandIDs.runWorkflow, { workflow: name })}>Run…</button>
         </div>
       </header>
-      <svg className="jp-flowdapt-dag-svg" width={layout.width} height={layout.height} viewBox={`0 0 ${layout.width} ${layout.height}`}>
+      <svg className="jp-flowdapt-dag-svg" viewBox={`0 0 ${layout.width} ${layout.height}`}
+        style={{ width: `min(100%, ${Math.round(layout.width * DAG_SCALE)}px)` }}>
         <defs>
           <marker id="jp-flowdapt-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
             <path d="M 0 0 L 10 5 L 0 10 z" className="jp-flowdapt-dag-arrow" />

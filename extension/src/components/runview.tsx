@@ -171,7 +171,7 @@ function Timeline(props: { run: WorkflowRun; commands: CommandRegistry }): JSX.E
                 </a>
               )}
             </div>
-            {(expanded || stage.error) && <StageDetails stage={stage} expanded={expanded} />}
+            {(expanded || stage.error || stage.item_failures.length > 0) && <StageDetails stage={stage} expanded={expanded} />}
           </div>
         );
       })}
