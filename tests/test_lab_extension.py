@@ -174,7 +174,7 @@ def test_a_long_run_shows_item_progress_live_and_is_cancelled(lab, flowdapt_page
     assert not page.errors
 
 
-def test_toggle_a_trigger(lab, flowdapt_page):
+def test_toggle_a_trigger_and_apply_it_back_from_yaml(lab, flowdapt_page):
     page = flowdapt_page
     apply(lab, HELLO, {"kind": "trigger_rule", "metadata": {"name": "yearly"}, "spec": {
         "type": "schedule", "rule": ["0 0 1 1 *"], "action": {"target": "run_workflow",
@@ -190,6 +190,12 @@ def test_toggle_a_trigger(lab, flowdapt_page):
     item.locator(".jp-flowdapt-switch").click()
     page.page.wait_for_selector(".jp-flowdapt-trigger[data-trigger='yearly'][data-enabled='true']", timeout=WAIT)
     assert lab.api("GET", "triggers/yearly").json()["status"]["enabled"] is True
+    item.locator("[title='Open as YAML']").click()  # the resource as YAML, applied back unchanged
+    editor = page.page.locator(".jp-flowdapt-yaml .cm-content")
+    page.page.wait_for_selector(".jp-flowdapt-yaml .cm-content:has-text('kind: trigger_rule')", timeout=WAIT)
+    assert "name: yearly" in editor.inner_text() and "0 0 1 1 *" in editor.inner_text()
+    page.page.locator(".jp-flowdapt-yaml .jp-Toolbar").get_by_text("Apply", exact=True).click()
+    page.page.wait_for_selector(".jp-toast-message:has-text('trigger_rule yearly: unchanged')", timeout=WAIT)
     lab.api("DELETE", "triggers/yearly")
 
 

@@ -75,7 +75,8 @@ const RunRow = React.memo(function RunRow(props: { row: IRunRow; commands: Comma
   const active = ACTIVE_STATES.has(row.state);
   const open = () => void commands.execute(CommandIDs.openRun, { run: row.uid });
   return (
-    <div className="jp-flowdapt-run" data-run={row.uid} data-state={row.state} onClick={open}
+    <div className="jp-flowdapt-run" data-run={row.uid} data-state={row.state} onClick={open} role="button" tabIndex={0}
+      onKeyDown={event => event.key === 'Enter' && open()}
       title={`${row.name}\n${row.workflow} · ${row.source} · ${row.executor}\nstarted ${formatTime(row.started_at)}${row.error ? `\n${row.error.type}: ${row.error.message}` : ''}`}>
       <div className="jp-flowdapt-run-line">
         <StateBadge state={row.state} />

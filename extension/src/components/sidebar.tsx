@@ -61,6 +61,7 @@ export class FlowdaptSidebar extends SidePanel {
     const runs = section('Runs', () => <RunList model={model} commands={commands}
       onFilters={filters => this._setFilters(filters)} />, model.runs.changed);
     runs.node.dataset.section = 'runs';
+    model.changed.connect(() => runs.update()); // its workflow filter lists the workflows
     section('Triggers', () => <TriggerList model={model} commands={commands} expanded={this._state.expandedTriggers}
       onExpanded={expandedTriggers => this._update({ expandedTriggers })} />, this._stateChanged);
     model.changed.connect(() => this._stateChanged.emit());
