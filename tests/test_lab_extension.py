@@ -300,10 +300,16 @@ def test_dashboards_open_inside_lab_under_the_base_url(lab, flowdapt_page):
                    timeout=120).json()["state"] == "finished"
     open_lab(page, lab)
     show_sidebar(page)
-    page.page.click(".jp-flowdapt-header-links a[data-dashboard='flowdapt']")
+    # The run-history dashboard (issue 21's Panel app, served at this URL with Jupyter's authentication).
+    page.page.click(".jp-LauncherCard:has-text('flowdapt dashboard')", timeout=WAIT)
     frame = page.page.locator(".jp-flowdapt-frame iframe")
     frame.wait_for(timeout=WAIT)
     assert frame.get_attribute("src").endswith("/flowdapt-e2e/flowdapt/dashboard/")
+    execute(page, "flowdapt:open-dashboard", {"run": "quick-fox-1"})
+    page.page.wait_for_selector(".jp-flowdapt-frame iframe[src$='/flowdapt-e2e/flowdapt/dashboard/?run=quick-fox-1']",
+                                timeout=WAIT)
+    page.page.click(".jp-flowdapt-header-links a[data-dashboard='flowdapt']")  # the sidebar's link
+    assert page.page.locator(".jp-flowdapt-frame").count() == 1
     dask = page.page.locator(".jp-flowdapt-header-links a[data-dashboard='dask']")
     dask.wait_for(timeout=WAIT)
     dask.click()
