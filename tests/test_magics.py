@@ -150,7 +150,23 @@ def test_magics_in_a_real_kernel(flowdapt_app_dir, tmp_path, monkeypatch):
     assert outputs[3][0]["text"].strip() == "finished [0, 1, 2]"
     assert "<table>" in outputs[4][0]["data"]["text/html"]
     assert [output.get("text", "").strip() for output in outputs[5]] == [
-        "UsageError: %flowdapt: unknown command 'frob' (known: apply, run, runs, get, status, cancel, stage)"]
+        "UsageError: %flowdapt: unknown command 'frob' "
+        "(known: apply, run, runs, get, status, cancel, stage, dashboard)"]
     widget_states = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     texts = [model["state"].get("value", "") for model in widget_states.values()]
     assert any("finished" in text and "k</b>" in text for text in texts)
+
+
+def test_a_shell_holding_the_store_serves_it_to_flowctl(flowdapt_shell, flowdapt_app_dir):
+    import json
+    import subprocess
+
+    shell = flowdapt_shell
+    shell.run_cell_magic("flowdapt", "stage make --workflow held", MAKE)
+    run = shell.run_line_magic("flowdapt", "run held --n 2")
+    env = {**{key: value for key, value in os.environ.items() if not key.startswith("FLOWDAPT")},
+           "FLOWDAPT_APP_DIR": str(flowdapt_app_dir)}
+    flowctl = os.path.join(os.path.dirname(sys.executable), "flowctl")
+    listed = subprocess.run([flowctl, "get", "runs", "-o", "json"], env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr  # DuckDB lets one process open the file: this one serves it
+    assert [(item["uid"], item["result"]) for item in json.loads(listed.stdout)] == [(run.uid, [0, 1])]

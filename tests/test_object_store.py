@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -86,8 +87,11 @@ def _child_put(path: str) -> None:
 
 
 def test_process_workers_share_the_drivers_cluster_memory(tmp_path):
-    server = MemoryServer(object_store.LOCAL_MEMORY, str(tmp_path / "memory.sock"))
+    server = MemoryServer(object_store.LOCAL_MEMORY)
     try:
+        # It unpickles what reaches it: only this user may reach the socket, whatever the umask.
+        assert stat.S_IMODE(os.stat(os.path.dirname(server.path)).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o600
         child = multiprocessing.get_context("spawn").Process(target=_child_put, args=(server.path,))
         child.start()
         child.join(30)
@@ -98,6 +102,7 @@ def test_process_workers_share_the_drivers_cluster_memory(tmp_path):
             SocketMemory(server.path).get("nothing", "default")
     finally:
         server.close()
+    assert not os.path.exists(os.path.dirname(server.path))
 
 
 def test_objects_put_by_process_workers_are_visible_to_thread_runs():

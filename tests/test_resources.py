@@ -162,6 +162,7 @@ def test_flowdapt_resource_files_keep_working(tmp_path):
         ("- {name: 'bad name', target: tests.stages.noop}",
          "workflow/wf: stage 'bad name': name: String should match pattern"),
         ("- {name: a}", "workflow/wf: stage 'a': target: required field is missing"),
+        (f"- {{name: {'s' * 129}, target: tests.stages.noop}}", "name: String should have at most 128 characters"),
     ],
 )
 def test_invalid_workflows_are_rejected_naming_resource_stage_and_field(tmp_path, stages, expected):
@@ -198,6 +199,8 @@ def test_a_target_whose_module_fails_to_import_says_why(tmp_path):
         ("kind: workflow\nspec: {stages: [{name: a, target: tests.stages.noop}]}", "workflow/?: metadata: required field is missing"),
         ("kind: workflow\nmetadata: {name: 'a/b'}\nspec: {stages: [{name: a, target: tests.stages.noop}]}",
          "metadata.name: String should match pattern"),
+        (f"kind: workflow\nmetadata: {{name: {'w' * 200_000}}}\nspec: {{stages: [{{name: a, target: tests.stages.noop}}]}}",
+         "metadata.name: String should have at most 128 characters"),
         ("version: v9\nkind: config\nmetadata: {name: c}\nspec: {data: {}}", "config/c: version: unsupported version 'v9'"),
         ("kind: config\nmetadata: {name: c}\nspec: {selector: {type: annotation, value: x}, data: {}}",
          "config/c: spec.selector: an annotation selector needs value: {key: value}"),

@@ -60,7 +60,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = log.open("ab")
         self.process = subprocess.Popen(
-            [str(BIN / "flowdapt"), "serve", "--ip=127.0.0.1", f"--port={self.port}", "--no-browser", "--allow-root"],
+            [str(BIN / "flowdapt"), "serve", "--ip=127.0.0.1", f"--port={self.port}", "--no-browser"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.started = time.time()
         deadline = time.monotonic() + 60

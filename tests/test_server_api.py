@@ -8,6 +8,7 @@ import re
 import pytest
 
 from flowdapt.server.handlers import API, ROUTES
+from flowdapt.history.stats import VIEWS
 from flowdapt.server.openapi import openapi_document
 from flowdapt.server.runtime import read_runtime_file
 from tests.flowdapt_server import (  # noqa: F401 - fixtures
@@ -43,6 +44,9 @@ def _routed_operations() -> set[tuple[str, str]]:
             for concrete in (value.split("|") if value else [None]):
                 path = template.replace("{collection}", concrete) if concrete else template
                 found.update((path, verb) for verb in verbs)
+        if "{view}" in template:  # the statistics route is one handler for one documented path per view
+            found = {item for item in found if item[0] != template}
+            found.update((template.replace("{view}", view), verb) for view in VIEWS for verb in verbs)
         for verb in verbs:  # the switch route is one handler for two documented paths
             if "{switch}" in template:
                 found.discard((template, verb))
@@ -268,3 +272,105 @@ async def test_status_runtime_file_and_kernel_environment(jp_flowdapt_api, jp_fl
     assert url.endswith("/a%40b/")
     assert os.environ["FLOWDAPT_URL"] == url and os.environ["FLOWDAPT_TOKEN"] == jp_flowdapt.identity_provider.token
     assert read_runtime_file(flowdapt_app_dir)["url"] == url
+
+
+async def test_a_kernel_sends_a_stage_module_the_servers_runs_import(jp_flowdapt_api, flowdapt_app_dir):
+    from flowdapt.notebook.cellstage import stage_module
+
+    source = "def triple(x: int = 2):\n    return 3 * x\n"
+    module, target, _ = stage_module("cells", "triple", source)
+    code, saved = await jp_flowdapt_api("PUT", "stage-modules", module, body={"source": source})
+    assert code == 200 and (flowdapt_app_dir / "stages" / f"{module}.py").read_text().endswith(source)
+    await jp_flowdapt_api("POST", "workflows", body=workflow_doc("cells", {"name": "triple", "target": target}))
+    code, run = await jp_flowdapt_api("POST", "workflows", "cells", "run", body={"x": 5})
+    assert (run["state"], run["result"]) == ("finished", 15)
+    for name, body, words in [("os.path", {"source": source}, "is not a stage module name"),
+                              (module, {"source": "x = 1"}, "defines no function"),
+                              (module, {}, "body field 'source'")]:
+        code, error = await error_of(jp_flowdapt_api("PUT", "stage-modules", name, body=body))
+        assert code == 422 and words in error["detail"], (name, error)
+
+
+async def test_a_run_another_process_runs_is_recorded_when_reported(jp_flowdapt_api):
+    from datetime import datetime, timezone
+
+    from flowdapt.resources.models import StageRun, WorkflowRun
+
+    now = datetime.now(timezone.utc)
+    run = WorkflowRun(workflow="elsewhere", source="notebook", state="running", started_at=now, stages=[
+        StageRun(name="hello", state="running", attempts=1, started_at=now), StageRun(name="later")])
+    code, recorded = await jp_flowdapt_api("PUT", "runs", run.uid, body=run.to_document())
+    assert code == 200 and (await jp_flowdapt_api("GET", "runs", run.uid))[1]["state"] == "running"
+    run.state, run.finished_at, run.result = "finished", now, "hello kernel"
+    run.stages[0].state, run.stages[0].finished_at = "finished", now
+    run.stages[1].state, run.stages[1].attempts = "finished", 1
+    code, recorded = await jp_flowdapt_api("PUT", "runs", run.uid, body=run.to_document())
+    assert code == 200 and recorded["uid"] == run.uid
+    code, stored = await jp_flowdapt_api("GET", "runs", run.uid)
+    assert (stored["state"], stored["result"], [s["state"] for s in stored["stages"]]) == ("finished", "hello kernel",
+                                                                                           ["finished", "finished"])
+    code, error = await error_of(jp_flowdapt_api("PUT", "runs", "0" * 32, body=run.to_document()))
+    assert code == 422 and "is not the one in the path" in error["detail"]
+    await jp_flowdapt_api("POST", "workflows", body=workflow_doc("nap", SLEEP))
+    code, own = await jp_flowdapt_api("POST", "workflows", "nap", "run", body={"seconds": 2}, params={"wait": "false"})
+    code, error = await error_of(jp_flowdapt_api("PUT", "runs", own["uid"], body=own))
+    assert code == 409 and "is run by this server" in error["detail"]
+    await jp_flowdapt_api("POST", "runs", own["uid"], "cancel")
+
+
+@pytest.mark.parametrize("path, params, words", [
+    (("runs",), {"since": "0001-01-01T00:00:00"}, "query parameter 'since'"),
+    (("runs",), {"until": "9999-12-31T23:59:59.999999"}, "query parameter 'until'"),
+    (("runs",), {"since": "9999-12-31T23:59:59+00:00"}, "query parameter 'since'"),
+    (("runs",), {"offset": str(2 ** 63)}, "query parameter 'offset'"),
+    (("triggers", "t", "firings"), {"since": "0001-01-01T00:00:00"}, "query parameter 'since'"),
+])
+async def test_out_of_range_queries_are_400_not_500(jp_flowdapt_api, path, params, words):
+    await jp_flowdapt_api("POST", "triggers", body=trigger_doc("t", {"eq": [1, 1]}, "w"))
+    code, error = await error_of(jp_flowdapt_api("GET", *path, params=params))
+    assert code == 400 and words in error["detail"], error
+
+
+async def test_a_token_in_the_url_is_accepted_on_routes_with_query_models(jp_flowdapt_api, jp_flowdapt, jp_base_url,
+                                                                        jp_http_port):
+    import json
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    token = jp_flowdapt.identity_provider.token  # in the URL only, Jupyter's documented way; no header
+    url = f"http://localhost:{jp_http_port}{jp_base_url}flowdapt/api/v1/runs?limit=5&token={token}"
+    response = await AsyncHTTPClient().fetch(url)
+    assert response.code == 200 and json.loads(response.body) == []
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ("[" * 5000 + "]" * 5000, 400, "body: nested deeper than"),
+    ('{"type": "x", "data": NaN}', 400, "body: invalid JSON: NaN is not allowed"),
+    ('{"type": "x", "data": [Infinity]}', 400, "body: invalid JSON: Infinity is not allowed"),
+])
+async def test_bodies_too_deep_or_with_non_json_numbers_are_400(jp_flowdapt_api, body, status, words):
+    code, error = await error_of(jp_flowdapt_api("POST", "events", body=body))
+    assert code == status and words in error["detail"], error
+
+
+async def test_conditions_are_bounded_in_depth_and_size(jp_flowdapt_api):
+    deep: dict = {"eq": [1, 1]}
+    for _ in range(40):  # within what a body may nest, beyond what a condition may
+        deep = {"not": deep}
+    code, error = await error_of(jp_flowdapt_api("POST", "triggers", body=trigger_doc("deep", deep, "w")))
+    assert code == 422 and "nested deeper than" in error["detail"], error
+    wide = {"or": [{"eq": [{"var": "type"}, str(index)]} for index in range(3000)]}
+    code, error = await error_of(jp_flowdapt_api("POST", "triggers", body=trigger_doc("wide", wide, "w")))
+    assert code == 422 and "more than" in error["detail"], error
+
+
+async def test_engine_events_cannot_be_forged(jp_flowdapt_api):
+    await jp_flowdapt_api("POST", "workflows", body=workflow_doc("nap", SLEEP))
+    code, run = await jp_flowdapt_api("POST", "workflows", "nap", "run", body={"seconds": 2}, params={"wait": "false"})
+    forged = {"type": "com.event.workflow.workflow_finished", "data": {"uid": run["uid"], "state": "finished"}}
+    code, error = await error_of(jp_flowdapt_api("POST", "events", body=forged))
+    assert code == 422 and "is an engine event type" in error["detail"]
+    code, error = await error_of(jp_flowdapt_api("POST", "events", body={"type": "com.event.trigger.trigger_fired"}))
+    assert code == 422
+    assert (await jp_flowdapt_api("GET", "status"))[1]["running"] == 1  # the run is still counted as running
+    await jp_flowdapt_api("POST", "runs", run["uid"], "cancel")

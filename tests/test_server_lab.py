@@ -72,14 +72,14 @@ async def test_notebook_workflow_is_created_with_the_parameters_cell(jp_flowdapt
                    parameters="n = 1  # how many\ntitle: str = 'Paris'\nrate = 0.5")
     code, answer = await jp_flowdapt_api("POST", "notebooks", "workflow", body={"notebook": "reports/city.ipynb"})
     assert code == 200 and answer["workflow"]["metadata"]["name"] == "notebook-city"
-    assert answer["workflow"]["spec"]["stages"][0]["target"] == "reports/city.ipynb"
+    assert answer["workflow"]["spec"]["stages"][0]["target"].endswith("reports/city.ipynb")
     fields = {field["name"]: (field["type"], field["default"], field["description"])
               for field in answer["inputs"]["fields"]}
     assert fields == {"n": ("integer", 1, "how many"), "title": ("string", "Paris", ""), "rate": ("number", 0.5, "")}
     assert (await jp_flowdapt_api("GET", "workflows", "notebook-city"))[0] == 200
 
 
-@pytest.mark.parametrize("notebook, words", [("../outside.ipynb", "outside the workbench root"),
+@pytest.mark.parametrize("notebook, words", [("../outside.ipynb", "workbench root"),
                                              ("nowhere.ipynb", "not found"), ("data.csv", "not a notebook")])
 async def test_bad_notebook_paths_are_refused_and_nothing_is_stored(jp_flowdapt_api, notebook, words):
     code, error = await error_of(jp_flowdapt_api("POST", "notebooks", "workflow", body={"notebook": notebook}))

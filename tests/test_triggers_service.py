@@ -15,6 +15,7 @@ from flowdapt.history.triggers import TriggerLedger
 from flowdapt.resources.loading import parse_resource
 from flowdapt.triggers.service import FineSwitching, TriggerService
 from tests.flowdapt_server import (  # noqa: F401 - fixtures
+    error_of,
     eventually,
     jp_flowdapt,
     jp_flowdapt_api,
@@ -106,9 +107,10 @@ def _store(tmp_path, listen: bool = False) -> HistoryStore:
     return HistoryStore(f"sqlite:///{tmp_path / 'history.db'}", listen=listen).open()
 
 
-def _apply_schedule(store: HistoryStore, rule: list[str], *, catchup: bool = False, age: timedelta = timedelta(0)):
+def _apply_schedule(store: HistoryStore, rule: list[str], *, catchup: bool = False, age: timedelta = timedelta(0),
+                    name: str = "sched"):
     when = (datetime.now(timezone.utc) - age).isoformat()
-    doc = {"kind": "trigger_rule", "metadata": {"name": "sched", "created_at": when, "updated_at": when},
+    doc = {"kind": "trigger_rule", "metadata": {"name": name, "created_at": when, "updated_at": when},
            "spec": {"type": "schedule", "rule": rule, "catchup": catchup,
                     "action": {"target": "tests.stages.noop"}}}
     (trigger, _), = store.apply([parse_resource(doc)])
@@ -180,3 +182,38 @@ def test_fine_switching_lowers_the_switch_interval_while_held():
     assert sys.getswitchinterval() == pytest.approx(0.001)
     switching.release()
     assert sys.getswitchinterval() == interval
+
+
+async def test_a_cron_that_never_fires_is_refused_when_applied(jp_flowdapt_api):
+    doc = trigger_doc("never", ["0 0 30 2 *"], "hello", kind="schedule")
+    code, error = await error_of(jp_flowdapt_api("POST", "triggers", body=doc))
+    assert code == 422 and error["detail"] == "trigger_rule/never: spec.rule: cron '0 0 30 2 *' never fires: " \
+                                              "no date matches it"
+
+
+def test_a_schedule_that_fails_stops_alone_and_is_recorded_against_its_trigger(tmp_path):
+    store = _store(tmp_path)
+    broken = _apply_schedule(store, ["0 0 1 1 *"], name="broken")
+    broken.spec.rule = ["0 0 30 2 *"]  # stored by an older version, before apply refused it
+    store.apply([broken])
+    _apply_schedule(store, ["* * * * * *"], name="every-second")
+    statuses: dict = {}
+
+    async def run() -> None:
+        bus = MemoryEventBus()
+        await bus.start()
+        service = TriggerService(store, bus, _no_submit, owner="host:1")
+        await service.start()
+        await asyncio.sleep(2.2)
+        statuses.update({trigger.name: service.status(trigger) for trigger in store.list("trigger_rule")})
+        await service.stop()
+        await bus.close()
+
+    asyncio.run(run())
+    firings = store.trigger_firings(limit=100)
+    assert sum(1 for f in firings if f.trigger == "every-second" and f.ok) >= 2  # the others go on
+    failed, = [f for f in firings if f.trigger == "broken"]
+    assert not failed.ok and failed.error.startswith("schedule stopped: CroniterBadDateError")
+    assert statuses["broken"]["next_fire_time"] is None and "CroniterBadDateError" in statuses["broken"]["error"]
+    assert statuses["every-second"]["next_fire_time"] is not None
+    store.close()

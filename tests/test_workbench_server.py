@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 from IPython import get_ipython
 from IPython.testing.globalipapp import start_ipython
 
-from flowdapt.notebook.paths import ROOT_ENV, set_workbench_root, workbench_root
+from flowdapt.notebook.paths import set_workbench_root, workbench_root
 from tests.flowdapt_server import jp_flowdapt, jp_flowdapt_api, jp_server_config  # noqa: F401 - fixtures
 from tests.test_notebook_stage import write_notebook
 from tests.test_serve import TOKEN, Server, flowdapt_env  # noqa: F401 - fixture
@@ -24,7 +25,7 @@ async def test_notebook_stage_targets_resolve_against_the_server_root_dir(jp_flo
     write_notebook(jp_root_dir / "reports" / "triple.ipynb",
                    "import flowdapt.notebook as fn\nfn.set_result(n * 3)", parameters="n = 1")
     assert workbench_root() == jp_root_dir.resolve()
-    assert os.environ[ROOT_ENV] == str(jp_root_dir.resolve())  # what kernels started by the server inherit
+    assert os.environ["FLOWDAPT_APP_DIR"]  # kernels started by the server share its app dir
     workflow = {"kind": "workflow", "metadata": {"name": "report"},
                 "spec": {"stages": [{"name": "triple", "type": "notebook", "target": "reports/triple.ipynb"}]}}
     assert (await jp_flowdapt_api("POST", "workflows", body=workflow))[0] in (200, 201)
@@ -35,6 +36,9 @@ async def test_notebook_stage_targets_resolve_against_the_server_root_dir(jp_flo
     with pytest.raises(Exception) as caught:
         await jp_flowdapt_api("POST", "workflows", body=escape)
     assert caught.value.code == 422
+    detail = json.loads(caught.value.response.body)["detail"]
+    assert f"is outside the server's workbench root {jp_root_dir.resolve()}" in detail
+    assert "--ServerApp.root_dir" in detail  # and says how to change it
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import type { components } from './schema';
+import type { components, operations } from './schema';
 
 type Schemas = components['schemas'];
 export type Workflow = Schemas['Workflow'];
@@ -23,6 +23,13 @@ export type InputField = Schemas['InputField'];
 export type EventIn = Schemas['EventIn'];
 export type RunState = WorkflowRun['state'];
 export type RunSource = WorkflowRun['source'];
+
+/** The run-history statistics the server aggregates (the dashboard's data), by view. */
+export type StatsView = 'summary' | 'timeline' | 'workflows' | 'daily' | 'errors' | 'active' | 'stages' | 'items' |
+  'triggers' | 'version';
+type StatsOperation<V extends StatsView> = operations[`stats_${V}`];
+export type StatsQuery<V extends StatsView> = NonNullable<StatsOperation<V>['parameters']['query']>;
+export type StatsAnswer<V extends StatsView> = StatsOperation<V>['responses'][200]['content']['application/json'];
 
 /** A trigger as served: the resource and its read-only status. */
 export type Trigger = TriggerRule & { status: ITriggerStatus };
@@ -207,6 +214,11 @@ export class FlowdaptAPI {
     return this.request('POST', `runs/${enc(id)}/cancel`);
   }
 
+  /** Record a run another process runs (a kernel's `flowdapt.run_workflow`), as it is now. */
+  recordRun(run: WorkflowRun): Promise<WorkflowRun> {
+    return this.request('PUT', `runs/${enc(run.uid)}`, { body: run });
+  }
+
   stageAttempts(id: string): Promise<StageAttempt[]> {
     return this.request('GET', `runs/${enc(id)}/stages`);
   }
@@ -214,6 +226,16 @@ export class FlowdaptAPI {
   /** The output notebook (nbformat JSON) of a notebook stage of a run. */
   outputNotebook(run: string, stage: string): Promise<Record<string, any>> {
     return this.request('GET', `runs/${enc(run)}/stages/${enc(stage)}/notebook`);
+  }
+
+  /** Store a `%%flowdapt stage` cell's module where the server's executors import it. */
+  saveStageModule(module: string, source: string): Promise<Record<string, unknown>> {
+    return this.request('PUT', `stage-modules/${enc(module)}`, { body: { source } });
+  }
+
+  /** Run-history statistics aggregated by the database. */
+  stats<V extends StatsView>(view: V, query: StatsQuery<V> = {} as StatsQuery<V>): Promise<StatsAnswer<V>> {
+    return this.request('GET', `stats/${view}`, { query });
   }
 
   // -- events and the server -------------------------------------------------------------------
@@ -297,6 +319,18 @@ export const OPERATIONS: Record<string, keyof FlowdaptAPI> = {
   cancel_run: 'cancelRun',
   list_run_stages: 'stageAttempts',
   get_output_notebook: 'outputNotebook',
+  record_run: 'recordRun',
+  save_stage_module: 'saveStageModule',
+  stats_summary: 'stats',
+  stats_timeline: 'stats',
+  stats_workflows: 'stats',
+  stats_daily: 'stats',
+  stats_errors: 'stats',
+  stats_active: 'stats',
+  stats_stages: 'stats',
+  stats_items: 'stats',
+  stats_triggers: 'stats',
+  stats_version: 'stats',
   publish_event: 'publish',
   drain: 'drain',
   undrain: 'undrain'

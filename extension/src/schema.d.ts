@@ -187,7 +187,8 @@ export interface paths {
         };
         /** One run with its stages */
         get: operations["get_run"];
-        put?: never;
+        /** Record a run that another process runs (a kernel under this server); the identifier is its uid */
+        put: operations["record_run"];
         post?: never;
         /** Delete an ended run */
         delete: operations["delete_run"];
@@ -239,6 +240,193 @@ export interface paths {
         };
         /** The output notebook of a notebook stage of a run (nbformat JSON) */
         get: operations["get_output_notebook"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stage-modules/{module}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Store a %%flowdapt stage cell's module where this server's executors import it */
+        put: operations["save_stage_module"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stats/active": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Runs queued or running now */
+        get: operations["stats_active"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stats/daily": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Per workflow and day: success rate, p50/p95 duration */
+        get: operations["stats_daily"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stats/errors": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The most frequent errors (type and message) with their latest run */
+        get: operations["stats_errors"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stats/items": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Per item of parameterized stages: how often it failed */
+        get: operations["stats_items"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stats/stages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Per stage: duration distribution, failures, retries */
+        get: operations["stats_stages"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stats/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Run counts by state, success rate, p50/p95 duration */
+        get: operations["stats_summary"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stats/timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Runs per hour or day of their start, by state */
+        get: operations["stats_timeline"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stats/triggers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Trigger firings with lateness; late and missed schedule times */
+        get: operations["stats_triggers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stats/version": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Changes when runs start, end or are deleted, or triggers fire */
+        get: operations["stats_version"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stats/workflows": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Per workflow: runs, success rate, p50/p95 duration */
+        get: operations["stats_workflows"];
         put?: never;
         post?: never;
         delete?: never;
@@ -427,6 +615,26 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * ActiveRun
+         * @description A run that is queued or running now.
+         */
+        ActiveRun: {
+            /** Executor */
+            executor: string | null;
+            /** Name */
+            name: string;
+            /** Source */
+            source: string;
+            /** Started At */
+            started_at: string | null;
+            /** State */
+            state: string;
+            /** Uid */
+            uid: string;
+            /** Workflow */
+            workflow: string;
+        };
         /** Config */
         Config: {
             /**
@@ -473,9 +681,58 @@ export interface components {
             /** @default null */
             selector: components["schemas"]["ConfigSelector"] | null;
         };
+        /**
+         * DailyWorkflowStats
+         * @description One workflow on one day (UTC): how many runs ended, how many succeeded, how long they took.
+         */
+        DailyWorkflowStats: {
+            /**
+             * Day
+             * Format: date
+             */
+            day: string;
+            /** Failed */
+            failed: number;
+            /** Finished */
+            finished: number;
+            /** Mean Duration */
+            mean_duration: number | null;
+            /** P50 Duration */
+            p50_duration: number | null;
+            /** P95 Duration */
+            p95_duration: number | null;
+            /** Runs */
+            runs: number;
+            /** Success Rate */
+            success_rate: number;
+            /** Workflow */
+            workflow: string;
+        };
         Error: {
             detail: string;
             status_code: number;
+        };
+        /**
+         * ErrorGroup
+         * @description Failed runs with the same error type and message, and the latest of them.
+         */
+        ErrorGroup: {
+            /** Last At */
+            last_at: string | null;
+            /** Last Run Name */
+            last_run_name: string;
+            /** Last Run Uid */
+            last_run_uid: string;
+            /** Last Workflow */
+            last_workflow: string;
+            /** Message */
+            message: string | null;
+            /** Runs */
+            runs: number;
+            /** Stage */
+            stage: string | null;
+            /** Type */
+            type: string | null;
         };
         /**
          * ErrorInfo
@@ -499,7 +756,7 @@ export interface components {
         };
         /**
          * EventIn
-         * @description Body of ``POST events``.
+         * @description Body of ``POST events``: a user event (the engine's own types are refused: they drive runs).
          */
         EventIn: {
             /**
@@ -519,6 +776,66 @@ export interface components {
             source: string;
             /** Type */
             type: string;
+        };
+        /**
+         * FiringRecord
+         * @description A firing with its lateness (seconds after its schedule time; None for condition triggers).
+         */
+        FiringRecord: {
+            /** Action */
+            action: string;
+            /**
+             * Error
+             * @default null
+             */
+            error: string | null;
+            /**
+             * Fired At
+             * Format: date-time
+             */
+            fired_at: string;
+            /** Id */
+            id: string;
+            /**
+             * Late
+             * @default false
+             */
+            late: boolean;
+            /**
+             * Lateness
+             * @default null
+             */
+            lateness: number | null;
+            /** Ok */
+            ok: boolean;
+            /**
+             * Run Uid
+             * @default null
+             */
+            run_uid: string | null;
+            /**
+             * Scheduled At
+             * @default null
+             */
+            scheduled_at: string | null;
+            /** Trigger */
+            trigger: string;
+        };
+        /**
+         * HistoryVersion
+         * @description Changes whenever a run starts, ends or is deleted, or a trigger fires (the dashboard polls it).
+         */
+        HistoryVersion: {
+            /** Firings */
+            firings: number;
+            /** Last Finished At */
+            last_finished_at: string | null;
+            /** Last Fired At */
+            last_fired_at: string | null;
+            /** Last Started At */
+            last_started_at: string | null;
+            /** Runs */
+            runs: number;
         };
         /**
          * InputField
@@ -585,6 +902,28 @@ export interface components {
             type: string;
         };
         /**
+         * ItemFailureCount
+         * @description How often one item (by index) of a parameterized stage failed, and its latest failure.
+         */
+        ItemFailureCount: {
+            /** Failures */
+            failures: number;
+            /** Item */
+            item: number;
+            /** Last At */
+            last_at: string | null;
+            /** Last Run Uid */
+            last_run_uid: string;
+            /** Message */
+            message: string | null;
+            /** Stage */
+            stage: string;
+            /** Type */
+            type: string | null;
+            /** Workflow */
+            workflow: string;
+        };
+        /**
          * Metadata
          * @description Identity of a resource: ``name`` is unique per kind; ``uid`` never changes.
          */
@@ -612,6 +951,19 @@ export interface components {
             updated_at?: string;
         };
         /**
+         * MissedFiring
+         * @description A schedule time of an enabled schedule trigger that never fired.
+         */
+        MissedFiring: {
+            /**
+             * Scheduled At
+             * Format: date-time
+             */
+            scheduled_at: string;
+            /** Trigger */
+            trigger: string;
+        };
+        /**
          * NotebookIn
          * @description Body of ``POST notebooks/workflow``.
          */
@@ -631,6 +983,64 @@ export interface components {
              * @description path under the workbench root, ending in .ipynb
              */
             notebook: string;
+        };
+        /**
+         * PunctualityReport
+         * @description Per trigger punctuality, the newest firings and the missed schedule times (among the newest
+         *     ``missed_checked`` due times of each enabled schedule trigger).
+         */
+        PunctualityReport: {
+            /** Firings */
+            firings: components["schemas"]["FiringRecord"][];
+            /** Late After */
+            late_after: number;
+            /** Missed */
+            missed: components["schemas"]["MissedFiring"][];
+            /** Missed Checked */
+            missed_checked: number;
+            /** Triggers */
+            triggers: components["schemas"]["TriggerPunctuality"][];
+        };
+        /**
+         * RunBucket
+         * @description How many runs in one state started in one hour or day.
+         */
+        RunBucket: {
+            /** Runs */
+            runs: number;
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
+            /** State */
+            state: string;
+        };
+        /**
+         * RunSummary
+         * @description Counts by state, success rate and duration percentiles of the runs a filter covers.
+         */
+        RunSummary: {
+            /** Ended */
+            ended: number;
+            /** Failed */
+            failed: number;
+            /** Finished */
+            finished: number;
+            /** Mean Duration */
+            mean_duration: number | null;
+            /** P50 Duration */
+            p50_duration: number | null;
+            /** P95 Duration */
+            p95_duration: number | null;
+            /** Runs */
+            runs: number;
+            /** States */
+            states: {
+                [key: string]: number;
+            };
+            /** Success Rate */
+            success_rate: number | null;
         };
         /**
          * StageAttempt
@@ -682,6 +1092,14 @@ export interface components {
             state: string;
             /** Type */
             type: string;
+        };
+        /**
+         * StageModuleIn
+         * @description Body of ``PUT stage-modules/{module}``: a ``%%flowdapt stage`` cell's source.
+         */
+        StageModuleIn: {
+            /** Source */
+            source: string;
         };
         /**
          * StageOptions
@@ -798,6 +1216,65 @@ export interface components {
             type: string;
         };
         /**
+         * StageStats
+         * @description Duration statistics of one stage of one workflow over its ended attempts (a box plot's numbers).
+         */
+        StageStats: {
+            /** Attempts */
+            attempts: number;
+            /** Failed */
+            failed: number;
+            /** Items Failed */
+            items_failed: number;
+            /**
+             * Items Total
+             * @default 0
+             */
+            items_total: number;
+            /** Max Duration */
+            max_duration: number | null;
+            /** Mean Duration */
+            mean_duration: number | null;
+            /**
+             * Min Duration
+             * @default null
+             */
+            min_duration: number | null;
+            /**
+             * P05 Duration
+             * @default null
+             */
+            p05_duration: number | null;
+            /**
+             * P25 Duration
+             * @default null
+             */
+            p25_duration: number | null;
+            /** P50 Duration */
+            p50_duration: number | null;
+            /**
+             * P75 Duration
+             * @default null
+             */
+            p75_duration: number | null;
+            /** P95 Duration */
+            p95_duration: number | null;
+            /**
+             * Position
+             * @default null
+             */
+            position: number | null;
+            /**
+             * Retried
+             * @default 0
+             */
+            retried: number;
+            /** Stage */
+            stage: string;
+            /** Workflow */
+            workflow: string;
+        };
+        /**
          * TriggerAction
          * @description What a trigger does: ``run_workflow``, ``run_notebook`` or an import path ``pkg.mod.func``.
          */
@@ -835,6 +1312,35 @@ export interface components {
              * @default null
              */
             run_uid: string | null;
+            /**
+             * Scheduled At
+             * @default null
+             */
+            scheduled_at: string | null;
+            /** Trigger */
+            trigger: string;
+        };
+        /**
+         * TriggerPunctuality
+         * @description One trigger's firings in the window: failures, lateness percentiles, late and missed times.
+         */
+        TriggerPunctuality: {
+            /** Failed */
+            failed: number;
+            /** Firings */
+            firings: number;
+            /** Last Fired At */
+            last_fired_at: string | null;
+            /** Late */
+            late: number;
+            /** Max Lateness */
+            max_lateness: number | null;
+            /** Missed */
+            missed: number;
+            /** P50 Lateness */
+            p50_lateness: number | null;
+            /** P95 Lateness */
+            p95_lateness: number | null;
             /** Trigger */
             trigger: string;
         };
@@ -1022,6 +1528,34 @@ export interface components {
              * @default
              */
             version: string;
+        };
+        /**
+         * WorkflowSummary
+         * @description One workflow's runs: counts, success rate, duration percentiles, latest start.
+         */
+        WorkflowSummary: {
+            /** Active */
+            active: number;
+            /** Ended */
+            ended: number;
+            /** Failed */
+            failed: number;
+            /** Finished */
+            finished: number;
+            /** Last Started At */
+            last_started_at: string | null;
+            /** Mean Duration */
+            mean_duration: number | null;
+            /** P50 Duration */
+            p50_duration: number | null;
+            /** P95 Duration */
+            p95_duration: number | null;
+            /** Runs */
+            runs: number;
+            /** Success Rate */
+            success_rate: number | null;
+            /** Workflow */
+            workflow: string;
         };
     };
     responses: never;
@@ -1578,6 +2112,8 @@ export interface operations {
                 limit?: number;
                 /** @description items to skip */
                 offset?: number;
+                /** @description include each run's stages (default: false, stages empty) */
+                stages?: boolean;
             };
             header?: never;
             path?: never;
@@ -1675,6 +2211,60 @@ export interface operations {
             };
             /** @description Error */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    record_run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description name or uid */
+                identifier: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WorkflowRun"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowRun"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1859,6 +2449,497 @@ export interface operations {
             };
             /** @description Error */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    save_stage_module: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description workflow__stage_<12 hex digits of the source hash> */
+                module: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StageModuleIn"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    stats_active: {
+        parameters: {
+            query?: {
+                workflow?: string;
+                state?: "pending" | "running" | "finished" | "failed" | "cancelled" | "interrupted";
+                source?: "manual" | "api" | "trigger" | "notebook";
+                since?: string;
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ActiveRun"][];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    stats_daily: {
+        parameters: {
+            query?: {
+                workflow?: string;
+                state?: "pending" | "running" | "finished" | "failed" | "cancelled" | "interrupted";
+                source?: "manual" | "api" | "trigger" | "notebook";
+                since?: string;
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DailyWorkflowStats"][];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    stats_errors: {
+        parameters: {
+            query?: {
+                workflow?: string;
+                state?: "pending" | "running" | "finished" | "failed" | "cancelled" | "interrupted";
+                source?: "manual" | "api" | "trigger" | "notebook";
+                since?: string;
+                until?: string;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorGroup"][];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    stats_items: {
+        parameters: {
+            query?: {
+                workflow?: string;
+                state?: "pending" | "running" | "finished" | "failed" | "cancelled" | "interrupted";
+                source?: "manual" | "api" | "trigger" | "notebook";
+                since?: string;
+                until?: string;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ItemFailureCount"][];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    stats_stages: {
+        parameters: {
+            query?: {
+                workflow?: string;
+                state?: "pending" | "running" | "finished" | "failed" | "cancelled" | "interrupted";
+                source?: "manual" | "api" | "trigger" | "notebook";
+                since?: string;
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StageStats"][];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    stats_summary: {
+        parameters: {
+            query?: {
+                workflow?: string;
+                state?: "pending" | "running" | "finished" | "failed" | "cancelled" | "interrupted";
+                source?: "manual" | "api" | "trigger" | "notebook";
+                since?: string;
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunSummary"];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    stats_timeline: {
+        parameters: {
+            query?: {
+                workflow?: string;
+                state?: "pending" | "running" | "finished" | "failed" | "cancelled" | "interrupted";
+                source?: "manual" | "api" | "trigger" | "notebook";
+                since?: string;
+                until?: string;
+                bucket?: "hour" | "day";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunBucket"][];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    stats_triggers: {
+        parameters: {
+            query?: {
+                trigger?: string;
+                since?: string;
+                until?: string;
+                limit?: number;
+                late_after?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PunctualityReport"];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    stats_version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HistoryVersion"];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    stats_workflows: {
+        parameters: {
+            query?: {
+                workflow?: string;
+                state?: "pending" | "running" | "finished" | "failed" | "cancelled" | "interrupted";
+                source?: "manual" | "api" | "trigger" | "notebook";
+                since?: string;
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowSummary"][];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -106,6 +106,9 @@ describe.skipIf(!SERVER)('the client against a server', () => {
     expect((await client.listRuns({ workflow: 'hello', source: 'manual', limit: 5 }))[0].uid).toBe(run.uid);
     expect((await client.latestRuns()).find(r => r.workflow === 'hello')?.uid).toBe(run.uid);
     expect((await client.stageAttempts(run.uid)).map(a => [a.stage, a.state])).toEqual([['hi', 'finished']]);
+    const summary = await client.stats('summary', { workflow: 'hello' });
+    expect([summary.runs, summary.finished]).toEqual([1, 1]);
+    expect((await client.stats('version')).runs).toBeGreaterThanOrEqual(1);
     expect((await client.deleteRun(run.uid)).uid).toBe(run.uid);
   });
 

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from flowdapt.cli.common import CliState, global_options, run_cli
@@ -102,6 +104,15 @@ def db_upgrade(state: CliState) -> None:
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
 
+def jupyter_argv(args: list[str]) -> list[str]:
+    """Jupyter's command line for ``serve`` and ``lab``: as root, ``--allow-root`` is added (with a line
+    saying so), since Jupyter refuses to start as root without it and containers often run as root."""
+    if os.geteuid() != 0 or any(arg.split("=")[0] in ("--allow-root", "--ServerApp.allow_root") for arg in args):
+        return args
+    click.echo("flowdapt: running as root, so Jupyter starts with --allow-root", err=True)
+    return ["--allow-root", *args]
+
+
 @flowdapt.command(context_settings=_PASS_THROUGH)
 @click.pass_context
 def serve(ctx: click.Context) -> None:
@@ -109,21 +120,62 @@ def serve(ctx: click.Context) -> None:
 
     Jupyter server options pass through: --port, --ip, --no-browser, --ServerApp.base_url=...;
     the token comes from JUPYTER_TOKEN or --IdentityProvider.token=... (--help-all lists them).
+    As root, --allow-root is added.
     """
     from flowdapt.server.app import HeadlessFlowdaptApp
 
     _ = ctx.obj.settings  # install the settings of --app-dir / -o for the services
-    HeadlessFlowdaptApp.launch_instance(argv=list(ctx.args))
+    HeadlessFlowdaptApp.launch_instance(argv=jupyter_argv(list(ctx.args)))
 
 
 @flowdapt.command(context_settings=_PASS_THROUGH)
 @click.pass_context
 def lab(ctx: click.Context) -> None:
-    """Start JupyterLab with the flowdapt server extension loaded (JupyterLab options pass through)."""
+    """Start JupyterLab with the flowdapt server extension loaded (JupyterLab options pass through).
+
+    A notebook path opens that notebook; as root, --allow-root is added.
+    """
     from jupyterlab.labapp import LabApp
 
     _ = ctx.obj.settings
-    LabApp.launch_instance(argv=list(ctx.args))  # the extension is enabled by jupyter_server_config.d/flowdapt.json
+    LabApp.launch_instance(argv=jupyter_argv(list(ctx.args)))  # the extension is enabled by jupyter_server_config.d
+
+
+@flowdapt.command()
+@click.option("--port", type=int, default=5006, show_default=True, help="Port to serve on (0: any free one).")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--server", metavar="URL", help="The flowdapt server to read (default: FLOWDAPT_URL or the running one; "
+                                              "none: the local history).")
+@click.option("--refresh", type=float, default=5.0, show_default=True, help="Seconds between looks for new runs (0: never).")
+@click.option("--open", "open_browser", is_flag=True, help="Open it in the browser.")
+@click.option("--unix-socket", hidden=True, help="Serve on this unix socket (behind Jupyter's proxy).")
+@click.option("--prefix", default="", hidden=True, help="URL path the dashboard is served under.")
+@click.option("--links-root", hidden=True, help="URL path of the Jupyter server, for links into Lab.")
+@click.pass_obj
+def dashboard(state: CliState, port: int, address: str, server: str | None, refresh: float, open_browser: bool,
+              unix_socket: str | None, prefix: str, links_root: str | None) -> None:
+    """Serve the run-history dashboard (Panel), standalone.
+
+    It reads a running flowdapt server's history through its REST API, or the local history store
+    when no server runs. Inside JupyterLab it is at {base_url}flowdapt/dashboard/.
+    """
+    from flowdapt.dashboard import _require_panel, links_for
+
+    _require_panel()
+    from flowdapt.dashboard.parts import Links
+    from flowdapt.dashboard.serve import serve
+    from flowdapt.dashboard.source import connect_source
+
+    source = connect_source(state.settings, server)
+    links = Links(links_root) if links_root is not None else links_for(source, relative=False)
+    try:
+        serve(source, links, port=port, address=address, unix_socket=unix_socket, prefix=prefix,
+              refresh_seconds=refresh, show=open_browser,
+              on_ready=lambda url: click.echo(f"flowdapt dashboard at {url} (history: {source.description})"))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        source.close()
 
 
 def main(argv: list[str] | None = None) -> None:

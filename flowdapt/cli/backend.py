@@ -2,12 +2,15 @@
 
 :class:`LocalBackend` works on the embedded store and runs workflows in this process. The
 server brings an HTTP backend with the same methods; :func:`connect` picks one, so the commands
-never change. A backend for a server URL is registered with :func:`register_remote_backend`.
+never change: a server when one is named or running, else the process that holds (and shares, see
+:mod:`flowdapt.cli.sharing`) the embedded DuckDB store, else the store itself. A backend for a
+server URL is registered with :func:`register_remote_backend`.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
@@ -50,33 +53,65 @@ class Backend(ABC):
     @abstractmethod
     def run(self, workflow: str, input: dict[str, Any], *, wait: bool, executor: str | None,
             namespace: str | None, on_event: Callable[[Event], None] | None = None,
-            source: str = "manual") -> WorkflowRun:
-        """Start a workflow by name or uid; with ``wait``, return once it has ended."""
+            source: str = "manual", uid: str | None = None) -> WorkflowRun:
+        """Start a workflow by name or uid; with ``wait``, return once it has ended. ``on_event`` sees the
+        events of a run in this process; ``uid`` is the run's when the caller chose it (local runs)."""
 
     @abstractmethod
     def cancel(self, identifier: str) -> WorkflowRun:
         """Ask a running run to stop."""
 
     @abstractmethod
+    def set_trigger_enabled(self, identifier: str, enabled: bool) -> Resource:
+        """Enable or disable a trigger."""
+
+    @abstractmethod
+    def trigger_status(self, identifier: str) -> dict[str, Any]:
+        """``enabled``, ``last_fire_time``, ``next_fire_time`` of a trigger."""
+
+    @abstractmethod
+    def trigger_firings(self, identifier: str, limit: int) -> list[dict[str, Any]]:
+        """The latest firings of a trigger, newest first."""
+
+    @abstractmethod
+    def follow(self, run: WorkflowRun, timeout: float) -> WorkflowRun:
+        """``run`` as it is after at most ``timeout`` seconds, sooner if it ends (to wait interruptibly)."""
+
+    @abstractmethod
     def status(self) -> dict[str, Any]:
         """What is configured and how much is stored."""
+
+    def save_stage_module(self, module: str, source: str) -> None:
+        """Store a ``%%flowdapt stage`` cell's module where this backend's runs import it."""
+        from flowdapt.notebook.cellstage import save_stage_module
+
+        save_stage_module(module, source)
 
     def close(self) -> None:
         """Release what the backend holds (the local one writes out the history)."""
 
 
 class LocalBackend(Backend):
-    """The embedded history store, with workflows run in this process."""
+    """The embedded history store, with workflows run in this process.
+
+    ``share`` names this process (``flowctl run``) when it holds a DuckDB store for a while: the
+    store is then served to other processes until :meth:`close` (:mod:`flowdapt.cli.sharing`).
+    """
 
     mode = "local"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, share: str | None = None) -> None:
         from flowdapt.history import open_store
         from flowdapt.resources.catalog import set_catalog
 
         self.settings = settings
         self.store = open_store(settings)
         set_catalog(self.store)
+        self.sharing = None
+        if share and settings.database_url().startswith("duckdb"):
+            from flowdapt.cli.sharing import StoreServer
+
+            self.sharing = StoreServer(self, share)
 
     def apply(self, resources: list[Resource]) -> list[tuple[Resource, str]]:
         return self.store.apply(resources)
@@ -100,17 +135,39 @@ class LocalBackend(Backend):
 
     def run(self, workflow: str, input: dict[str, Any], *, wait: bool, executor: str | None,
             namespace: str | None, on_event: Callable[[Event], None] | None = None,
-            source: str = "manual") -> WorkflowRun:
+            source: str = "manual", uid: str | None = None) -> WorkflowRun:
         from flowdapt.compute.api import run_workflow
 
         return run_workflow(workflow, input, executor=executor, namespace=namespace, wait=wait,
-                            on_event=on_event, source=source)
+                            on_event=on_event, source=source, uid=uid)
 
     def cancel(self, identifier: str) -> WorkflowRun:
         run = self.store.request_cancel(identifier)
         if run.done:
             raise FlowdaptError(f"run '{run.name}' already ended ({run.state})")
         return run
+
+    def follow(self, run: WorkflowRun, timeout: float) -> WorkflowRun:
+        return run.wait(timeout)  # the live record of a run of this process
+
+    def set_trigger_enabled(self, identifier: str, enabled: bool) -> Resource:
+        trigger = self.store.get("trigger_rule", identifier).model_copy(deep=True)
+        trigger.spec.enabled = enabled  # type: ignore[attr-defined]
+        [(changed, _)] = self.store.apply([trigger])
+        return changed
+
+    def trigger_status(self, identifier: str) -> dict[str, Any]:
+        from flowdapt.history.triggers import TriggerLedger
+        from flowdapt.triggers.service import trigger_status
+
+        trigger = self.store.get("trigger_rule", identifier)
+        last_fire = TriggerLedger(self.store, owner="").last_fire_times().get(trigger.uid)
+        return trigger_status(trigger, last_fire)  # type: ignore[arg-type]
+
+    def trigger_firings(self, identifier: str, limit: int) -> list[dict[str, Any]]:
+        trigger = self.store.get("trigger_rule", identifier)
+        return [firing.model_dump(mode="json") for firing in self.store.trigger_firings(trigger=trigger.name,
+                                                                                       limit=limit)]
 
     def status(self) -> dict[str, Any]:
         from flowdapt.resources.models import RESOURCE_KINDS
@@ -123,14 +180,17 @@ class LocalBackend(Backend):
                 **{f"{kind}s": len(self.store.list(kind)) for kind in RESOURCE_KINDS}}
 
     def close(self) -> None:
+        if self.sharing is not None:
+            self.sharing.close()
+            self.sharing = None
         self.store.close()
 
 
-_remote_backend: Callable[[str, Settings], Backend] | None = None
+_remote_backend: Callable[..., Backend] | None = None
 
 
-def register_remote_backend(factory: Callable[[str, Settings], Backend]) -> None:
-    """Let :func:`connect` reach servers: ``factory(url, settings)`` returns the HTTP backend."""
+def register_remote_backend(factory: Callable[..., Backend]) -> None:
+    """Let :func:`connect` reach servers: ``factory(url, settings, token=None)`` returns the HTTP backend."""
     global _remote_backend
     _remote_backend = factory
 
@@ -147,11 +207,37 @@ def server_url(explicit: str | None, settings: Settings | None = None) -> str | 
     return url
 
 
-def connect(settings: Settings, server: str | None = None) -> Backend:
-    """The backend for these settings: a running server's if one is named or running, else the local one."""
-    url = server_url(server, settings)
+LOCK_WAIT_SECONDS = 10.0  # how long to retry a DuckDB file another (short) command holds
+
+
+def _local_or_holder(settings: Settings, share: str | None) -> "Backend | dict[str, Any]":
+    """The local backend, or the runtime info of the process that holds and shares the store. A file held
+    by a process that does not share it (a short command) is tried again for a few seconds."""
+    from flowdapt.cli.sharing import shared_store
+    from flowdapt.history.errors import DatabaseLockedError
+
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        holder = shared_store(settings.app_dir, settings.database_url())
+        if holder is not None:
+            return holder
+        try:
+            return LocalBackend(settings, share=share)
+        except DatabaseLockedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def connect(settings: Settings, server: str | None = None, *, share: str | None = None) -> Backend:
+    """The backend for these settings: a server's if one is named or running, else that of the process
+    sharing the embedded store it holds, else the local one (shared as ``share`` when it is given)."""
+    url, token = server_url(server, settings), None
     if url is None:
-        return LocalBackend(settings)
+        local = _local_or_holder(settings, share)
+        if isinstance(local, Backend):
+            return local
+        url, token = local["url"], local["token"]
     if _remote_backend is None:
         import flowdapt.cli.http  # noqa: F401 - registers the HTTP backend
-    return _remote_backend(url, settings)  # type: ignore[misc]
+    return _remote_backend(url, settings, token=token)  # type: ignore[misc]

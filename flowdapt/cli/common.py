@@ -55,9 +55,10 @@ def run_cli(group: click.Group, prog: str, argv: list[str] | None = None) -> Non
     No traceback reaches the user unless ``--debug`` (or ``logging.show_tracebacks``) asks for it.
     """
     argv = sys.argv[1:] if argv is None else argv
-    # The workbench root is importable, as with `python -m`: stage targets live there.
+    # Stage targets in the current directory import (as with `python -m`), after installed packages: a
+    # file there named like one of them (json.py, yaml.py) must not replace it in flowctl itself.
     if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+        sys.path.append(os.getcwd())
     try:
         code = group.main(args=argv, prog_name=prog, standalone_mode=False)
     except click.exceptions.Abort:

@@ -6,16 +6,19 @@ named (``--server``, ``FLOWDAPT_URL``), else the embedded store with workflows r
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from datetime import datetime
 from typing import Any
 
 import click
 
-from flowdapt.cli.backend import Backend, connect
+from flowdapt.cli.backend import Backend, LocalBackend, connect
+from flowdapt.cli.detach import run_detached
 from flowdapt.cli.common import CliState, global_options, run_cli
-from flowdapt.cli.inputs import parse_input
+from flowdapt.cli.inputs import InputError, parse_input
 from flowdapt.cli.output import FORMATS, print_document, print_items, print_mapping
+from flowdapt.errors import FlowdaptError
 from flowdapt.history.models import RunQuery
 from flowdapt.resources.loading import load
 
@@ -45,11 +48,19 @@ class FlowctlState(CliState):
 
     _backend: Backend | None = None
 
-    def backend(self) -> Backend:
+    def backend(self, share: str | None = None) -> Backend:
+        """The backend, opened on first use; ``share`` names this command if it holds the embedded store
+        for a while (it is then served to other processes, see :mod:`flowdapt.cli.sharing`)."""
         if self._backend is None:
-            self._backend = connect(self.settings, self.server)
-            click.get_current_context().call_on_close(self._backend.close)
+            self._backend = connect(self.settings, self.server, share=share)
+            click.get_current_context().call_on_close(self.close)
         return self._backend
+
+    def close(self) -> None:
+        """Close the backend (the local one writes out the history and stops sharing it)."""
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,7 +112,8 @@ def get(state: FlowctlState, kind: str, name: str | None, run_state: str | None,
             return
         if name:
             backend.get("workflow", name)  # an unknown workflow is an error, not an empty list
-        query = RunQuery(workflow=name, state=run_state, source=source, since=since, limit=limit, offset=offset)
+        query = RunQuery(workflow=name, state=run_state, source=source, since=since, limit=limit, offset=offset,
+                         stages=fmt != "table")  # documents list each run's stages, as `inspect run` shows them
         print_items(backend.list_runs(query), RUN_KIND, fmt)
     elif name:
         print_items([backend.get(resolved, name)], resolved, fmt)
@@ -156,35 +168,66 @@ def delete(state: FlowctlState, kind: str | None, name: str | None, paths: tuple
 @click.option("-n", "--namespace", help="Object-store namespace.")
 @click.option("--result-only", is_flag=True, help="Print only the result.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option("--run-uid", hidden=True, help="The run's uid (given to a detached run by `--no-wait`).")
 @output_option
 @click.pass_context
 def run(ctx: click.Context, workflow: str, wait: bool, executor: str | None, namespace: str | None,
-        result_only: bool, progress: bool | None, fmt: str) -> None:
+        result_only: bool, progress: bool | None, run_uid: str | None, fmt: str) -> None:
     """Run WORKFLOW with input from --key value pairs (nested --a.b 1; lists --a[] x).
 
-    Exits 1 unless the run finishes. Without a server the run executes in this process, so
-    --no-wait prints the run at once and the command returns when the run ends.
+    Exits 1 unless the run finishes (2 for bad arguments); Ctrl-C cancels the run. --no-wait prints
+    the run and returns at once while it goes on: on the server, or without one in a background
+    process of its own (its output goes to the app dir's logs/ folder), which serves the embedded
+    store to other flowctl commands (get runs, cancel) until the run ends.
     """
     state: FlowctlState = ctx.obj
-    data = parse_input(ctx.args)
-    backend = state.backend()
+    try:
+        data = parse_input(ctx.args)
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from None
+    backend = state.backend(share="flowctl run")
     definition = backend.get("workflow", workflow)
+    if not wait and isinstance(backend, LocalBackend):
+        record, child, log = run_detached(state, backend, definition.name, ctx.args, executor, namespace)
+        _print_run(record, fmt, result_only)
+        click.echo(f"flowctl: the run goes on in process {child} (output: {log})", err=True)
+        return
     show_bar = wait and (sys.stderr.isatty() if progress is None else progress) and fmt == "table"
+    bar: Any = None
     if show_bar:
         from flowdapt.cli.progress import RunProgress
 
-        with RunProgress(definition.name, len(definition.spec.stages)) as bar:
-            record = backend.run(definition.name, data, wait=True, executor=executor, namespace=namespace, on_event=bar)
-    else:
-        record = backend.run(definition.name, data, wait=wait, executor=executor, namespace=namespace)
+        bar = RunProgress(definition.name, len(definition.spec.stages))
+    with bar or contextlib.nullcontext():
+        record = backend.run(definition.name, data, wait=False, executor=executor, namespace=namespace,
+                             on_event=bar, uid=run_uid)
+        if wait:
+            record = _follow(backend, record)
     _print_run(record, fmt, result_only)
-    if not wait:
-        record.wait()  # the run lives in this process; the command returns when it ends
-        return
-    if record.state != "finished":
-        if record.error is not None:
-            click.echo(f"error: {record.error}", err=True)
+    if wait and record.state != "finished":
+        reason = record.error if record.error is not None else f"run '{record.name}' was {record.state}"
+        click.echo(f"error: {reason}", err=True)
         ctx.exit(1)
+
+
+def _follow(backend: Backend, record: Any) -> Any:
+    """The run once it has ended; Ctrl-C cancels it (exit code 130)."""
+    try:
+        while not record.done:
+            record = backend.follow(record, 0.25)
+    except KeyboardInterrupt:
+        click.echo(f"\nflowctl: interrupted: cancelling run '{record.name}'", err=True)
+        try:
+            backend.cancel(record.uid)
+            for _ in range(40):  # the run records its end within a few seconds
+                record = backend.follow(record, 0.25)
+                if record.done:
+                    break
+        except FlowdaptError:
+            pass
+        click.echo(f"error: run '{record.name}' was {record.state}", err=True)
+        raise click.exceptions.Exit(130) from None
+    return record
 
 
 def _print_run(record: Any, fmt: str, result_only: bool) -> None:
@@ -210,6 +253,51 @@ def cancel(state: FlowctlState, run_name: str) -> None:
     """Ask a running run (by name or uid) to stop."""
     record = state.backend().cancel(run_name)
     click.echo(f"[workflow_run/{record.name}] cancel requested")
+
+
+@flowctl.group()
+def trigger() -> None:
+    """Enable or disable a trigger, show when it fires, list its firings.
+
+    Without a server nothing fires: the times shown are when a server (`flowdapt serve`, Lab) fires it.
+    """
+
+
+@trigger.command("enable")
+@click.argument("name")
+@click.pass_obj
+def trigger_enable(state: FlowctlState, name: str) -> None:
+    """Enable trigger NAME."""
+    changed = state.backend().set_trigger_enabled(name, True)
+    click.echo(f"[trigger_rule/{changed.name}] enabled")
+
+
+@trigger.command("disable")
+@click.argument("name")
+@click.pass_obj
+def trigger_disable(state: FlowctlState, name: str) -> None:
+    """Disable trigger NAME."""
+    changed = state.backend().set_trigger_enabled(name, False)
+    click.echo(f"[trigger_rule/{changed.name}] disabled")
+
+
+@trigger.command("status")
+@click.argument("name")
+@output_option
+@click.pass_obj
+def trigger_status(state: FlowctlState, name: str, fmt: str) -> None:
+    """Whether trigger NAME is enabled, when it last fired and when it fires next."""
+    print_mapping(state.backend().trigger_status(name), fmt)
+
+
+@trigger.command("firings")
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True, help="How many.")
+@output_option
+@click.pass_obj
+def trigger_firings(state: FlowctlState, name: str, limit: int, fmt: str) -> None:
+    """The latest firings of trigger NAME, newest first, with their outcome and run."""
+    print_items(state.backend().trigger_firings(name, limit), "trigger_firing", fmt)
 
 
 @flowctl.command()

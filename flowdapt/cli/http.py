@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from flowdapt.cli.backend import Backend, register_remote_backend
-from flowdapt.client import Client
+from flowdapt.client import Client, ServerCatalog
+from flowdapt.errors import FlowdaptError
 from flowdapt.events import Event
 from flowdapt.history.models import RunQuery
+from flowdapt.resources import catalog
 from flowdapt.resources.models import Resource, WorkflowRun
 from flowdapt.settings import Settings
+
+
+POLL_SECONDS = 0.1  # how often a run followed over HTTP is read again
 
 
 class HttpBackend(Backend):
@@ -17,8 +23,9 @@ class HttpBackend(Backend):
 
     mode = "server"
 
-    def __init__(self, url: str, settings: Settings) -> None:
-        self.client = Client(url, app_dir=settings.app_dir)
+    def __init__(self, url: str, settings: Settings, token: str | None = None) -> None:
+        self.client = Client(url, token, app_dir=settings.app_dir)
+        catalog.set_catalog(ServerCatalog(self.client))  # run_workflow("name") in this process looks there
 
     def apply(self, resources: list[Resource]) -> list[tuple[Resource, str]]:
         return self.client.apply(resources)
@@ -42,14 +49,33 @@ class HttpBackend(Backend):
 
     def run(self, workflow: str, input: dict[str, Any], *, wait: bool, executor: str | None,
             namespace: str | None, on_event: Callable[[Event], None] | None = None,
-            source: str = "manual") -> WorkflowRun:
+            source: str = "manual", uid: str | None = None) -> WorkflowRun:
+        if uid is not None:
+            raise FlowdaptError("a server chooses the uids of its runs")
         return self.client.run(workflow, input, wait=wait, namespace=namespace, executor=executor, source=source)
 
     def cancel(self, identifier: str) -> WorkflowRun:
         return self.client.cancel(identifier)
 
+    def set_trigger_enabled(self, identifier: str, enabled: bool) -> Resource:
+        return self.client.set_trigger_enabled(identifier, enabled)
+
+    def trigger_status(self, identifier: str) -> dict[str, Any]:
+        return self.client.trigger_status(identifier)
+
+    def trigger_firings(self, identifier: str, limit: int) -> list[dict[str, Any]]:
+        return self.client.trigger_firings(identifier, limit=limit)
+
+    def follow(self, run: WorkflowRun, timeout: float) -> WorkflowRun:
+        time.sleep(min(timeout, POLL_SECONDS))
+        return self.client.get_run(run.uid)
+
     def status(self) -> dict[str, Any]:
         return {"server": self.client.url, **self.client.status()}
+
+    def save_stage_module(self, module: str, source: str) -> None:
+        super().save_stage_module(module, source)  # for runs in this process (a kernel's run_workflow)
+        self.client.save_stage_module(module, source)
 
     def close(self) -> None:
         self.client.close()

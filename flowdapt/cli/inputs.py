@@ -1,7 +1,9 @@
 """Run input from ``--key value`` pairs, as Flowdapt's ``flowctl run`` reads them.
 
-``--a.b 1`` nests, ``--a[0] x`` sets a list index, ``--a[] x`` appends, a flag with no value is
-``true``, and values are coerced to int, float, bool, null or JSON lists/objects where they parse.
+``--a.b 1`` nests, ``--a[0] x`` sets a list index, ``--a[] x`` appends, and values are coerced to
+int, float, bool, null or JSON lists/objects where they parse. Every key needs a value: ``--name``
+alone is an error rather than ``name=True`` (a forgotten value must not run with ``True``); write
+``--debug true`` for a flag.
 """
 
 from __future__ import annotations
@@ -51,10 +53,9 @@ def parse_input(args: list[str]) -> dict[str, Any]:
         if not sep:
             following = args[index + 1] if index + 1 < len(args) else None
             if following is None or following.startswith("--"):
-                value = "true"
-            else:
-                value = following
-                index += 1
+                raise InputError(f"{arg} needs a value (input is given as {arg} VALUE; write {arg} true for a flag)")
+            value = following
+            index += 1
         _assign(data, key, coerce(value))
         index += 1
     return data

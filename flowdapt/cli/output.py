@@ -28,6 +28,10 @@ def _selector(resource: Any) -> str:
     return "-" if selector is None else f"{selector.type}={selector.value}"
 
 
+def _outcome(firing: dict[str, Any]) -> str:
+    return "ok" if firing["ok"] else f"failed: {firing['error']}"
+
+
 # Columns per kind: (header, getter).
 COLUMNS: dict[str, list[tuple[str, Callable[[Any], str]]]] = {
     "workflow": [("NAME", lambda r: r.name), ("STAGES", lambda r: str(len(r.spec.stages))),
@@ -40,6 +44,8 @@ COLUMNS: dict[str, list[tuple[str, Callable[[Any], str]]]] = {
     "workflow_run": [("NAME", lambda r: r.name), ("WORKFLOW", lambda r: r.workflow), ("STATE", lambda r: r.state),
                      ("SOURCE", lambda r: r.source), ("STARTED", lambda r: _when(r.started_at)),
                      ("DURATION", lambda r: _seconds(r.duration))],
+    "trigger_firing": [("FIRED", lambda f: f["fired_at"][:19].replace("T", " ")), ("OUTCOME", _outcome),
+                       ("RUN", lambda f: f["run_uid"] or "-"), ("ACTION", lambda f: f["action"])],
     "stage": [("STAGE", lambda s: s.name), ("TYPE", lambda s: s.type), ("STATE", lambda s: s.state),
               ("ATTEMPTS", lambda s: str(s.attempts)), ("DURATION", lambda s: _seconds(s.duration)),
               ("ITEMS", lambda s: "-" if s.items_total is None else f"{s.items_done}/{s.items_total}"

@@ -12,9 +12,11 @@ from __future__ import annotations
 import abc
 import os
 import pickle
+import shutil
 import socket
 import socketserver
 import struct
+import tempfile
 import threading
 from typing import Any, Literal
 from urllib.parse import quote
@@ -131,13 +133,17 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 class MemoryServer:
-    """Serves a :class:`ClusterMemory` to worker processes over a Unix socket."""
+    """Serves a :class:`ClusterMemory` to worker processes over a Unix socket.
 
-    def __init__(self, memory: ClusterMemory, path: str) -> None:
-        if os.path.exists(path):
-            os.unlink(path)
-        self.path = path
-        self._server = socketserver.ThreadingUnixStreamServer(path, _Handler)
+    The socket unpickles what reaches it, so only this user may reach it: it lives in a folder of its
+    own that :func:`tempfile.mkdtemp` makes with mode 0700, and is itself mode 0600.
+    """
+
+    def __init__(self, memory: ClusterMemory) -> None:
+        self._folder = tempfile.mkdtemp(prefix="flowdapt-memory-")
+        self.path = os.path.join(self._folder, "memory.sock")
+        self._server = socketserver.ThreadingUnixStreamServer(self.path, _Handler)
+        os.chmod(self.path, 0o600)
         self._server.daemon_threads = True
         self._server.memory = memory  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._server.serve_forever, name="flowdapt-memory", daemon=True)
@@ -146,8 +152,7 @@ class MemoryServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-        if os.path.exists(self.path):
-            os.unlink(self.path)
+        shutil.rmtree(self._folder, ignore_errors=True)
 
 
 class SocketMemory(ClusterMemory):

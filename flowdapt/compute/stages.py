@@ -46,6 +46,8 @@ class StageType(abc.ABC):
     continues: ClassVar[bool] = False
     #: Whether :meth:`start` may call ``on_progress`` (the runner passes a no-op to those that do not).
     reports_progress: ClassVar[bool] = True
+    #: Whether ``target`` is a file path, which a resource file's loader reads against the file's folder.
+    target_is_path: ClassVar[bool] = False
 
     @abc.abstractmethod
     def validate(self, stage: "WorkflowStage", check_target: bool = True) -> None:

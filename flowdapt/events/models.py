@@ -33,6 +33,11 @@ def _new_id() -> str:
     return f"{_prefix}{next(_counter):012x}"
 
 
+# The types the engine and the trigger service emit; their events drive run bookkeeping, so nobody
+# else may publish them (``POST events`` refuses them).
+ENGINE_TYPE_PREFIXES = ("com.event.workflow.", "com.event.trigger.")
+
+
 class Event:
     """A user or system event. ``time`` is seconds since the epoch.
 

@@ -9,6 +9,10 @@ class HistoryError(FlowdaptError):
     """The history database cannot be opened or used (the message says why and what to do)."""
 
 
+class DatabaseLockedError(HistoryError):
+    """Another process holds the (DuckDB) database file."""
+
+
 class SchemaVersionError(HistoryError):
     """The database schema is not the version this flowdapt needs."""
 

@@ -29,8 +29,14 @@ def _v3_trigger_state(conn: Connection) -> None:
     orm.trigger_state.create(conn)
 
 
+def _v4_firing_schedule_times(conn: Connection) -> None:
+    """v4: ``trigger_firings.scheduled_at`` (the schedule time a firing was for, so lateness can be shown)."""
+    conn.exec_driver_sql("ALTER TABLE trigger_firings ADD COLUMN scheduled_at TIMESTAMP")
+
+
 # STEPS[v] upgrades a database from version v to v + 1.
-STEPS: dict[int, Callable[[Connection], None]] = {1: _v2_owner_and_cancel_requests, 2: _v3_trigger_state}
+STEPS: dict[int, Callable[[Connection], None]] = {1: _v2_owner_and_cancel_requests, 2: _v3_trigger_state,
+                                                  3: _v4_firing_schedule_times}
 
 
 def current_version(conn: Connection) -> int | None:

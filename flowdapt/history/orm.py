@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 metadata = MetaData()
 
 
@@ -121,6 +121,7 @@ trigger_firings = Table(
     Column("run_uid", String),
     Column("ok", Boolean, nullable=False),
     Column("error", Text),
+    Column("scheduled_at", DateTime),  # schema v4: the schedule time fired (NULL for condition triggers)
 )
 
 trigger_state = Table(  # schema v3: the last fire time and the firing lease of each trigger

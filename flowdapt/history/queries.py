@@ -160,7 +160,8 @@ _PAGE_HINTS_KEPT = 256
 
 
 def list_runs(conn: Connection, query: RunQuery) -> list[WorkflowRun]:
-    """Runs matching ``query``, newest first (runs not started yet first of all), without their stages.
+    """Runs matching ``query``, newest first (runs not started yet first of all); their stages only with
+    ``query.stages`` (one more statement for the page).
 
     Without since/until, a page is looked for in windows of recent starts first: where the same
     listing's last full page began (a hint kept per connection; new runs only add to that window),
@@ -182,7 +183,8 @@ def list_runs(conn: Connection, query: RunQuery) -> list[WorkflowRun]:
         return conn.execute(_list_statement(dialect, *shape, window), {**params, **extra}).all()
 
     def page(found: list[Any]) -> list[WorkflowRun]:
-        return [_run_from_values(row, raw_json=raw) for row in found]
+        runs = [_run_from_values(row, raw_json=raw) for row in found]
+        return _with_stages(conn, runs) if query.stages else runs
 
     if query.since is not None or query.until is not None:
         return page(rows(None, {}))
@@ -300,6 +302,20 @@ def _latest_attempts(rows: Iterable[Sequence[Any]], raw_json: bool) -> list[Stag
     return records
 
 
+def _with_stages(conn: Connection, runs: list[WorkflowRun]) -> list[WorkflowRun]:
+    """``runs`` with the record of each stage's latest attempt, read in one statement."""
+    if not runs:
+        return runs
+    s = orm.stage_runs.c
+    rows = conn.execute(select(s.run_uid, *_STAGE_COLUMNS).where(s.run_uid.in_([run.uid for run in runs]))).all()
+    by_run: dict[str, list[Sequence[Any]]] = {}
+    for row in rows:
+        by_run.setdefault(row[0], []).append(row[1:])
+    for run in runs:
+        run.stages = _latest_attempts(by_run.get(run.uid, ()), raw_json=False)
+    return runs
+
+
 def get_run(conn: Connection, identifier: str) -> WorkflowRun:
     """One run (by uid, or else the newest by name) with the record of each stage's latest attempt.
 
@@ -333,11 +349,12 @@ def _columns(conn: Connection, statement: Any) -> list[list[Any]]:
     """
     result = conn.execute(statement)
     if conn.dialect.name == "duckdb":
+        dates = [str(column[1]) == "DATE" for column in result.cursor.description]
         arrays = result.cursor.fetchnumpy()
         result.close()
         columns = []
-        for array in arrays.values():
-            if array.dtype.kind == "M":  # DATE arrives as datetime64
+        for array, is_date in zip(arrays.values(), dates):
+            if is_date:  # DATE arrives as datetime64[us]; TIMESTAMP stays one
                 array = array.astype("datetime64[D]")
             columns.append(array.tolist())  # masked (NULL) values become None
         return columns
@@ -351,17 +368,19 @@ _STAGE_STATS = TypeAdapter(list[StageStats])
 
 
 def daily_workflow_stats(conn: Connection, workflow: str | None = None, since: datetime | None = None,
-                         until: datetime | None = None) -> list[DailyWorkflowStats]:
+                         until: datetime | None = None, *, source: str | None = None,
+                         state: str | None = None) -> list[DailyWorkflowStats]:
     """Per workflow and UTC day: runs ended, successes, success rate, mean/p50/p95 duration (exact percentiles).
 
     A run counts on the day it started, once it has ended (any state but pending/running); runs
-    that never started have no day and are not counted.
+    that never started have no day and are not counted. ``source`` and ``state`` narrow the runs counted.
     """
     r = orm.runs.c
     # A run that never started (cancelled while queued) has no day to count on.
     clauses = [r.state.not_in(_NOT_ENDED), r.started_at.is_not(None), *_time_window(r.started_at, since, until)]
-    if workflow is not None:
-        clauses.append(r.workflow == workflow)
+    for column, value in ((r.workflow, workflow), (r.source, source), (r.state, state)):
+        if value is not None:
+            clauses.append(column == value)
     bucket = day(r.started_at).label("day")
     statement = (
         select(r.workflow, bucket, func.count(), func.count().filter(r.state == "finished"),
@@ -375,24 +394,33 @@ def daily_workflow_stats(conn: Connection, workflow: str | None = None, since: d
     ])
 
 
+_BOX = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
 def stage_stats(conn: Connection, workflow: str | None = None, since: datetime | None = None,
                 until: datetime | None = None) -> list[StageStats]:
-    """Per workflow and stage: attempts, failures and duration statistics of finished attempts (exact percentiles)."""
+    """Per workflow and stage: attempts, failures, retries, failed items and the duration distribution
+    (min, p5, p25, p50, p75, p95, max, mean; exact percentiles) of ended attempts, in stage order."""
     s = orm.stage_runs.c
     clauses = [s.state.in_(("finished", "failed")), *_time_window(s.started_at, since, until)]
     if workflow is not None:
         clauses.append(s.workflow == workflow)
     statement = (
-        select(s.workflow, s.stage, func.count(), func.count().filter(s.state == "failed"), func.avg(s.duration),
-               *percentiles(s.duration, _MEDIAN_P95), func.max(s.duration),
+        select(s.workflow, s.stage, func.count(), func.count().filter(s.state == "failed"),
+               func.count().filter(s.attempt > 1), func.min(s.position), func.avg(s.duration), func.min(s.duration),
+               *percentiles(s.duration, _BOX), func.max(s.duration),
                # BIGINT: DuckDB sums into a 128-bit integer, which NumPy would hand over as a float.
-               cast(func.coalesce(func.sum(s.items_failed), 0), BigInteger()))
-        .where(*clauses).group_by(s.workflow, s.stage).order_by(s.workflow, s.stage)
+               cast(func.coalesce(func.sum(s.items_failed), 0), BigInteger()),
+               cast(func.coalesce(func.sum(s.items_total), 0), BigInteger()))
+        .where(*clauses).group_by(s.workflow, s.stage).order_by(s.workflow, func.min(s.position), s.stage)
     )
     return _STAGE_STATS.validate_python([
-        {"workflow": name, "stage": stage, "attempts": attempts, "failed": failed, "mean_duration": mean,
-         "p50_duration": p50, "p95_duration": p95, "max_duration": longest, "items_failed": items_failed}
-        for name, stage, attempts, failed, mean, p50, p95, longest, items_failed in zip(*_columns(conn, statement))
+        {"workflow": name, "stage": stage, "attempts": attempts, "failed": failed, "retried": retried,
+         "position": position, "mean_duration": mean, "min_duration": shortest, "p05_duration": p05,
+         "p25_duration": p25, "p50_duration": p50, "p75_duration": p75, "p95_duration": p95,
+         "max_duration": longest, "items_failed": items_failed, "items_total": items_total}
+        for (name, stage, attempts, failed, retried, position, mean, shortest, p05, p25, p50, p75, p95, longest,
+             items_failed, items_total) in zip(*_columns(conn, statement))
     ])
 
 
@@ -405,4 +433,5 @@ def trigger_firings(conn: Connection, trigger: str | None = None, since: datetim
         clauses.append(t.trigger == trigger)
     statement = (select(orm.trigger_firings).where(and_(True, *clauses))
                  .order_by(t.fired_at.desc(), t.id).limit(limit).offset(offset))
-    return [TriggerFiring(**{**row._mapping, "fired_at": aware(row.fired_at)}) for row in conn.execute(statement)]
+    return [TriggerFiring(**{**row._mapping, "fired_at": aware(row.fired_at), "scheduled_at": aware(row.scheduled_at)})
+            for row in conn.execute(statement)]

@@ -10,7 +10,8 @@ snapshotted at once and win over what a reference reads in the same batch: the f
 a retried stage, and every event of a later attempt (its own start time; the record keeps the first).
 
 Trigger firings arrive as events of type :data:`TRIGGER_FIRED` whose ``data`` is
-``{"trigger", "action", "run_uid", "ok", "error"}`` (the trigger service publishes them).
+``{"trigger", "action", "run_uid", "ok", "error", "scheduled_for"}`` (the trigger service publishes them;
+``scheduled_for`` is the schedule time fired, ISO 8601, absent for condition triggers).
 """
 
 from __future__ import annotations
@@ -115,6 +116,17 @@ class HistoryRecorder:
             columns = _stage_columns([stage for stage, _ in readable], [run for _, run in readable])
         return run_rows, columns
 
+    def snapshot(self, run: WorkflowRun) -> None:
+        """Queue ``run``'s row and the current attempt of each stage that started, as they are now: for a
+        run another process runs and reports, whose copies replace each other (newest row per key)."""
+        self.put((orm.runs, self.run_values(run)))
+        started = [stage for stage in run.stages if stage.attempts]
+        if started:
+            columns = _stage_columns(started, [run] * len(started))
+            for index in range(len(started)):
+                row = {name: values[index] for name, values in columns.items()}
+                self.put((orm.stage_runs, orm.row_values(orm.stage_runs, {**row, "duration": None})))
+
     def run_values(self, run: WorkflowRun) -> Values:
         """The ``runs`` row of ``run`` as it stands now, in column order (duration is the writer's)."""
         return (run.uid, run.name, run.workflow, run.source, run.state, run.executor, run.namespace,
@@ -187,4 +199,13 @@ def firing_row(event: Event) -> dict[str, Any]:
     data = event.data if isinstance(event.data, dict) else {}
     return {"id": event.id, "trigger": str(data.get("trigger", "?")),
             "fired_at": datetime.fromtimestamp(event.time, timezone.utc), "action": str(data.get("action", "")),
-            "run_uid": data.get("run_uid"), "ok": bool(data.get("ok", True)), "error": data.get("error")}
+            "run_uid": data.get("run_uid"), "ok": bool(data.get("ok", True)), "error": data.get("error"),
+            "scheduled_at": _timestamp(data.get("scheduled_for"))}
+
+
+def _timestamp(text: Any) -> datetime | None:
+    """An ISO 8601 time from an event's data; ``None`` when absent or not a time."""
+    try:
+        return datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None

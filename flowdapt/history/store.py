@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from flowdapt import events
 from flowdapt.history import catalog, migrations, orm, queries
-from flowdapt.history.errors import HistoryError
+from flowdapt.history.errors import DatabaseLockedError, HistoryError
 from flowdapt.history.models import (
     DailyWorkflowStats,
     DatabaseStatus,
@@ -61,8 +61,8 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() in ("duckdb", "sqlite") and parsed.database not in (None, "", ":memory:"):
-        os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
+    if _database_file(parsed) is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), mode=0o700, exist_ok=True)
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": 30}
@@ -71,6 +71,22 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", install_sqlite_functions)
         event.listen(engine, "connect", _sqlite_wal)
     return engine
+
+
+def _database_file(url: Any) -> str | None:
+    """The file of a DuckDB or SQLite URL (``None`` for a server or an in-memory database)."""
+    if url.get_backend_name() in ("duckdb", "sqlite") and url.database not in (None, "", ":memory:"):
+        return url.database
+    return None
+
+
+def _owner_only(url: str) -> None:
+    """Make a database file readable by its owner only: it holds run inputs, results and tracebacks."""
+    path = _database_file(make_url(url))
+    if path is not None:
+        for name in (path, f"{path}.wal", f"{path}-wal", f"{path}-shm"):
+            if os.path.exists(name):
+                os.chmod(name, 0o600)
 
 
 def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
@@ -122,10 +138,11 @@ class HistoryStore:
                     prune(conn, self.retention_seconds)
         except (OperationalError, DBAPIError) as exc:
             self.engine.dispose()
-            raise HistoryError(_explain(self.url, exc)) from None
+            raise _explain(self.url, exc) from None
         except BaseException:
             self.engine.dispose()
             raise
+        _owner_only(self.url)
         if self.listen:
             self.writer, self._recorder = recording(self.engine, retention_seconds=self.retention_seconds or None)
             self.writer.start()
@@ -156,6 +173,12 @@ class HistoryStore:
         """Queue ``run``'s row as it stands, for a run no event describes yet (such as a queued one)."""
         if self._recorder is not None and self.retention_seconds != 0:
             self._recorder.queue_live(run, run)
+
+    def record_reported_run(self, run: WorkflowRun) -> None:
+        """Queue the rows of a run that another process runs and reports (a kernel under a server):
+        the run's row and the current attempt of every stage that started."""
+        if self._recorder is not None and self.retention_seconds != 0:
+            self._recorder.snapshot(run)
 
     def flush(self) -> None:
         """Block until every event seen so far is written."""
@@ -276,12 +299,13 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _explain(url: str, exc: Exception) -> str:
+def _explain(url: str, exc: Exception) -> HistoryError:
     text = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
     if "lock" in text.lower():
-        return (f"history database {safe_url(url)} is in use by another process ({text}); DuckDB allows one "
-                f"process at a time: run `flowdapt serve` and use flowctl through it, or use SQLite/PostgreSQL")
-    return f"cannot open history database {safe_url(url)}: {text}"
+        return DatabaseLockedError(
+            f"history database {safe_url(url)} is in use by another process ({text}); DuckDB allows one "
+            f"process at a time: run `flowdapt serve` and use flowctl through it, or use SQLite/PostgreSQL")
+    return HistoryError(f"cannot open history database {safe_url(url)}: {text}")
 
 
 def open_store(settings: Settings, **kwargs: Any) -> HistoryStore:

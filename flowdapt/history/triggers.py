@@ -69,7 +69,7 @@ class TriggerLedger:
                     return None
                 conn.execute(insert(orm.trigger_firings).values(
                     id=firing_id, trigger=trigger_name, fired_at=naive_utc(now), action=action,
-                    run_uid=run_uid, ok=error is None, error=error))
+                    run_uid=run_uid, ok=error is None, error=error, scheduled_at=naive_utc(scheduled)))
         except (IntegrityError, DBAPIError) as exc:
             # Another server inserted the state row or updated it concurrently: it fires, not us.
             _log.debug("lost the claim on trigger %s: %s", trigger_name, exc)

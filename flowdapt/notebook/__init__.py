@@ -6,6 +6,7 @@ IPython, ipywidgets and papermill are imported only when the features that need 
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -37,7 +38,10 @@ def run_notebook(*args: Any, **kwargs: Any) -> Any:
 
 
 def install_in_kernel() -> None:
-    """In a Jupyter kernel, show runs as live views even without ``%load_ext`` (cheap elsewhere)."""
+    """In a Jupyter kernel, show runs as live views even without ``%load_ext``; in a kernel a server
+    started (``FLOWDAPT_URL``), look workflow names up on that server and record the kernel's own runs
+    in its history (cheap elsewhere: nothing talks to the server before a name is looked up or a run
+    is started)."""
     if "ipykernel" not in sys.modules:
         return
     from IPython import get_ipython
@@ -47,3 +51,11 @@ def install_in_kernel() -> None:
         from flowdapt.notebook import display
 
         display.install(shell)
+        if os.environ.get("FLOWDAPT_URL"):
+            from flowdapt.client import ServerCatalog
+            from flowdapt.notebook.reporting import report_runs_to_server
+            from flowdapt.resources import catalog
+
+            server = ServerCatalog()
+            catalog.set_catalog(server)
+            report_runs_to_server(lambda: server.client)

@@ -18,12 +18,13 @@ from flowdapt.resources.models import Workflow, WorkflowRun
 
 
 def notebook_workflow(notebook: str, *, kernel_name: str | None = None, cell_timeout: float | None = None) -> Workflow:
-    """The one-stage workflow that runs ``notebook`` (a path under the workbench root)."""
-    resolve_notebook(notebook)
+    """The one-stage workflow that runs ``notebook`` (relative to the workbench root); its target is the
+    notebook's absolute path, so the workflow means the same wherever it is applied (a server)."""
+    target = str(resolve_notebook(notebook))
     stem = re.sub(r"[^A-Za-z0-9_-]", "-", Path(notebook).stem).strip("-") or "notebook"
     options = {key: value for key, value in (("kernel_name", kernel_name), ("cell_timeout", cell_timeout)) if value}
     document = {"kind": "workflow", "metadata": {"name": f"notebook-{stem}", "annotations": {"notebook": notebook}},
-                "spec": {"stages": [{"name": stem, "type": "notebook", "target": notebook, "options": options}]}}
+                "spec": {"stages": [{"name": stem, "type": "notebook", "target": target, "options": options}]}}
     return parse_resource(document)  # type: ignore[return-value]
 
 
@@ -40,7 +41,8 @@ def run_notebook(notebook: str, parameters: dict[str, Any] | None = None, *, ker
 
     Parameters
     ----------
-    notebook : path relative to the workbench root
+    notebook : its path (a relative one is read against the workbench root: the current directory, or
+        a server's root dir)
     parameters : injected by papermill (values that are not literals travel through the object store)
     kernel_name, cell_timeout : as the notebook stage options
     executor, wait, source : as :func:`flowdapt.run_workflow`

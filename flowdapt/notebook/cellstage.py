@@ -3,7 +3,8 @@
 The cell's source is written as a module of the package :mod:`flowdapt.notebook.cells`
 (``<app_dir>/stages/<workflow>__<stage>_<hash>.py``). The hash of the source is part of the
 module name, so an edited cell is a new module: workers that imported the old one never run
-stale code. The previous module of the same stage is removed.
+stale code. The previous module of the same stage is removed. Through a server, the module is
+written where the kernel imports it and sent to the server, where its executors import it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import importlib
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flowdapt.errors import FlowdaptError, ResourceNotFoundError
@@ -47,21 +49,37 @@ def cell_function(source: str) -> str:
     return names[0]
 
 
-def write_stage_module(workflow: str, stage: str, source: str) -> tuple[str, str]:
-    """Write the cell as a module; returns (target import path, source hash)."""
+MODULE_NAME = re.compile(r"^(?P<prefix>[A-Za-z_]\w*__\w+_)(?P<digest>[0-9a-f]{12})$")
+MAX_MODULE_BYTES = 1_000_000
+
+
+def stage_module(workflow: str, stage: str, source: str) -> tuple[str, str, str]:
+    """(module name, target import path, source hash) of a stage cell."""
     function = cell_function(source)
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    prefix = f"{_identifier(workflow)}__{_identifier(stage)}_"
-    module = prefix + digest
+    module = f"{_identifier(workflow)}__{_identifier(stage)}_{digest}"
+    return module, f"{PACKAGE}.{module}.{function}", digest
+
+
+def save_stage_module(module: str, source: str) -> Path:
+    """Write a stage cell's module into this process's stage folder, removing the stage's older modules."""
+    match = MODULE_NAME.fullmatch(module)
+    if match is None:
+        raise CellStageError(f"'{module}' is not a stage module name (workflow__stage_<12 hex digits>)")
+    if len(source.encode()) > MAX_MODULE_BYTES:
+        raise CellStageError(f"stage module '{module}' is over {MAX_MODULE_BYTES} bytes")
+    cell_function(source)
     folder = stage_modules_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    header = f"# Written by %%flowdapt stage {stage} (workflow {workflow}): edit the notebook cell, not this file.\n"
-    (folder / f"{module}.py").write_text(header + source)
-    for old in folder.glob(f"{prefix}*.py"):
+    path = folder / f"{module}.py"
+    header = "# Written by %%flowdapt stage: edit the notebook cell, not this file.\n"
+    path.write_text(header + source)
+    prefix = match["prefix"]
+    for old in folder.glob(f"{prefix}*.py"):  # this stage's older modules, not those of a stage named alike
         if old.stem != module and re.fullmatch(r"[0-9a-f]{12}", old.stem[len(prefix):]):
-            old.unlink()
+            old.unlink(missing_ok=True)
     importlib.invalidate_caches()
-    return f"{PACKAGE}.{module}.{function}", digest
+    return path
 
 
 @dataclass
@@ -95,8 +113,9 @@ def updated_workflow(existing: Workflow | None, cell: StageCell, target: str, ve
 
 
 def apply_stage_cell(backend: Any, cell: StageCell, source: str) -> tuple[Workflow, str]:
-    """Write the module and create or update the workflow through ``backend``; (workflow, outcome)."""
-    target, version = write_stage_module(cell.workflow, cell.name, source)
+    """Save the module and create or update the workflow through ``backend``; (workflow, outcome)."""
+    module, target, version = stage_module(cell.workflow, cell.name, source)
+    backend.save_stage_module(module, source)
     try:
         existing = backend.get("workflow", cell.workflow)
     except ResourceNotFoundError:

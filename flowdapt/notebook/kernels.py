@@ -26,9 +26,13 @@ import asyncio
 import atexit
 import logging
 import queue
+import shutil
+import tempfile
 import threading
 import time
+import uuid
 from collections import defaultdict, deque
+from pathlib import Path
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
@@ -52,7 +56,10 @@ class WarmKernel:
 
     def __init__(self, kernel_name: str) -> None:
         self.kernel_name = kernel_name
-        self.manager = AsyncKernelManager(kernel_name=kernel_name)
+        # IPC sockets in a private folder: no ports, nothing other users can reach, and no "running over
+        # TCP without encryption" warning in the output of the cell that ran the stage.
+        self.manager = AsyncKernelManager(kernel_name=kernel_name, transport="ipc",
+                                          ip=str(_ipc_dir() / f"k{uuid.uuid4().hex[:12]}"))
         self.client: Any = None  # the client of the run in progress
         self.runs = 0
         self.returning = False  # lent to a run and counted on to come back to the pool
@@ -109,6 +116,19 @@ class WarmKernel:
             await self.manager.shutdown_kernel(now=True)
         except RuntimeError:  # already gone
             pass
+
+
+_ipc: Path | None = None
+
+
+def _ipc_dir() -> Path:
+    """This process's private (0700) folder of kernel sockets; short, as a socket path must be under
+    108 bytes (a runtime dir deep in a home or test folder is often longer)."""
+    global _ipc
+    if _ipc is None:
+        _ipc = Path(tempfile.mkdtemp(prefix="flowdapt-ipc-"))
+        atexit.register(shutil.rmtree, _ipc, True)
+    return _ipc
 
 
 async def _run_silently(client: Any, code: str) -> None:

@@ -1,9 +1,11 @@
 """``%flowdapt`` and ``%%flowdapt stage``: flowctl's commands inside IPython.
 
-Commands go through the same backend as ``flowctl`` (a server when ``FLOWDAPT_URL`` names one,
-else the embedded store with runs in this kernel). They return Python objects (tables of
-resources or runs, the run record) that render as HTML in Jupyter. Bad arguments raise IPython's
-``UsageError`` (one line); failures show one ``error:`` line, never a traceback.
+Commands go through the same backend as ``flowctl`` (a server when ``FLOWDAPT_URL`` names one, as
+in a kernel that Lab started, else the embedded store with runs in this kernel) and behave the
+same on both. They return Python objects (tables of resources or runs, the run record) that render
+as HTML in Jupyter. Bad arguments raise IPython's ``UsageError`` (one line); failures show one
+``error:`` line, never a flowdapt traceback. A run that ``%flowdapt run`` waited for and that did
+not finish fails the cell with its stage's error and traceback, so Run All stops there.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from flowdapt.errors import FlowdaptError
 from flowdapt.history.models import RunQuery
 from flowdapt.notebook import display
 from flowdapt.notebook.cellstage import StageCell, apply_stage_cell, cell_function
+from flowdapt.notebook.reporting import flush_reported_runs
 from flowdapt.resources.loading import load as load_resources
 from flowdapt.resources.models import WorkflowRun
 from flowdapt.settings import get_settings
 
-COMMANDS = ("apply", "run", "runs", "get", "status", "cancel", "stage")
+COMMANDS = ("apply", "run", "runs", "get", "status", "cancel", "stage", "dashboard")
 Column = tuple[str, Callable[[Any], str]]
 _APPLIED: list[Column] = [("KIND", lambda row: row[0].kind), ("NAME", lambda row: row[0].name),
                           ("OUTCOME", lambda row: row[1])]
@@ -44,6 +47,28 @@ class MagicError(FlowdaptError):
 
     def _render_traceback_(self) -> list[str]:
         return [f"error: {self}"]
+
+
+class RunEndedError(MagicError):
+    """A run that ``%flowdapt run`` waited for did not finish: the cell fails, so Run All stops there.
+
+    IPython shows one line naming the run, the stage and its error, then the stage's own traceback.
+    The run's record is ``run``.
+    """
+
+    def __init__(self, run: WorkflowRun) -> None:
+        if run.error is not None:
+            message = f"run '{run.name}' of workflow '{run.workflow}' {run.state}: {run.error}"
+        else:
+            message = f"run '{run.name}' of workflow '{run.workflow}' was {run.state}"
+        super().__init__(message)
+        self.run = run
+
+    def _render_traceback_(self) -> list[str]:
+        lines = [f"error: {self}"]
+        if self.run.error is not None and self.run.error.traceback:
+            lines += ["", *self.run.error.traceback.rstrip().splitlines()]
+        return lines
 
 
 class Table(list):
@@ -133,14 +158,17 @@ class FlowdaptMagics(Magics):
     def backend(self) -> Backend:
         """The backend, opened on first use and kept while the extension is loaded."""
         if self._backend is None:
-            self._backend = connect(get_settings())
+            self._backend = connect(get_settings(), share="an IPython session (%flowdapt magics)")
         return self._backend
 
     def _flushed(self) -> Backend:
-        """The backend, with the runs of this kernel written out (the local store writes in batches)."""
+        """The backend, with the runs of this kernel written out (the local store writes in batches; a
+        server gets the records of the kernel's own runs from a reporter)."""
         backend = self.backend()
         if isinstance(backend, LocalBackend):
             backend.store.flush()
+        else:
+            flush_reported_runs()
         return backend
 
     def close(self) -> None:
@@ -153,7 +181,7 @@ class FlowdaptMagics(Magics):
     def flowdapt(self, line: str, cell: str | None = None) -> Any:
         """``%flowdapt apply|run|runs|get|status|cancel ...``; ``%%flowdapt stage NAME ...`` on a cell."""
         try:
-            argv = shlex.split(line)
+            argv = shlex.split(line, comments=True)  # `%flowdapt run w  # a comment` as in a shell
         except ValueError as exc:
             raise UsageError(f"%flowdapt: {exc}") from None
         command = argv[0] if argv else ""
@@ -226,6 +254,8 @@ class FlowdaptMagics(Magics):
         except KeyboardInterrupt:
             backend.cancel(run.uid)
             raise MagicError(f"interrupted: cancel requested for run '{run.name}'") from None
+        if run.state != "finished":
+            raise RunEndedError(run)
         return run
 
     def _runs(self, argv: list[str]) -> Table:
@@ -251,7 +281,8 @@ class FlowdaptMagics(Magics):
             parser.error(f"unknown kind '{args.kind}' (known: workflows, runs, triggers, configs)")
         if kind == RUN_KIND:
             if args.name and not args.kind.lower().endswith("s"):
-                return Table([self.backend().get_run(args.name)], COLUMNS[RUN_KIND])
+                live = self._live.get(args.name)
+                return Table([live or self._flushed().get_run(args.name)], COLUMNS[RUN_KIND])
             return self._runs([args.name] if args.name else [])
         backend = self.backend()
         items = [backend.get(kind, args.name)] if args.name else backend.list(kind)
@@ -273,6 +304,17 @@ class FlowdaptMagics(Magics):
             run = self._flushed().cancel(args.run)
         print(f"[workflow_run/{run.name}] cancel requested")
         return run
+
+    def _dashboard(self, argv: list[str]) -> Any:
+        parser = _parser("dashboard", "Show the run-history dashboard in the notebook.")
+        parser.add_argument("--workflow", "-w", default="")
+        parser.add_argument("--range", default="7d", help="1h 24h 7d 30d 90d 365d all")
+        args = parser.parse_args(argv)
+        from flowdapt.dashboard import show
+
+        backend = self._flushed()
+        return show(backend.store if isinstance(backend, LocalBackend) else backend.client,
+                    workflow=args.workflow, range=args.range)
 
     def _stage(self, argv: list[str], cell: str) -> None:
         parser = _parser("stage", "Make the function this cell defines a stage of a workflow.")

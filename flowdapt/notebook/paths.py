@@ -1,8 +1,12 @@
-"""Where notebook work lives: the workbench root, cell-stage modules and output notebooks.
+"""Where notebook work lives: notebook targets, cell-stage modules and output notebooks.
 
-The *workbench root* is the Jupyter server's root dir (the server calls :func:`set_workbench_root`
-and exports ``FLOWDAPT_WORKBENCH_ROOT`` to its kernels), else the current directory. Notebook
-targets are relative to it and may never leave it; generated files live under the app dir.
+A relative notebook target is read against the folder of whatever named it: a resource file's
+folder when the file is loaded (:func:`flowdapt.resources.loading.load` makes it absolute), the
+*workbench root* otherwise. The workbench root is the Jupyter server's root dir inside a server
+(which calls :func:`set_workbench_root`), else the current directory (a notebook's kernel runs in
+the notebook's folder). Only a server confines targets to its root, since they arrive in requests;
+a process working for its own user reads any notebook the user can. Generated files live under the
+app dir.
 """
 
 from __future__ import annotations
@@ -13,37 +17,37 @@ from pathlib import Path
 from flowdapt.errors import FlowdaptError
 from flowdapt.settings import get_settings
 
-ROOT_ENV = "FLOWDAPT_WORKBENCH_ROOT"
 _root: Path | None = None
 
 
 class NotebookPathError(FlowdaptError):
-    """A notebook path is not a notebook inside the workbench root."""
+    """A notebook path is not a notebook, or not one the server may run."""
 
 
 def set_workbench_root(path: str | Path | None) -> None:
-    """Fix the workbench root for this process (``None``: back to the environment / cwd)."""
+    """Fix the workbench root of this process and confine notebook targets to it (a server does);
+    ``None`` goes back to the current directory, unconfined."""
     global _root
     _root = None if path is None else Path(path).expanduser().resolve()
 
 
 def workbench_root() -> Path:
-    """The workbench root: set explicitly, else ``FLOWDAPT_WORKBENCH_ROOT``, else the cwd."""
-    if _root is not None:
-        return _root
-    return Path(os.environ.get(ROOT_ENV) or os.getcwd()).expanduser().resolve()
+    """The server's root dir in a server, else the current directory."""
+    return _root if _root is not None else Path(os.getcwd()).resolve()
 
 
-def resolve_notebook(target: str, root: Path | None = None, *, must_exist: bool = True) -> Path:
-    """The absolute path of notebook ``target`` (relative to ``root``), refusing paths outside it."""
-    base = root or workbench_root()
+def resolve_notebook(target: str, *, must_exist: bool = True) -> Path:
+    """The absolute path of notebook ``target`` (a relative one is read against the workbench root);
+    in a server, a path outside its root is refused."""
     if not target.endswith(".ipynb"):
         raise NotebookPathError(f"'{target}' is not a notebook (expected a path ending in .ipynb)")
-    path = (base / target).resolve()
-    if not path.is_relative_to(base):
-        raise NotebookPathError(f"'{target}' is outside the workbench root {base}")
+    base = workbench_root()
+    path = (base / Path(target).expanduser()).resolve()
+    if _root is not None and not path.is_relative_to(_root):
+        raise NotebookPathError(f"notebook '{target}' is outside the server's workbench root {_root} "
+                                "(its root dir: start Jupyter with --ServerApp.root_dir=FOLDER above it)")
     if must_exist and not path.is_file():
-        raise NotebookPathError(f"notebook '{target}' not found under the workbench root {base}")
+        raise NotebookPathError(f"notebook '{target}' not found ({path})")
     return path
 
 

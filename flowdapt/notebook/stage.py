@@ -35,6 +35,7 @@ class NotebookStage(StageType):
     """A whole notebook as one call: parameters in, ``set_result`` value out."""
 
     name = "notebook"
+    target_is_path = True
 
     def validate(self, stage, check_target: bool = True) -> None:
         if not isinstance(stage.target, str):

@@ -9,8 +9,9 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
-from flowdapt.errors import ResourceError
-from flowdapt.resources.models import RESOURCE_KINDS, Resource
+from flowdapt.compute.stages import get_stage_type
+from flowdapt.errors import ResourceError, UnknownNameError
+from flowdapt.resources.models import RESOURCE_KINDS, Resource, TriggerRule, Workflow
 from flowdapt.resources.validation import validate_resource
 
 RESOURCE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -20,7 +21,9 @@ def load(path: str | Path, *, check_targets: bool = True) -> list[Resource]:
     """Load every resource in a file, or in every ``.yaml/.yml/.json`` file under a folder.
 
     All documents are parsed and validated before anything is returned: one bad document fails
-    the whole load with a :class:`ResourceError` naming file, resource, stage and field.
+    the whole load with a :class:`ResourceError` naming file, resource, stage and field. Relative
+    file targets (notebook stages) are read against the folder of the file naming them, and come
+    back absolute, so a folder applied from anywhere means what its files say.
     """
     path = Path(path)
     if path.is_dir():
@@ -37,13 +40,14 @@ def load(path: str | Path, *, check_targets: bool = True) -> list[Resource]:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ResourceError(f"cannot read file: {exc}", file=str(file)) from None
-        resources.extend(loads(text, file=str(file), check_targets=check_targets))
+        resources.extend(loads(text, file=str(file), check_targets=check_targets, base=file.parent))
     _reject_duplicates(resources, files)
     return resources
 
 
-def loads(text: str, *, file: str | None = None, check_targets: bool = True) -> list[Resource]:
-    """Parse and validate the resources in a YAML or JSON string."""
+def loads(text: str, *, file: str | None = None, check_targets: bool = True,
+          base: Path | None = None) -> list[Resource]:
+    """Parse and validate the resources in a YAML or JSON string (relative file targets against ``base``)."""
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as exc:
@@ -56,11 +60,13 @@ def loads(text: str, *, file: str | None = None, check_targets: bool = True) -> 
     items: list[Any] = []
     for document in documents:
         items.extend(document if isinstance(document, list) else [document])
-    return [parse_resource(item, file=file, check_targets=check_targets) for item in items]
+    return [parse_resource(item, file=file, check_targets=check_targets, base=base) for item in items]
 
 
-def parse_resource(document: Any, *, file: str | None = None, check_targets: bool = True) -> Resource:
-    """Turn one document (a dict) into a validated resource."""
+def parse_resource(document: Any, *, file: str | None = None, check_targets: bool = True,
+                   base: Path | None = None) -> Resource:
+    """Turn one document (a dict) into a validated resource; relative file targets are read against
+    ``base`` when given (the folder of the file the document came from)."""
     if isinstance(document, Resource):
         validate_resource(document, file=file, check_targets=check_targets)
         return document
@@ -78,8 +84,32 @@ def parse_resource(document: Any, *, file: str | None = None, check_targets: boo
         resource = model.model_validate(document)
     except ValidationError as exc:
         raise _first_error(exc, document, file, kind, name) from None
+    if base is not None:
+        _rebase_paths(resource, base)
     validate_resource(resource, file=file, check_targets=check_targets)
     return resource
+
+
+def _rebase_paths(resource: Resource, base: Path) -> None:
+    """Make the relative file paths of ``resource`` absolute against ``base``: the targets of stage
+    types that read a file, and the notebook of a ``run_notebook`` trigger action."""
+
+    def rebased(path: Any) -> Any:
+        if not isinstance(path, str) or Path(path).expanduser().is_absolute():
+            return path
+        return str((base / path).resolve())
+
+    if isinstance(resource, Workflow):
+        for stage in resource.spec.stages:
+            try:
+                reads_a_path = get_stage_type(stage.type).target_is_path
+            except UnknownNameError:
+                continue  # validation names the unknown type
+            if reads_a_path:
+                stage.target = rebased(stage.target)
+    elif isinstance(resource, TriggerRule) and resource.spec.action.target == "run_notebook":
+        parameters = resource.spec.action.parameters
+        parameters["notebook"] = rebased(parameters["notebook"])
 
 
 def _first_error(exc: ValidationError, document: dict, file: str | None, kind: str, name: str | None) -> ResourceError:

@@ -16,6 +16,9 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+# Resource and stage names become parts of file names (output notebooks, stage modules), which most
+# file systems cap at 255 bytes.
+NAME_MAX_LENGTH = 128
 SUPPORTED_VERSIONS = ("v1alpha1",)
 
 
@@ -52,7 +55,7 @@ class Metadata(_Model):
 
     model_config = ConfigDict(extra="ignore")
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)
     uid: UUID = Field(default_factory=uuid4)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -114,7 +117,7 @@ class StageOptions(BaseModel):
 class WorkflowStage(_Model):
     """One node of a workflow: a Python callable (import path) or a notebook."""
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)
     target: Union[str, Callable[..., Any]]
     type: str = "simple"
     depends_on: list[str] = Field(default_factory=list)

@@ -9,7 +9,7 @@ from flowdapt.compute.graph import GraphError, WorkflowGraph
 from flowdapt.compute.stages import StageDefinitionError, get_stage_type
 from flowdapt.errors import ResourceError, UnknownNameError
 from flowdapt.resources.identity import ByIdentity
-from flowdapt.resources.models import Resource, Workflow
+from flowdapt.resources.models import Resource, TriggerRule, Workflow
 
 
 def validate_workflow(workflow: Workflow, *, file: str | None = None, check_targets: bool = True) -> WorkflowGraph:
@@ -72,3 +72,12 @@ def validate_resource(resource: Resource, *, file: str | None = None, check_targ
     """Run the whole-document checks that apply to ``resource``'s kind."""
     if isinstance(resource, Workflow):
         validate_workflow(resource, file=file, check_targets=check_targets)
+    elif isinstance(resource, TriggerRule) and resource.spec.type == "schedule":
+        from flowdapt.triggers.schedule import check_fires
+
+        for expression in resource.spec.rule:
+            try:
+                check_fires(expression)
+            except ValueError as exc:
+                raise ResourceError(str(exc), file=file, kind=resource.kind, resource=resource.name,
+                                    field="spec.rule") from None

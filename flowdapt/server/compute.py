@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+from pydantic import ValidationError
+
 from flowdapt.compute.api import run_workflow
 from flowdapt.errors import ResourceNotFoundError
 from flowdapt.events import Event, RunFinished
@@ -28,7 +30,7 @@ from flowdapt.history.store import HistoryStore
 from flowdapt.notebook.paths import run_output_dir
 from flowdapt.resources.models import Config, ErrorInfo, Workflow, WorkflowRun
 from flowdapt.server.cache import CatalogCache
-from flowdapt.server.errors import RunStateError, ServiceUnavailableError
+from flowdapt.server.errors import RequestError, RunStateError, ServiceUnavailableError, describe_validation
 from flowdapt.settings import get_settings
 
 _log = logging.getLogger("flowdapt.server")
@@ -97,14 +99,16 @@ class ComputeService:
 
     # -- runs ----------------------------------------------------------------------------------------------
     async def submit(self, workflow: str, input: dict[str, Any] | None = None, *, source: str = "api",
-                     namespace: str | None = None, executor: str | None = None) -> WorkflowRun:
-        """Start a run of ``workflow`` (name or uid), or queue it when the concurrency limit is reached."""
+                     namespace: str | None = None, executor: str | None = None,
+                     uid: str | None = None) -> WorkflowRun:
+        """Start a run of ``workflow`` (name or uid), or queue it when the concurrency limit is reached;
+        ``uid`` is the run's when the caller chose it (to know its events before it starts)."""
         if self.draining:
             raise ServiceUnavailableError("the server is draining: it accepts no new runs")
         definition: Workflow = await self.catalog.get("workflow", workflow)  # type: ignore[assignment]
         settings = get_settings()
         options = {"input": dict(input or {}), "source": source, "namespace": namespace, "executor": executor}
-        uid = uuid4().hex
+        uid = uid or uuid4().hex
         self._ended[uid] = asyncio.get_running_loop().create_future()
         if self.max_concurrent_runs and self.running >= self.max_concurrent_runs:
             run = WorkflowRun(uid=uid, workflow=definition.name, source=source, input=options["input"],
@@ -206,6 +210,20 @@ class ComputeService:
         if stored.done:
             raise RunStateError(f"run '{stored.name}' already ended ({stored.state})")
         return stored
+
+    async def record_reported(self, uid: str, document: Any) -> WorkflowRun:
+        """Record a run that another process runs itself and reports (``flowdapt.run_workflow`` in a
+        kernel under this server), so the history holds it as it holds this server's runs."""
+        try:
+            run = WorkflowRun.model_validate(document)
+        except ValidationError as exc:
+            raise RequestError(describe_validation(exc, "body field"), 422) from None
+        if run.uid != uid:
+            raise RequestError(f"body: the run's uid '{run.uid}' is not the one in the path ('{uid}')", 422)
+        if uid in self._ended:
+            raise RunStateError(f"run '{run.name}' is run by this server, which records it")
+        self.store.record_reported_run(run)
+        return run
 
     async def delete_run(self, identifier: str) -> WorkflowRun:
         """Delete an ended run from the history."""

@@ -1,7 +1,8 @@
 """REST handlers under ``{base_url}flowdapt/api/v1/``: thin tornado handlers over the services.
 
 Every verb is ``@web.authenticated`` and ``@authorized`` (Jupyter's identity provider and
-authorizer, resource ``flowdapt``). Errors are mapped to statuses once, in
+authorizer, resource ``flowdapt``); verbs that change anything also need the ``execute`` action,
+since what they store or start runs code. Errors are mapped to statuses once, in
 :meth:`FlowdaptHandler.write_error`, and answered as ``{"detail", "status_code"}``.
 """
 
@@ -14,11 +15,14 @@ from typing import Any, Literal, TypeVar
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from jupyter_server.utils import ensure_async
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tornado import web
 
 from flowdapt.events import Event
-from flowdapt.history.models import RunQuery
+from flowdapt.events.models import ENGINE_TYPE_PREFIXES
+from flowdapt.history.models import MAX_OFFSET, Instant, RunQuery
+from flowdapt.history.stats import VIEWS
 from flowdapt.resources.models import RunState
 from flowdapt.server.errors import RequestError, describe_validation, status_of
 from flowdapt.server.services import Services
@@ -26,6 +30,8 @@ from flowdapt.server.services import Services
 API = "flowdapt/api/v1"
 KINDS = {"workflows": "workflow", "configs": "config", "triggers": "trigger_rule"}
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_BODY_DEPTH = 64  # resources, inputs and events nest far less; deeper bodies are refused before use
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -34,7 +40,7 @@ class Page(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=100, ge=1, le=10_000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 class RunOptions(BaseModel):
@@ -56,17 +62,32 @@ class RunsQuery(RunQuery):
 
 
 class FiringsQuery(Page):
-    since: datetime | None = None
+    since: Instant = None
 
 
 class EventIn(BaseModel):
-    """Body of ``POST events``."""
+    """Body of ``POST events``: a user event (the engine's own types are refused: they drive runs)."""
 
     model_config = ConfigDict(extra="forbid")
-    type: str = Field(min_length=1)
+    type: str = Field(min_length=1, max_length=256)
     data: Any = None
-    source: str = "user"
-    channel: str = "events"
+    source: str = Field(default="user", max_length=256)
+    channel: str = Field(default="events", max_length=256)
+
+    @field_validator("type")
+    @classmethod
+    def _not_the_engines(cls, value: str) -> str:
+        if value.startswith(ENGINE_TYPE_PREFIXES):
+            raise ValueError(f"'{value}' is an engine event type ({', '.join(ENGINE_TYPE_PREFIXES)}...): "
+                             "only the engine publishes those; give your event a type of its own")
+        return value
+
+
+class StageModuleIn(BaseModel):
+    """Body of ``PUT stage-modules/{module}``: a ``%%flowdapt stage`` cell's source."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(min_length=1)
 
 
 class NotebookIn(BaseModel):
@@ -90,14 +111,26 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
 
     auth_resource = "flowdapt"
 
+    async def prepare(self) -> None:
+        """Besides ``@authorized`` (``read`` or ``write`` by verb): a verb that changes anything needs the
+        ``execute`` action too, since workflows, triggers and events run code (the trust model)."""
+        await super().prepare()
+        user = self.current_user
+        if user and self.request.method in MUTATING_VERBS:
+            allowed = await ensure_async(self.authorizer.is_authorized(self, user, "execute", self.auth_resource))
+            if not allowed:
+                raise web.HTTPError(403, f"User is not authorized to execute on resource: {self.auth_resource}.")
+
     @property
     def services(self) -> Services:
         return self.settings["flowdapt_services"].require_ready()
 
     def query(self, model: type[M]) -> M:
-        """The query string as ``model``; 400 naming the parameter when it does not fit."""
-        # JupyterLab's ServerConnection appends a bare timestamp (``?1712345678901``) to bust caches.
-        keys = [key for key in self.request.query_arguments if not (key.isdigit() and not self.get_query_argument(key))]
+        """The query string as ``model``; 400 naming the parameter when it does not fit. ``token`` is
+        Jupyter's (a token may be given in the URL), not a parameter of the route; nor is the bare
+        timestamp JupyterLab's ServerConnection appends to bust caches (``?1712345678901``)."""
+        keys = [key for key in self.request.query_arguments
+                if key != "token" and not (key.isdigit() and not self.get_query_argument(key))]
         try:
             return model.model_validate({key: self.get_query_argument(key) for key in keys})
         except ValidationError as exc:
@@ -109,9 +142,13 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
             data = default
         else:
             try:
-                data = json.loads(self.request.body)
+                data = json.loads(self.request.body, parse_constant=_refuse_constant)
             except ValueError as exc:
                 raise RequestError(f"body: invalid JSON: {exc}", 400) from None
+            except RecursionError:
+                raise RequestError(f"body: nested deeper than {MAX_BODY_DEPTH} levels", 400) from None
+            if _depth_over(data, MAX_BODY_DEPTH):
+                raise RequestError(f"body: nested deeper than {MAX_BODY_DEPTH} levels", 400)
         if model is None:
             return data
         try:
@@ -159,6 +196,22 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
             self.log.info("%s %s: %s", self.request.method, self.request.uri, value)
         else:
             super().log_exception(typ, value, tb)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed (JSON has no NaN or Infinity)")
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` (parsed JSON) nests lists and objects more than ``limit`` levels deep."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 class RootHandler(FlowdaptHandler):
@@ -313,12 +366,17 @@ class LatestRunsHandler(FlowdaptHandler):
 
 
 class RunHandler(FlowdaptHandler):
-    """One run by uid or name: get, delete (ended runs only)."""
+    """One run by uid or name: get, record (a run another process runs), delete (ended runs only)."""
 
     @web.authenticated
     @authorized
     async def get(self, identifier: str) -> None:
         self.answer((await self.services.compute.get_run(identifier)).to_document())
+
+    @web.authenticated
+    @authorized
+    async def put(self, identifier: str) -> None:
+        self.answer((await self.services.compute.record_reported(identifier, self.body())).to_document())
 
     @web.authenticated
     @authorized
@@ -362,6 +420,16 @@ class EventsHandler(FlowdaptHandler):
         self.answer(event.to_dict(), 202)
 
 
+class StageModuleHandler(FlowdaptHandler):
+    """Store a stage cell's module where this server's executors import it (kernels send their cells)."""
+
+    @web.authenticated
+    @authorized
+    async def put(self, module: str) -> None:
+        source = self.body(StageModuleIn).source
+        self.answer(await self.services.save_stage_module(module, source))
+
+
 class StatusHandler(FlowdaptHandler):
     @web.authenticated
     @authorized
@@ -386,6 +454,20 @@ class DrainHandler(FlowdaptHandler):
         compute = self.services.compute
         compute.resume()
         self.answer({"draining": False, "running": compute.running, "queued": compute.queued})
+
+
+class StatsHandler(FlowdaptHandler):
+    """``stats/{view}``: one run-history statistic, aggregated by the database (the dashboard's data)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, view: str) -> None:
+        spec = VIEWS.get(view)
+        if spec is None:
+            raise RequestError(f"unknown statistic '{view}' (known: {', '.join(VIEWS)})", 404)
+        answer = await self.services.stats.answer(view, self.query(spec.query))
+        self.set_header("Content-Type", "application/json")
+        self.finish(spec.adapter.dump_json(answer))  # pydantic writes the JSON: thousands of rows at once
 
 
 class OpenAPIHandler(FlowdaptHandler):
@@ -418,6 +500,8 @@ ROUTES: list[tuple[str, type[FlowdaptHandler]]] = [
     (rf"/{API}/runs/{_ID}/stages/?", RunStagesHandler),
     (rf"/{API}/runs/{_ID}/stages/(?P<stage>[^/]+)/notebook/?", OutputNotebookHandler),
     (rf"/{API}/events/?", EventsHandler),
+    (rf"/{API}/stage-modules/(?P<module>[^/]+)/?", StageModuleHandler),
     (rf"/{API}/status/?", StatusHandler),
     (rf"/{API}/drain/?", DrainHandler),
+    (rf"/{API}/stats/(?P<view>[^/]+)/?", StatsHandler),
 ]

@@ -8,13 +8,14 @@ wire; ``tests/test_server_api.py`` checks that every route and verb of
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from flowdapt import __version__
 from flowdapt.compute.inputs import WorkflowInputs
 from flowdapt.history.models import StageAttempt, TriggerFiring
+from flowdapt.history.stats import VIEWS
 from flowdapt.resources.models import Config, TriggerRule, Workflow, WorkflowRun
 
 COLLECTIONS = {"workflows": "Workflow", "configs": "Config", "triggers": "TriggerRule"}
@@ -87,11 +88,15 @@ def _paths() -> dict[str, dict[str, Any]]:
             params=[ID, *PAGE, _param("since")],
             response={"type": "array", "items": _ref("TriggerFiring")}, errors=(400, 404))},
         "/runs": {"get": _op("list_runs", "Runs, newest first", params=[
-            _param("workflow"), _param("state"), _param("source"), _param("since"), _param("until"), *PAGE],
+            _param("workflow"), _param("state"), _param("source"), _param("since"), _param("until"), *PAGE,
+            _param("stages", "boolean", description="include each run's stages (default: false, stages empty)")],
             response={"type": "array", "items": _ref("WorkflowRun")}, errors=(400,))},
         "/runs/{identifier}": {
             "get": _op("get_run", "One run with its stages", params=[ID], response=_ref("WorkflowRun"),
                        errors=(404,)),
+            "put": _op("record_run", "Record a run that another process runs (a kernel under this server); "
+                                     "the identifier is its uid", params=[ID], body=_ref("WorkflowRun"),
+                       response=_ref("WorkflowRun"), errors=(409, 422)),
             "delete": _op("delete_run", "Delete an ended run", params=[ID], response=_ref("WorkflowRun"),
                           errors=(404, 409)),
         },
@@ -102,6 +107,10 @@ def _paths() -> dict[str, dict[str, Any]]:
                                                  errors=(404,))},
         "/events": {"post": _op("publish_event", "Publish an event (condition triggers evaluate it)", ok=202,
                                 body=_ref("EventIn"), response={"type": "object"}, errors=(400, 422))},
+        "/stage-modules/{module}": {"put": _op(
+            "save_stage_module", "Store a %%flowdapt stage cell's module where this server's executors import it",
+            params=[_param("module", where="path", description="workflow__stage_<12 hex digits of the source hash>")],
+            body=_ref("StageModuleIn"), response={"type": "object"}, errors=(400, 422))},
         "/status": {"get": _op("status", "Services, executor, database and counts", response={"type": "object"})},
         "/drain": {
             "post": _op("drain", "Stop accepting runs and wait for the running ones", params=[
@@ -124,10 +133,34 @@ def _paths() -> dict[str, dict[str, Any]]:
                        response=_ref(model), errors=(400, 404, 422)),
             "delete": _op(f"delete_{one}", f"Delete a {one}", params=[ID], response=_ref(model), errors=(404,)),
         }
+    for view, spec in VIEWS.items():
+        paths[f"/stats/{view}"] = {"get": _op(f"stats_{view}", spec.summary, params=_query_params(spec.query),
+                                              response=_answer_schema(spec.answer), errors=(400,))}
     paths["/apply"]["post"]["requestBody"]["content"].update(YAML)
     for collection in COLLECTIONS:
         paths[f"/{collection}/{{identifier}}"]["get"]["responses"]["200"]["content"].update(YAML)
     return paths
+
+
+def _query_params(model: Any) -> list[dict[str, Any]]:
+    """The query parameters of a query model, with their JSON types and enumerations."""
+    params = []
+    for name, schema in model.model_json_schema()["properties"].items():
+        choices = [option for option in schema.get("anyOf", [schema]) if option.get("type") != "null"]
+        param = _param(name, choices[0].get("type", "string") if len(choices) == 1 else "string",
+                       description=schema.get("description", ""))
+        if "enum" in choices[0]:
+            param["schema"]["enum"] = choices[0]["enum"]
+        if choices[0].get("format") == "date-time":
+            param["schema"]["format"] = "date-time"
+        params.append(param)
+    return params
+
+
+def _answer_schema(answer: Any) -> dict[str, Any]:
+    if get_origin(answer) is list:
+        return {"type": "array", "items": _ref(get_args(answer)[0].__name__)}
+    return _ref(answer.__name__)
 
 
 class _WireSchema(GenerateJsonSchema):
@@ -141,11 +174,14 @@ class _WireSchema(GenerateJsonSchema):
 
 @lru_cache(maxsize=1)
 def _schemas() -> dict[str, Any]:
-    from flowdapt.server.handlers import EventIn, NotebookIn
+    from flowdapt.server.handlers import EventIn, NotebookIn, StageModuleIn
 
     models = [(Workflow, "validation"), (Config, "validation"), (TriggerRule, "validation"),
               (WorkflowRun, "serialization"), (StageAttempt, "serialization"), (TriggerFiring, "serialization"),
-              (EventIn, "validation"), (NotebookIn, "validation"), (WorkflowInputs, "serialization")]
+              (EventIn, "validation"), (StageModuleIn, "validation"), (NotebookIn, "validation"),
+              (WorkflowInputs, "serialization")]
+    answers = [get_args(spec.answer)[0] if get_origin(spec.answer) is list else spec.answer for spec in VIEWS.values()]
+    models += [(model, "serialization") for model in dict.fromkeys(answers)]
     # Field names, not aliases: the server writes names and accepts both (``populate_by_name``).
     _, top = models_json_schema(models, by_alias=False, ref_template=_REF, schema_generator=_WireSchema)
     schemas = dict(top.get("$defs", {}))

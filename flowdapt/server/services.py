@@ -27,6 +27,7 @@ from flowdapt.server.compute import ComputeService
 from flowdapt.server.dashboards import executor_dashboards
 from flowdapt.server.errors import RequestError, ServiceUnavailableError
 from flowdapt.server.live import PROGRESS_INTERVAL, RESOURCE_CHANGED
+from flowdapt.server.stats import StatsService
 from flowdapt.settings import Settings
 from flowdapt.triggers.service import TriggerService
 
@@ -43,6 +44,7 @@ class ServerOptions:
     trigger_lease_seconds: float = 30.0
     trigger_refresh_seconds: float = 10.0
     catalog_refresh_seconds: float = 2.0
+    trigger_rate_limit: int = 60
 
 
 class ResourceService:
@@ -123,7 +125,11 @@ class ResourceService:
 
     async def apply_text(self, text: str) -> list[tuple[Resource, str]]:
         """Apply the resources of a YAML (or JSON) file's text, as ``flowctl apply -p`` reads files."""
-        return await self._store(await asyncio.to_thread(loads, text))
+        try:
+            resources = await asyncio.to_thread(loads, text)
+        except RecursionError:
+            raise RequestError("body: nested too deeply", 400) from None
+        return await self._store(resources)
 
     async def as_yaml(self, kind: str, identifier: str) -> str:
         """A resource as the YAML document ``flowctl apply -p`` takes back."""
@@ -190,9 +196,11 @@ class Services:
                                       max_concurrent_runs=options.max_concurrent_runs)
         self.triggers = TriggerService(self.store, self.bus, self.compute.submit, owner=this_owner(),
                                        lease_seconds=options.trigger_lease_seconds,
-                                       refresh_seconds=options.trigger_refresh_seconds)
+                                       refresh_seconds=options.trigger_refresh_seconds,
+                                       rate_limit=options.trigger_rate_limit)
         self.resources = ResourceService(self.store, self.catalog, self._changed,
                                          {"trigger_rule": self.triggers.status})
+        self.stats = StatsService(self.store)
         self._unbridge: Any = None
         #: Whether jupyter-server-proxy serves this server's ``proxy/<port>/`` routes (set by the app).
         self.proxy_dashboards = False
@@ -224,6 +232,16 @@ class Services:
         await asyncio.to_thread(self.store.close)
         catalog.set_catalog(catalog.MemoryCatalog())
 
+    async def save_stage_module(self, module: str, source: str) -> dict[str, str]:
+        """Write a ``%%flowdapt stage`` module into this server's stage folder."""
+        from flowdapt.notebook.cellstage import CellStageError, save_stage_module
+
+        try:
+            path = await asyncio.to_thread(save_stage_module, module, source)
+        except CellStageError as exc:
+            raise RequestError(f"module '{module}': {exc}", 422) from None
+        return {"module": module, "path": str(path)}
+
     def publish(self, event: Event) -> Event:
         """Publish a user event on the bus (condition triggers see it)."""
         self.bus.publish(event)
@@ -231,7 +249,11 @@ class Services:
 
     async def status(self) -> dict[str, Any]:
         """What the server runs and what is stored (the keys of the local ``flowctl status`` and more)."""
-        database = await asyncio.to_thread(self.store.status)
+        def flushed_status() -> Any:  # read your writes: what the engine reported so far is counted
+            self.store.flush()
+            return self.store.status()
+
+        database = await asyncio.to_thread(flushed_status)
         counts = {}
         for kind in RESOURCE_KINDS:
             counts[f"{kind}s"] = len(await self.catalog.list(kind))
@@ -241,7 +263,7 @@ class Services:
                 "namespace": self.settings.default_namespace, "runs": database.runs, "running": self.compute.running,
                 "queued": self.compute.queued, "draining": self.compute.draining, **counts,
                 "schedules": len(self.triggers.schedules), "conditions": len(self.triggers.conditions),
-                "trigger_firings": self.triggers.fired,
+                "trigger_firings": self.triggers.fired, "trigger_suppressed": self.triggers.suppressed,
                 "dashboards": await asyncio.to_thread(executor_dashboards, self.proxy_dashboards)}
 
     async def _changed(self, kind: str) -> None:

@@ -26,8 +26,29 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
 OPERATORS = frozenset({*_BINARY, "and", "or", "not", "bool", "var"})
 
 
+MAX_DEPTH = 32  # operators nested in operators
+MAX_NODES = 1000  # operators and literals in one rule
+
+
 def validate_condition(rule: Any, path: str = "rule") -> None:
-    """Raise ``ValueError`` naming the path of the first malformed node of ``rule``."""
+    """Raise ``ValueError`` naming the path of the first malformed node of ``rule``, or saying the rule
+    is nested deeper than :data:`MAX_DEPTH` or holds more than :data:`MAX_NODES` nodes (every event is
+    evaluated against every condition: a rule must stay cheap)."""
+    nodes, stack = 0, [(rule, 1)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise ValueError(f"{path}: more than {MAX_NODES} operators and values")
+        if isinstance(node, dict):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+            stack.extend((child, depth + 1) for operands in node.values()
+                         for child in (operands if isinstance(operands, list) else [operands]))
+    _validate_node(rule, path)
+
+
+def _validate_node(rule: Any, path: str) -> None:
     if not isinstance(rule, dict):
         return
     if len(rule) != 1:
@@ -47,7 +68,7 @@ def validate_condition(rule: Any, path: str = "rule") -> None:
     if op in ("and", "or") and not items:
         raise ValueError(f"{path}.{op}: expects at least 1 operand")
     for index, item in enumerate(items):
-        validate_condition(item, f"{path}.{op}[{index}]")
+        _validate_node(item, f"{path}.{op}[{index}]")
 
 
 def _lookup(data: Any, dotted: str) -> Any:

@@ -15,7 +15,13 @@ which stores the last fire time with the firing record in one transaction and ho
 time never fires twice: not after a restart, not with two servers on one database.
 
 Conditions: every event on the bus is evaluated against each enabled condition trigger; a match
-runs the action at once and records the firing with its outcome afterwards.
+runs the action at once and records the firing with its outcome afterwards. A condition trigger
+never fires on an event its own firing caused: the service remembers which triggers led to each
+run it started (the causes of the firing that started it, plus that trigger) and attaches them to
+the run's events and to its firing events, so no chain of triggers can feed on itself, however
+long (chains are also cut at :data:`MAX_CHAIN` triggers). A trigger that matches more than
+``rate_limit`` times a minute is suppressed for the rest of that minute: the first dropped match
+is recorded as a firing whose outcome says so, the others are only counted.
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ import asyncio
 import logging
 import sys
 import threading
+import time
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 from flowdapt.events.bus import BaseEventBus
-from flowdapt.events.models import Event
+from flowdapt.events.models import Event, RunFinished
 from flowdapt.history.models import TriggerFiring
 from flowdapt.history.recorder import TRIGGER_FIRED
 from flowdapt.history.store import HistoryStore
@@ -40,7 +49,12 @@ from flowdapt.triggers.actions import ActionContext, Submit, get_action
 from flowdapt.triggers.conditions import evaluate
 
 _log = logging.getLogger("flowdapt.triggers")
+RUN_FINISHED = RunFinished.TYPE
+RUN_EVENT_PREFIX = "com.event.workflow."
 MAX_CATCHUP = 100
+MAX_CHAIN = 16  # triggers one after another: a longer chain of firings is cut
+MAX_REMEMBERED_RUNS = 10_000  # runs started by triggers whose causes are kept until they finish
+RATE_WINDOW = 60.0  # seconds over which a condition trigger's firings are counted
 SHARPEN_LEAD = 0.1  # seconds before a due time from which threads switch finely
 FINE_SWITCH_INTERVAL = 0.0002  # seconds, for sys.setswitchinterval (the default is 0.005)
 
@@ -126,10 +140,11 @@ class TriggerService:
     owner : who claims firings (``host:pid``)
     lease_seconds : how long a claim keeps another server from firing the same trigger
     refresh_seconds : how often to re-read trigger definitions changed by other processes
+    rate_limit : firings a condition trigger may make per minute (0: no limit)
     """
 
     def __init__(self, store: HistoryStore, bus: BaseEventBus, submit: Submit, *, owner: str,
-                 lease_seconds: float = 30.0, refresh_seconds: float = 10.0) -> None:
+                 lease_seconds: float = 30.0, refresh_seconds: float = 10.0, rate_limit: int = 60) -> None:
         self.store = store
         self.bus = bus
         self.submit = submit
@@ -144,6 +159,12 @@ class TriggerService:
         self._firings: set[asyncio.Task] = set()
         self._unsubscribe: Any = None
         self._switching = FINE_SWITCHING
+        self.rate_limit = rate_limit
+        self.suppressed = 0
+        self._caused_by: dict[str, frozenset[str]] = {}  # run uid -> the triggers whose firings led to it
+        self._recent: defaultdict[str, deque[float]] = defaultdict(deque)  # trigger uid -> its firing times
+        self._suppressed_until: dict[str, float] = {}  # trigger uid -> end of the window it is suppressed in
+        self.failed: dict[str, str] = {}  # trigger uid -> why its schedule stopped (until the trigger changes)
 
     async def start(self) -> None:
         """Load the triggers, start the schedule loop and listen for events."""
@@ -163,18 +184,19 @@ class TriggerService:
         await asyncio.to_thread(self.ledger.release)
 
     async def reload(self) -> None:
-        """Re-read trigger definitions now (after one was created, changed or deleted) and reschedule."""
+        """Re-read trigger definitions now (after one was created, changed or deleted) and reschedule; a
+        schedule that failed is tried again."""
+        self.failed.clear()
         await self._load()
         self._changed.set()  # wakes the schedule loop to sleep until the new earliest time
 
     def status(self, trigger: TriggerRule) -> dict[str, Any]:
-        """``enabled``, ``last_fire_time`` and ``next_fire_time`` (schedules) of a trigger."""
-        last = self._last_fire.get(trigger.uid)
-        schedule = None
-        if trigger.spec.type == "schedule" and trigger.spec.enabled:
-            schedule = Schedule(trigger, _anchor(trigger, last))
-        return {"enabled": trigger.spec.enabled, "last_fire_time": last and last.isoformat(),
-                "next_fire_time": schedule.next_due.isoformat() if schedule is not None else None}
+        """``enabled``, ``last_fire_time`` and ``next_fire_time`` (schedules) of a trigger; ``error`` says why a
+        schedule that failed stopped."""
+        status = trigger_status(trigger, self._last_fire.get(trigger.uid))
+        if trigger.uid in self.failed:
+            status["error"] = self.failed[trigger.uid]
+        return status
 
     async def firings(self, trigger: str, since: datetime | None, limit: int, offset: int) -> list[TriggerFiring]:
         """The firing log of trigger ``trigger`` (name), newest first."""
@@ -186,8 +208,16 @@ class TriggerService:
         triggers: list[TriggerRule] = await asyncio.to_thread(self.store.list, "trigger_rule")  # type: ignore[arg-type]
         self._last_fire = await asyncio.to_thread(self.ledger.last_fire_times)
         enabled = [trigger for trigger in triggers if trigger.spec.enabled]
-        self.schedules = {t.uid: Schedule(t, _anchor(t, self._last_fire.get(t.uid)))
-                          for t in enabled if t.spec.type == "schedule"}
+        self.schedules = {}
+        for trigger in enabled:
+            if trigger.spec.type == "schedule" and trigger.uid not in self.failed:
+                schedule = Schedule(trigger, _anchor(trigger, self._last_fire.get(trigger.uid)))
+                try:
+                    schedule.next_due  # noqa: B018 - a schedule that cannot say when it is due stops alone
+                except Exception as exc:  # noqa: BLE001
+                    self._schedule_failed(trigger, exc)
+                else:
+                    self.schedules[trigger.uid] = schedule
         self.conditions = [t for t in enabled if t.spec.type == "condition"]
 
     async def _schedule_loop(self) -> None:
@@ -196,14 +226,21 @@ class TriggerService:
         try:
             while True:
                 now = _utcnow()
-                for schedule in list(self.schedules.values()):
-                    if schedule.next_due <= now:
-                        self._fire_due(schedule, now)
+                due: dict[str, datetime] = {}
+                for uid, schedule in list(self.schedules.items()):
+                    try:
+                        due[uid] = schedule.next_due
+                        if due[uid] <= now:
+                            self._fire_due(schedule, now)
+                            due[uid] = schedule.next_due
+                    except Exception as exc:  # noqa: BLE001 - one schedule must never stop the others
+                        due.pop(uid, None)
+                        self._schedule_failed(schedule.trigger, exc)
                 if sharp:
                     self._switching.release()
                     sharp = False
                 wake = refresh_at
-                next_due = min((schedule.next_due for schedule in self.schedules.values()), default=None)
+                next_due = min(due.values(), default=None)
                 if next_due is not None:
                     sharp = (next_due - _utcnow()).total_seconds() <= SHARPEN_LEAD
                     wake = min(wake, next_due if sharp else next_due - timedelta(seconds=SHARPEN_LEAD))
@@ -224,6 +261,15 @@ class TriggerService:
             if sharp:
                 self._switching.release()
 
+    def _schedule_failed(self, trigger: TriggerRule, exc: Exception) -> None:
+        """Stop one schedule that failed (until its trigger changes), log it and record it as a firing of
+        that trigger; the other schedules go on."""
+        error = f"schedule stopped: {type(exc).__name__}: {exc}"
+        _log.error("trigger %s: %s", trigger.name, error, exc_info=exc)
+        self.failed[trigger.uid] = error
+        self.schedules.pop(trigger.uid, None)
+        self._spawn(trigger, [None], None, suppressed=error)
+
     def _fire_due(self, schedule: Schedule, now: datetime) -> None:
         times = schedule.due_times(now)
         if not times:
@@ -235,31 +281,74 @@ class TriggerService:
 
     # -- conditions --------------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
-        if not self.conditions:
+        causes = self._causes(event)
+        if self.conditions:
+            data = event.to_dict()
+            for trigger in self.conditions:
+                if trigger.name in causes:
+                    continue  # its own firing led to this event
+                try:
+                    matched = evaluate(trigger.spec.rule, data)
+                except Exception:  # noqa: BLE001 - a rule that cannot be evaluated on this event does not match
+                    _log.debug("condition of trigger %s failed on %s", trigger.name, event.type, exc_info=True)
+                    continue
+                if matched:
+                    self._fire_condition(trigger, event, causes)
+        if event.type == RUN_FINISHED and isinstance(event.data, dict):
+            self._caused_by.pop(event.data.get("uid"), None)
+
+    def _causes(self, event: Event) -> frozenset[str]:
+        """The triggers whose firings led to ``event`` (none for a user's event or a run started by hand)."""
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.type == TRIGGER_FIRED:
+            return frozenset(data.get("caused_by") or ())
+        if event.type.startswith(RUN_EVENT_PREFIX):
+            return self._caused_by.get(data.get("uid"), frozenset())
+        return frozenset()
+
+    def _fire_condition(self, trigger: TriggerRule, event: Event, causes: frozenset[str]) -> None:
+        if len(causes) >= MAX_CHAIN:
+            self._suppress(trigger, event, causes, f"a chain of {MAX_CHAIN} triggers firing one another was cut")
             return
-        data = event.to_dict()
-        for trigger in self.conditions:
-            try:
-                matched = evaluate(trigger.spec.rule, data)
-            except Exception:  # noqa: BLE001 - a rule that cannot be evaluated on this event does not match
-                _log.debug("condition of trigger %s failed on %s", trigger.name, event.type, exc_info=True)
-                continue
-            if matched:
-                self._spawn(trigger, [None], event)
+        now = time.monotonic()
+        if self.rate_limit:
+            recent = self._recent[trigger.uid]
+            while recent and recent[0] <= now - RATE_WINDOW:
+                recent.popleft()
+            if len(recent) >= self.rate_limit:
+                if self._suppressed_until.get(trigger.uid, 0.0) <= now:  # recorded once per window
+                    self._suppressed_until[trigger.uid] = recent[0] + RATE_WINDOW
+                    self._suppress(trigger, event, causes, f"over the rate limit of {self.rate_limit} firings a "
+                                                           "minute: matches are dropped until it is under again")
+                else:
+                    self.suppressed += 1
+                return
+            recent.append(now)
+        self._spawn(trigger, [None], event, causes)
+
+    def _suppress(self, trigger: TriggerRule, event: Event, causes: frozenset[str], reason: str) -> None:
+        self.suppressed += 1
+        _log.warning("trigger %s suppressed: %s", trigger.name, reason)
+        self._spawn(trigger, [None], event, causes, suppressed=f"suppressed: {reason}")
 
     # -- firing ------------------------------------------------------------------------------------------
-    def _spawn(self, trigger: TriggerRule, times: list[datetime | None], event: Event | None) -> asyncio.Future:
-        task = asyncio.ensure_future(self._fire_in_order(trigger, times, event))
+    def _spawn(self, trigger: TriggerRule, times: list[datetime | None], event: Event | None,
+               causes: frozenset[str] = frozenset(), suppressed: str | None = None) -> asyncio.Future:
+        task = asyncio.ensure_future(self._fire_in_order(trigger, times, event, causes, suppressed))
         self._firings.add(task)
         task.add_done_callback(self._firings.discard)
         return task
 
-    async def _fire_in_order(self, trigger: TriggerRule, times: list[datetime | None], event: Event | None) -> None:
+    async def _fire_in_order(self, trigger: TriggerRule, times: list[datetime | None], event: Event | None,
+                             causes: frozenset[str], suppressed: str | None) -> None:
         # Catch-up times are claimed oldest first: a newer claim would make the older ones look fired.
         for scheduled in times:
-            await self._fire(trigger, scheduled, event)
+            await self._fire(trigger, scheduled, event, causes | {trigger.name}, suppressed)
 
-    async def _fire(self, trigger: TriggerRule, scheduled: datetime | None, event: Event | None) -> None:
+    async def _fire(self, trigger: TriggerRule, scheduled: datetime | None, event: Event | None,
+                    causes: frozenset[str], suppressed: str | None) -> None:
+        """Run the trigger's action (unless ``suppressed`` says why not) and record the firing; runs it starts
+        are remembered as caused by ``causes``."""
         action = trigger.spec.action
         firing = None
         if scheduled is not None:  # schedules claim the time first: it must fire exactly once
@@ -268,13 +357,15 @@ class TriggerService:
                 return
             self._last_fire[trigger.uid] = scheduled
         fired_at = _utcnow()
-        self.fired += 1
-        run_uid, error = None, None
-        try:
-            run_uid = await get_action(action.target)(ActionContext(trigger, event, self.submit), action.parameters)
-        except Exception as exc:  # noqa: BLE001 - the outcome is recorded on the firing
-            error = f"{type(exc).__name__}: {exc}"
-            _log.warning("trigger %s: action %s failed: %s", trigger.name, action.target, error)
+        run_uid, error = None, suppressed
+        if suppressed is None:
+            self.fired += 1
+            try:
+                context = ActionContext(trigger, event, self._caused_submit(causes))
+                run_uid = await get_action(action.target)(context, action.parameters)
+            except Exception as exc:  # noqa: BLE001 - the outcome is recorded on the firing
+                error = f"{type(exc).__name__}: {exc}"
+                _log.warning("trigger %s: action %s failed: %s", trigger.name, action.target, error)
         if firing is None:  # an event firing is recorded once, with its outcome, off the path to the run
             await asyncio.to_thread(self.ledger.claim, trigger.uid, trigger.name, action.target, None,
                                     fired_at=fired_at, run_uid=run_uid, error=error)
@@ -282,7 +373,37 @@ class TriggerService:
             await asyncio.to_thread(self.ledger.record_outcome, firing, run_uid=run_uid, error=error)
         self.bus.publish(Event(type=TRIGGER_FIRED, source="triggers", channel="triggers", data={
             "trigger": trigger.name, "action": action.target, "run_uid": run_uid, "ok": error is None,
-            "error": error, "scheduled_for": scheduled and scheduled.isoformat()}))
+            "error": error, "scheduled_for": scheduled and scheduled.isoformat(), "caused_by": sorted(causes)}))
+
+    def _caused_submit(self, causes: frozenset[str]) -> Submit:
+        """The compute service's ``submit``, remembering that the runs it starts were caused by ``causes``
+        before they start (their first events may reach :meth:`_on_event` before ``submit`` returns)."""
+
+        async def submit(*args: Any, **kwargs: Any) -> Any:
+            uid = uuid4().hex
+            if len(self._caused_by) >= MAX_REMEMBERED_RUNS:  # runs that never reported an end (cancelled queued)
+                del self._caused_by[next(iter(self._caused_by))]
+            self._caused_by[uid] = causes
+            try:
+                return await self.submit(*args, uid=uid, **kwargs)
+            except BaseException:
+                self._caused_by.pop(uid, None)
+                raise
+
+        return submit
+
+
+def trigger_status(trigger: TriggerRule, last_fire: datetime | None) -> dict[str, Any]:
+    """``enabled``, ``last_fire_time`` and ``next_fire_time`` (enabled schedules) of a trigger that last
+    fired at ``last_fire``."""
+    status: dict[str, Any] = {"enabled": trigger.spec.enabled, "last_fire_time": last_fire and last_fire.isoformat(),
+                              "next_fire_time": None}
+    if trigger.spec.type == "schedule" and trigger.spec.enabled:
+        try:
+            status["next_fire_time"] = Schedule(trigger, _anchor(trigger, last_fire)).next_due.isoformat()
+        except Exception as exc:  # noqa: BLE001 - a trigger stored by an older version: said, not a failure
+            status["error"] = f"{type(exc).__name__}: {exc}"
+    return status
 
 
 def _anchor(trigger: TriggerRule, last_fire: datetime | None) -> datetime:

@@ -121,15 +121,21 @@ class WorkerSetup(WorkerPlugin):
             if entry not in sys.path and os.path.exists(entry):
                 sys.path.append(entry)
         importlib.invalidate_caches()
-        worker_logger = logging.getLogger("distributed.worker")
-        if not any(isinstance(existing, _StageFailureFilter) for existing in worker_logger.filters):
-            worker_logger.addFilter(_StageFailureFilter())
+        for name in ("distributed.worker", "distributed.worker.state_machine"):
+            worker_logger = logging.getLogger(name)
+            if not any(isinstance(existing, _StageFailureFilter) for existing in worker_logger.filters):
+                worker_logger.addFilter(_StageFailureFilter())
 
 
 class _StageFailureFilter(logging.Filter):
+    """Drops the worker's log lines about what flowdapt records itself: a stage that failed ("Compute
+    Failed"), and a stage task it cancelled (a timeout, a cancelled run)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        return not (str(record.msg).startswith("Compute Failed") and isinstance(args, tuple) and len(args) > 3
+        message, args = str(record.msg), record.args
+        if message.startswith("Async instruction for") and message.endswith("ended with CancelledError"):
+            return False
+        return not (message.startswith("Compute Failed") and isinstance(args, tuple) and len(args) > 3
                     and str(args[3]).startswith(StageFailed.__name__))
 
 
@@ -319,12 +325,19 @@ class DaskExecutor(ClusterExecutor):
                 self._memory.clear()  # the objects die with our cluster; release them first, quietly
             self._memory = None
         client, cluster, self._client, self._cluster = self._client, self._cluster, None, None
-        for resource in (client, cluster):
-            if resource is not None:
-                try:
-                    resource.close()
-                except Exception:  # noqa: BLE001 - already gone with the cluster
-                    pass
+        nanny = logging.getLogger("distributed.nanny")
+        level = nanny.level
+        if cluster is not None:  # our own workers may still run a cancelled stage: killing them is expected
+            nanny.setLevel(logging.ERROR)
+        try:
+            for resource in (client, cluster):
+                if resource is not None:
+                    try:
+                        resource.close()
+                    except Exception:  # noqa: BLE001 - already gone with the cluster
+                        pass
+        finally:
+            nanny.setLevel(level)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"kind": self.kind, "running": self._running, "address": self.address,

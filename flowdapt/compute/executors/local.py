@@ -20,7 +20,6 @@ import math
 import multiprocessing
 import os
 import sys
-import tempfile
 import threading
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -276,8 +275,8 @@ class LocalExecutor(BaseExecutor):
             if self.mode == "threads":
                 self._pool = ThreadPoolExecutor(max_workers=max(32, self.workers * 4), thread_name_prefix="flowdapt")
             else:
-                path = os.path.join(tempfile.gettempdir(), f"flowdapt-memory-{os.getpid()}-{id(self):x}.sock")
-                self._memory_server = object_store.MemoryServer(object_store.LOCAL_MEMORY, path)
+                self._memory_server = object_store.MemoryServer(object_store.LOCAL_MEMORY)
+                path = self._memory_server.path
                 context = multiprocessing.get_context(self.start_method)
                 if self.start_method == "forkserver":
                     # The default preload re-runs the user's __main__ (scripts without a main guard
