@@ -20,6 +20,8 @@ from tests.browser import (  # noqa: F401 - fixtures
     flowdapt_chromium,
     flowdapt_lab_module,
     flowdapt_page,
+    jp_asyncio_loop,
+    jp_server_cleanup,
 )
 
 WAIT = 30_000  # ms: Lab on a busy two-core machine
