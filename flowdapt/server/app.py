@@ -63,6 +63,7 @@ class FlowdaptApp(ExtensionApp):
         self._saved_env: dict[str, str | None] = {}
         LiveUpdates.register_schema(self.serverapp.event_logger)
         self.live = LiveUpdates(self.serverapp.event_logger, self.services.bus, self.live_heartbeat_seconds)
+        self.services.resource_listeners.append(self.live.resource_changed)
 
     def initialize_handlers(self) -> None:
         from flowdapt.dashboard.jupyter import dashboard_routes

@@ -30,7 +30,6 @@ from flowdapt.history.recorder import TRIGGER_FIRED
 SCHEMA_ID = "https://flowdapt.org/events/workbench"
 SCHEMA_PATH = Path(__file__).with_name("live-event.schema.json")
 PROGRESS_INTERVAL = 0.1  # seconds between two progress events of one stage
-RESOURCE_CHANGED = "com.event.resource.resource_changed"
 _STAGE_TYPES = {"com.event.workflow.stage_started", "com.event.workflow.stage_finished",
                 "com.event.workflow.stage_failed", "com.event.workflow.stage_retried"}
 _RUN_KEYS = ("uid", "name", "workflow", "state", "source", "executor", "namespace")
@@ -49,13 +48,11 @@ def live_payload(event: Event) -> dict[str, Any] | None:
                 "run": {key: data.get(key) for key in _RUN_KEYS}, "stage": data.get("stage") or {}}
     if event.type == TRIGGER_FIRED:
         return {"kind": "trigger", "firing": data}
-    if event.type == RESOURCE_CHANGED:
-        return {"kind": "resource", "resource": data}
     return None
 
 
 class LiveUpdates:
-    """Forwards the bus's run, stage, trigger and resource events to jupyter_server's event logger.
+    """Forwards the bus's run, stage and trigger events, and resource changes, to jupyter_server's event logger.
 
     Parameters
     ----------
@@ -98,6 +95,10 @@ class LiveUpdates:
         """Emit one event with the next ``seq``; ``at`` is when it happened (seconds since the epoch)."""
         self.seq = next(self._counter)
         self.event_logger.emit(schema_id=SCHEMA_ID, data={**payload, "seq": self.seq, "boot": self.boot, "time": at})
+
+    def resource_changed(self, kind: str) -> None:
+        """Tell the pages that resources of ``kind`` were created, changed or deleted."""
+        self.emit({"kind": "resource", "resource": {"kind": kind}}, time.time())
 
     def _forward(self, event: Event) -> None:
         payload = live_payload(event)

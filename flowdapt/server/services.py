@@ -26,7 +26,7 @@ from flowdapt.server.cache import CatalogCache
 from flowdapt.server.compute import ComputeService
 from flowdapt.server.dashboards import executor_dashboards
 from flowdapt.server.errors import RequestError, ServiceUnavailableError
-from flowdapt.server.live import PROGRESS_INTERVAL, RESOURCE_CHANGED
+from flowdapt.server.live import PROGRESS_INTERVAL
 from flowdapt.server.stats import StatsService
 from flowdapt.settings import Settings
 from flowdapt.triggers.service import TriggerService
@@ -204,6 +204,9 @@ class Services:
         self._unbridge: Any = None
         #: Whether jupyter-server-proxy serves this server's ``proxy/<port>/`` routes (set by the app).
         self.proxy_dashboards = False
+        #: Called with the kind of every resource created, changed or deleted (live views). Not an event on
+        #: the bus: condition triggers must not fire on a trigger being saved.
+        self.resource_listeners: list[Callable[[str], None]] = []
 
     def require_ready(self) -> "Services":
         """These services, or 503 while they start or stop."""
@@ -269,4 +272,5 @@ class Services:
     async def _changed(self, kind: str) -> None:
         if kind == TriggerRule.KIND:
             await self.triggers.reload()
-        self.bus.publish(Event(type=RESOURCE_CHANGED, source="resources", channel="resources", data={"kind": kind}))
+        for listener in self.resource_listeners:
+            listener(kind)
