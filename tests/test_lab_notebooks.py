@@ -7,7 +7,13 @@ import time
 
 import nbformat
 
-from tests.browser import flowdapt_chromium, flowdapt_lab, flowdapt_page  # noqa: F401 - fixtures
+from tests.browser import (  # noqa: F401 - fixtures
+    flowdapt_chromium,
+    flowdapt_lab,
+    flowdapt_page,
+    jp_asyncio_loop,
+    jp_server_cleanup,
+)
 
 NOTEBOOK = "notebooks/01-quickstart.ipynb"
 
@@ -28,7 +34,8 @@ def test_quickstart_runs_all_cells_in_lab_through_the_server(flowdapt_lab, flowd
     page = flowdapt_page.page
     page.goto(flowdapt_lab.page_url(f"lab/tree/{NOTEBOOK}"))
     page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=60_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    # The kernel is connected (the status bar names it, idle) before Run All: earlier, Lab drops the request.
+    page.wait_for_selector(".jp-StatusBar-Widget:has-text('Python 3 (ipykernel) | Idle')", timeout=60_000)
     page.click("li.lm-MenuBar-item:has-text('Run')")
     page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
 

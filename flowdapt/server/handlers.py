@@ -24,7 +24,7 @@ from flowdapt.events.models import ENGINE_TYPE_PREFIXES
 from flowdapt.history.models import MAX_OFFSET, Instant, RunQuery
 from flowdapt.history.stats import VIEWS
 from flowdapt.resources.models import RunState
-from flowdapt.server.errors import RequestError, describe_validation, status_of
+from flowdapt.server.errors import RequestError, describe_validation, service_error, status_of
 from flowdapt.server.services import Services
 
 API = "flowdapt/api/v1"
@@ -184,7 +184,7 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
             detail = exc.log_message or exc.reason or self._reason
         elif exc is not None and status_of(exc) is not None:
             status_code = status_of(exc)  # type: ignore[assignment]
-            detail = str(exc)
+            detail = str(service_error(exc))
         else:
             detail = "Internal Server Error"
         self.set_status(status_code)

@@ -108,8 +108,9 @@ def _send_now(comm: Any) -> None:
 
 
 class WorkerSetup(WorkerPlugin):
-    """Dask worker plugin: the driver's ``sys.path`` entries on each worker's ``sys.path``, and no
-    "Compute Failed" log line for stage failures (they are recorded in the run instead)."""
+    """Dask worker plugin: the driver's ``sys.path`` entries on each worker's ``sys.path`` (given for the
+    clusters the executor starts itself), and no "Compute Failed" log line for stage failures (they are
+    recorded in the run instead)."""
 
     name = "flowdapt-worker-setup"
 
@@ -278,7 +279,9 @@ class DaskExecutor(ClusterExecutor):
                 client = Client(self._cluster, set_as_default=False)
             self._client = client
             try:
-                client.register_plugin(WorkerSetup(worker_sys_path()), name=WorkerSetup.name)
+                # Our own local workers get the driver's import path; a cluster elsewhere gets code by `upload`.
+                paths = worker_sys_path() if self._cluster is not None else []
+                client.register_plugin(WorkerSetup(paths), name=WorkerSetup.name)
                 self._upload(client)
                 self._refresh_nodes()
             except Exception:

@@ -282,14 +282,15 @@ class RayMemory(object_store.ClusterMemory):
 # -- the process's connection to Ray --------------------------------------------------------------
 _users: set[int] = set()  # ids of started RayExecutors in this process
 _started_here = False
+_connected_to: str | None = None  # the address this process connected with (Ray reports its node's IP instead)
 _dashboard_url: str | None = None  # of the local instance this process started, when it has one
 _connection_lock = threading.Lock()
 
 
 def _connect(executor: "RayExecutor") -> None:
-    global _started_here, _dashboard_url
+    global _started_here, _connected_to, _dashboard_url
     if ray.is_initialized():
-        if executor.address and executor.address not in ("auto", "local") and executor.address != _current_address():
+        if executor.address and executor.address not in ("auto", "local", _connected_to, _current_address()):
             raise ExecutorError(f"this process is already connected to the Ray cluster at '{_current_address()}'; "
                                 f"cannot also connect to '{executor.address}' (one Ray cluster per process)")
         return
@@ -323,6 +324,7 @@ def _connect(executor: "RayExecutor") -> None:
             else:
                 os.environ[name] = value
     _started_here = True
+    _connected_to = executor.address
     _dashboard_url = (getattr(context, "dashboard_url", None) or None) if executor.include_dashboard else None
 
 
@@ -442,7 +444,7 @@ class RayExecutor(ClusterExecutor):
             self._disconnect()
 
     def _disconnect(self) -> None:
-        global _started_here, _dashboard_url
+        global _started_here, _connected_to, _dashboard_url
         if self._monitor_stop is not None:
             self._monitor_stop.set()
             self._monitor_stop = None
@@ -451,8 +453,7 @@ class RayExecutor(ClusterExecutor):
             object_store.register_cluster_memory("ray", None)
             if _started_here:  # a connection the user made with ray.init() stays theirs
                 ray.shutdown()
-                _started_here = False
-                _dashboard_url = None
+                _started_here, _connected_to, _dashboard_url = False, None, None
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"kind": self.kind, "running": self._running, "address": self.address}
