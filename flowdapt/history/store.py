@@ -233,6 +233,11 @@ class HistoryStore:
         with self._engine.connect() as conn:
             return queries.list_runs(conn, query or RunQuery(**filters))
 
+    def latest_runs(self) -> list[WorkflowRun]:
+        """The newest run of each workflow, without stages."""
+        with self._engine.connect() as conn:
+            return queries.latest_runs(conn)
+
     def get_run(self, identifier: str) -> WorkflowRun:
         """One run by uid or name, with its stages."""
         with self._engine.connect() as conn:

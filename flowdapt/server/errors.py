@@ -13,6 +13,7 @@ from flowdapt.errors import (
     UnknownNameError,
 )
 from flowdapt.history.errors import HistoryError
+from flowdapt.notebook.paths import NotebookPathError
 
 
 class ServiceUnavailableError(FlowdaptError):
@@ -41,6 +42,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
     (ResourceConflictError, 409),
     (RunStateError, 409),
     (ResourceError, 422),
+    (NotebookPathError, 422),
     (ServiceUnavailableError, 503),
     (HistoryError, 503),
     (ExecutorError, 503),

@@ -29,6 +29,7 @@ from flowdapt.server.services import Services
 
 API = "flowdapt/api/v1"
 KINDS = {"workflows": "workflow", "configs": "config", "triggers": "trigger_rule"}
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_BODY_DEPTH = 64  # resources, inputs and events nest far less; deeper bodies are refused before use
 M = TypeVar("M", bound=BaseModel)
@@ -89,6 +90,15 @@ class StageModuleIn(BaseModel):
     source: str = Field(min_length=1)
 
 
+class NotebookIn(BaseModel):
+    """Body of ``POST notebooks/workflow``."""
+
+    model_config = ConfigDict(extra="forbid")
+    notebook: str = Field(min_length=1, description="path under the workbench root, ending in .ipynb")
+    kernel_name: str | None = None
+    cell_timeout: float | None = Field(default=None, gt=0)
+
+
 class DrainOptions(BaseModel):
     """Query of ``POST drain``: wait at most ``timeout`` seconds."""
 
@@ -117,8 +127,10 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
 
     def query(self, model: type[M]) -> M:
         """The query string as ``model``; 400 naming the parameter when it does not fit. ``token`` is
-        Jupyter's (a token may be given in the URL), not a parameter of the route."""
-        keys = [key for key in self.request.query_arguments if key != "token"]
+        Jupyter's (a token may be given in the URL), not a parameter of the route; nor is the bare
+        timestamp JupyterLab's ServerConnection appends to bust caches (``?1712345678901``)."""
+        keys = [key for key in self.request.query_arguments
+                if key != "token" and not (key.isdigit() and not self.get_query_argument(key))]
         try:
             return model.model_validate({key: self.get_query_argument(key) for key in keys})
         except ValidationError as exc:
@@ -148,6 +160,18 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
         """Finish with ``data`` as JSON."""
         self.set_status(status)
         self.finish(json.dumps(data, default=str))
+
+    def answer_yaml(self, text: str) -> None:
+        """Finish with a YAML document."""
+        self.finish(text, set_content_type="application/yaml; charset=UTF-8")
+
+    def wants_yaml(self) -> bool:
+        """Whether the request asks for YAML (``Accept: application/yaml``) rather than JSON."""
+        return any(kind in self.request.headers.get("Accept", "") for kind in YAML_TYPES)
+
+    def sent_yaml(self) -> bool:
+        """Whether the request body is YAML (by its ``Content-Type``)."""
+        return self.request.headers.get("Content-Type", "").split(";")[0].strip() in YAML_TYPES
 
     def answer_page(self, items: list[Any], total: int) -> None:
         """Finish with one page of a list; ``X-Total-Count`` tells how many there are."""
@@ -225,7 +249,10 @@ class ResourceHandler(FlowdaptHandler):
     @authorized
     async def get(self, collection: str, identifier: str) -> None:
         resources = self.services.resources
-        self.answer(resources.to_wire(await resources.get(KINDS[collection], identifier)))
+        if self.wants_yaml():
+            self.answer_yaml(await resources.as_yaml(KINDS[collection], identifier))
+        else:
+            self.answer(resources.to_wire(await resources.get(KINDS[collection], identifier)))
 
     @web.authenticated
     @authorized
@@ -241,14 +268,40 @@ class ResourceHandler(FlowdaptHandler):
 
 
 class ApplyHandler(FlowdaptHandler):
-    """Create or update a list of resources of any kinds, all or nothing (``flowctl apply``)."""
+    """Create or update a list of resources of any kinds, all or nothing (``flowctl apply``); the body is
+    a JSON list, or a resource file's YAML text (``Content-Type: application/yaml``)."""
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
         resources = self.services.resources
-        outcome = await resources.apply(self.body())
+        if self.sent_yaml():
+            outcome = await resources.apply_text(self.request.body.decode("utf-8", errors="replace"))
+        else:
+            outcome = await resources.apply(self.body())
         self.answer([{"resource": resources.to_wire(item), "outcome": result} for item, result in outcome])
+
+
+class WorkflowInputsHandler(FlowdaptHandler):
+    """The run input a workflow takes: its root stages' parameters (the Run form in Lab)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, identifier: str) -> None:
+        self.answer((await self.services.resources.inputs(identifier)).model_dump(mode="json"))
+
+
+class NotebookWorkflowHandler(FlowdaptHandler):
+    """Create or update the one-stage workflow that runs a notebook; answers it with its parameters."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        request = self.body(NotebookIn)
+        resources = self.services.resources
+        workflow, inputs = await resources.notebook_workflow(request.notebook, request.kernel_name,
+                                                             request.cell_timeout)
+        self.answer({"workflow": resources.to_wire(workflow), "inputs": inputs.model_dump(mode="json")})
 
 
 class TriggerSwitchHandler(FlowdaptHandler):
@@ -303,6 +356,15 @@ class RunsHandler(FlowdaptHandler):
         self.answer([run.to_document() for run in runs])
 
 
+class LatestRunsHandler(FlowdaptHandler):
+    """The newest run of each workflow (the last-run column of Lab's workflow list)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.answer([run.to_document() for run in await self.services.compute.latest_runs()])
+
+
 class RunHandler(FlowdaptHandler):
     """One run by uid or name: get, record (a run another process runs), delete (ended runs only)."""
 
@@ -337,6 +399,15 @@ class RunStagesHandler(FlowdaptHandler):
     async def get(self, identifier: str) -> None:
         attempts = await self.services.compute.stage_attempts(identifier)
         self.answer([attempt.model_dump(mode="json") for attempt in attempts])
+
+
+class OutputNotebookHandler(FlowdaptHandler):
+    """The output notebook of a notebook stage of a run (nbformat JSON); 404 when it has none."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, identifier: str, stage: str) -> None:
+        self.answer(await self.services.compute.output_notebook(identifier, stage))
 
 
 class EventsHandler(FlowdaptHandler):
@@ -417,13 +488,17 @@ ROUTES: list[tuple[str, type[FlowdaptHandler]]] = [
     (rf"/{API}/(?P<collection>workflows|configs|triggers)/?", CollectionHandler),
     (rf"/{API}/(?P<collection>workflows|configs|triggers)/{_ID}/?", ResourceHandler),
     (rf"/{API}/workflows/{_ID}/run/?", RunWorkflowHandler),
+    (rf"/{API}/workflows/{_ID}/inputs/?", WorkflowInputsHandler),
+    (rf"/{API}/notebooks/workflow/?", NotebookWorkflowHandler),
     (rf"/{API}/triggers/{_ID}/(?P<switch>enable|disable)/?", TriggerSwitchHandler),
     (rf"/{API}/triggers/{_ID}/firings/?", TriggerFiringsHandler),
     (rf"/{API}/apply/?", ApplyHandler),
     (rf"/{API}/runs/?", RunsHandler),
+    (rf"/{API}/runs/latest/?", LatestRunsHandler),
     (rf"/{API}/runs/{_ID}/?", RunHandler),
     (rf"/{API}/runs/{_ID}/cancel/?", CancelRunHandler),
     (rf"/{API}/runs/{_ID}/stages/?", RunStagesHandler),
+    (rf"/{API}/runs/{_ID}/stages/(?P<stage>[^/]+)/notebook/?", OutputNotebookHandler),
     (rf"/{API}/events/?", EventsHandler),
     (rf"/{API}/stage-modules/(?P<module>[^/]+)/?", StageModuleHandler),
     (rf"/{API}/status/?", StatusHandler),

@@ -284,11 +284,12 @@ class RayMemory(object_store.ClusterMemory):
 _users: set[int] = set()  # ids of started RayExecutors in this process
 _started_here = False
 _connected_to: str | None = None  # the address this process connected with (Ray reports its node's IP instead)
+_dashboard_url: str | None = None  # of the local instance this process started, when it has one
 _connection_lock = threading.Lock()
 
 
 def _connect(executor: "RayExecutor") -> None:
-    global _started_here, _connected_to
+    global _started_here, _connected_to, _dashboard_url
     if ray.is_initialized():
         if executor.address and executor.address not in ("auto", "local", _connected_to, _current_address()):
             raise ExecutorError(f"this process is already connected to the Ray cluster at '{_current_address()}'; "
@@ -313,7 +314,7 @@ def _connect(executor: "RayExecutor") -> None:
     saved = {name: os.environ.get(name) for name in environ}
     os.environ.update(environ)
     try:
-        ray.init(**options)
+        context = ray.init(**options)
     except Exception as exc:  # noqa: BLE001 - e.g. ConnectionError, TimeoutError, ValueError from Ray
         raise ExecutorError(f"cannot start or connect to Ray at '{executor.address or 'local'}': "
                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
@@ -325,6 +326,7 @@ def _connect(executor: "RayExecutor") -> None:
                 os.environ[name] = value
     _started_here = True
     _connected_to = executor.address
+    _dashboard_url = (getattr(context, "dashboard_url", None) or None) if executor.include_dashboard else None
 
 
 def _probe(address: str, timeout: float) -> None:
@@ -443,7 +445,7 @@ class RayExecutor(ClusterExecutor):
             self._disconnect()
 
     def _disconnect(self) -> None:
-        global _started_here, _connected_to
+        global _started_here, _connected_to, _dashboard_url
         if self._monitor_stop is not None:
             self._monitor_stop.set()
             self._monitor_stop = None
@@ -452,10 +454,12 @@ class RayExecutor(ClusterExecutor):
             object_store.register_cluster_memory("ray", None)
             if _started_here:  # a connection the user made with ray.init() stays theirs
                 ray.shutdown()
-                _started_here, _connected_to = False, None
+                _started_here, _connected_to, _dashboard_url = False, None, None
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"kind": self.kind, "running": self._running, "address": self.address}
+        if self._running and _dashboard_url:
+            info["dashboard_link"] = _dashboard_url if "://" in _dashboard_url else f"http://{_dashboard_url}"
         if self._running:
             context = ray.get_runtime_context()
             info.update(gcs_address=context.gcs_address, nodes=len(self._nodes), cpus=self._cpus_total,
