@@ -5,8 +5,9 @@ the kernel (with the notebook's own callables and executors); inside Lab it woul
 history at all, since the kernel opens no store of its own while a server holds it. The
 :class:`RunReporter` listens to the kernel's engine events and sends each run's record to the
 server (``PUT runs/{uid}``) when it starts, at most every ``interval`` seconds while it goes on, and
-when it ends. Sending happens on a thread of its own, so a stage never waits for the network; a
-server that cannot be reached costs a warning, not the run.
+when it ends. Sending happens on a thread of its own, so a stage never waits for the network; the
+end of each cell waits (a few seconds at most) until what it ran was sent. A server that cannot be
+reached costs a warning, not the run.
 """
 
 from __future__ import annotations
