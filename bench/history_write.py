@@ -208,7 +208,7 @@ def _postgres() -> Iterator[Callable[[], str] | None]:
         return
     try:
         with postgres_server() as server:
-            yield lambda: new_postgres_database(server)
+            yield lambda: new_postgres_database(server.url)
     except FileNotFoundError:
         yield None
 

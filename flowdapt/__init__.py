@@ -29,3 +29,8 @@ def _jupyter_server_extension_points() -> list[dict]:
     from flowdapt.server.app import FlowdaptApp
 
     return [{"module": "flowdapt.server.app", "app": FlowdaptApp}]
+
+
+def _jupyter_labextension_paths() -> list[dict]:
+    """The prebuilt JupyterLab extension (``jupyter labextension develop .`` links it in development)."""
+    return [{"src": "labextension", "dest": "@flowdapt/labextension"}]

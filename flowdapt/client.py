@@ -265,6 +265,14 @@ class Client:
             raise FlowdaptError(f"unknown statistic '{view}' (known: {', '.join(VIEWS)})")
         return VIEWS[view].adapter.validate_python(self._call("GET", f"stats/{view}", params=_params(params)))
 
+    def output_notebook(self, run: str, stage: str) -> dict[str, Any]:
+        """The output notebook (nbformat JSON) of notebook stage ``stage`` of ``run``."""
+        return self._call("GET", f"runs/{run}/stages/{stage}/notebook")
+
+    def workflow_inputs(self, workflow: str) -> dict[str, Any]:
+        """The run input ``workflow`` takes: ``fields`` (name, type, default, ...) and ``open``."""
+        return self._call("GET", f"workflows/{workflow}/inputs")
+
     # -- events and the server -----------------------------------------------------------------------------
     def publish(self, type: str, data: Any = None, *, source: str = "user", channel: str = "events") -> dict:
         """Publish an event; condition triggers evaluate it."""

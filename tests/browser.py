@@ -65,7 +65,8 @@ def isolated_env(home: Path, app_dir: Path, **extra: str) -> dict[str, str]:
 class LabProcess:
     """``jupyter lab`` with a token and a non-root base URL, serving ``root_dir``."""
 
-    def __init__(self, root_dir: Path, home: Path, app_dir: Path, *, command: str = "lab") -> None:
+    def __init__(self, root_dir: Path, home: Path, app_dir: Path, *, command: str = "lab",
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.root_dir = root_dir
         self.app_dir = app_dir
         self.port = free_port()
@@ -81,7 +82,7 @@ class LabProcess:
         notification.write_text('{"fetchNews": "false", "checkForUpdates": false}')
         argv = [str(BIN / "jupyter"), command, "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
                 f"--ServerApp.base_url={BASE_URL}", f"--IdentityProvider.token={TOKEN}",
-                f"--ServerApp.root_dir={root_dir}", "--allow-root"]
+                f"--ServerApp.root_dir={root_dir}", "--allow-root", *extra_args]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(argv, cwd=root_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self._wait_ready()
@@ -105,6 +106,11 @@ class LabProcess:
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A request to the flowdapt REST API, with the token."""
         return httpx.request(method, f"{self.url}flowdapt/api/v1/{path}", timeout=kwargs.pop("timeout", 30),
+                             headers={"Authorization": f"token {TOKEN}"}, **kwargs)
+
+    def lab_api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A request to JupyterLab's own REST API (``lab/api/``: workspaces, settings), with the token."""
+        return httpx.request(method, f"{self.url}lab/api/{path}", timeout=kwargs.pop("timeout", 30),
                              headers={"Authorization": f"token {TOKEN}"}, **kwargs)
 
     def page_url(self, path: str = "lab") -> str:
@@ -180,12 +186,27 @@ def flowdapt_page(flowdapt_chromium, request) -> Iterator[LabPage]:
         context.close()
 
 
+def copy_workbench(root: Path) -> Path:
+    """A workbench root holding a copy of the repository's ``notebooks/`` and ``templates/``."""
+    shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(ROOT / "templates", root / "templates")
+    return root
+
+
 @pytest.fixture
 def flowdapt_lab(tmp_path, flowdapt_app_dir) -> Iterator[LabProcess]:
     """JupyterLab serving a copy of the repository's ``notebooks/`` and ``templates/``."""
-    root = tmp_path / "workbench"
-    shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    shutil.copytree(ROOT / "templates", root / "templates")
-    lab = LabProcess(root, tmp_path / "home", flowdapt_app_dir)
+    lab = LabProcess(copy_workbench(tmp_path / "workbench"), tmp_path / "home", flowdapt_app_dir)
+    yield lab
+    lab.stop()
+
+
+@pytest.fixture(scope="module")
+def flowdapt_lab_module(tmp_path_factory) -> Iterator[LabProcess]:
+    """One JupyterLab for a whole test module (as :func:`flowdapt_lab`), exposing ``window.jupyterapp`` and
+    sending live-update heartbeats every second."""
+    base = tmp_path_factory.mktemp("lab")
+    lab = LabProcess(copy_workbench(base / "workbench"), base / "home", base / "app",
+                     extra_args=("--LabApp.expose_app_in_browser=True", "--FlowdaptApp.live_heartbeat_seconds=1"))
     yield lab
     lab.stop()

@@ -34,14 +34,33 @@ def _ray_executor() -> BaseExecutor:
     return RayExecutor(**RAY_TEST_OPTIONS)
 
 
+def _external_executor(kind: str) -> BaseExecutor:
+    """An executor on a cluster started elsewhere (``tests/test_external_clusters.py``): its address comes
+    from ``FLOWDAPT_TEST_<KIND>_ADDRESS``, and the test code reaches its workers by upload only."""
+    from pathlib import Path
+
+    address, tests = os.environ[f"FLOWDAPT_TEST_{kind.upper()}_ADDRESS"], str(Path(__file__).parent)
+    if kind == "dask":
+        from flowdapt.compute.executors.dask import DaskExecutor
+
+        return DaskExecutor(address=address, upload=[tests])
+    from flowdapt.compute.executors.ray import RayExecutor
+
+    return RayExecutor(address=address, upload=[tests])
+
+
 # The conformance suite: every test taking the ``executor`` fixture runs once per entry.
-# Cluster executors add their entries here (one cluster per test session).
+# Cluster executors add their entries here (one cluster per test session). The external ones run
+# only when FLOWDAPT_TEST_EXECUTORS names them (a session of their own: one Ray cluster per process).
 EXECUTORS: dict[str, Callable[[], BaseExecutor]] = {
     "local-threads": lambda: LocalExecutor(mode="threads", cpus=2),
     "local-processes": lambda: LocalExecutor(mode="processes", cpus=2),
     "dask": _dask_executor,
     "ray": _ray_executor,
+    "dask-external": lambda: _external_executor("dask"),
+    "ray-external": lambda: _external_executor("ray"),
 }
+SELECTED = os.environ.get("FLOWDAPT_TEST_EXECUTORS", "local-threads,local-processes,dask,ray").split(",")
 
 
 @pytest.fixture(scope="session")
@@ -53,13 +72,26 @@ def flowdapt_ray() -> BaseExecutor:
     instance.close()
 
 
-@pytest.fixture(scope="session", params=list(EXECUTORS))
+@pytest.fixture(scope="session", params=SELECTED)
 def executor(request) -> BaseExecutor:
     """A started executor of each conformance kind, shared by the session."""
     instance = EXECUTORS[request.param]()
     instance.start()
+    if request.param.endswith("-external"):
+        _warm_up(instance)
     yield instance
     instance.close()
+
+
+def _warm_up(instance: BaseExecutor) -> None:
+    """Have an external cluster start this job's workers (a fresh cluster starts them on first use, which
+    tests that time stages would mistake for stages not running in parallel)."""
+    import flowdapt
+
+    definition = {"metadata": {"name": "warm-up"}, "spec": {"stages": [
+        {"name": "items", "target": "tests.stages.interval", "type": "parameterized", "options": {"map_on": "x"}}]}}
+    run = flowdapt.run_workflow(definition, {"x": list(range(8)), "seconds": 0.5}, executor=instance)
+    assert run.state == "finished", run.error
 
 
 @pytest.fixture(autouse=True)

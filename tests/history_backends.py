@@ -43,28 +43,53 @@ def _as_postgres(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args]
 
 
-@contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    """Start a throw-away PostgreSQL server; yields its ``postgresql+psycopg://`` URL (no database part)."""
-    bindir = _pg_bin()
-    if bindir is None:
-        raise FileNotFoundError("PostgreSQL binaries (initdb, pg_ctl) not found: apt-get install postgresql")
-    root = Path(tempfile.mkdtemp(prefix="flowdapt-pg-"))
-    data = root / "data"
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    port = _free_port()
-    subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                                 "-E", "UTF8", "--no-sync"]), check=True, capture_output=True)
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
-                                 "-w", "start"]), check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+class PostgresServer:
+    """A throw-away PostgreSQL server from Debian's binaries; ``url`` is its ``postgresql+psycopg://`` URL
+    (no database part). It can be restarted under its clients."""
+
+    def __init__(self) -> None:
+        bindir = _pg_bin()
+        if bindir is None:
+            raise FileNotFoundError("PostgreSQL binaries (initdb, pg_ctl) not found: apt-get install postgresql")
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="flowdapt-pg-"))
+        self.data = self.root / "data"
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.port = _free_port()
+        subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                                     "-E", "UTF8", "--no-sync"]), check=True, capture_output=True)
+        self.start()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}"
+
+    def _ctl(self, *args: str, check: bool = True) -> None:
+        subprocess.run(_as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.data), *args]), check=check,
                        capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+
+    def start(self) -> None:
+        """Start the server (nothing if it runs)."""
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        running = subprocess.run(_as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.data), "status"]),
+                                 capture_output=True).returncode == 0
+        if not running:
+            self._ctl("-o", options, "-l", str(self.root / "log"), "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-m", mode, "-w", "stop", check=False)
+
+    def remove(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throw-away PostgreSQL server, removed afterwards."""
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.remove()
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +99,8 @@ def flowdapt_postgres_server():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("PostgreSQL binaries (initdb, pg_ctl) not found; CI must install Debian's postgresql")
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found: apt-get install postgresql")
-    with postgres_server() as url:
-        yield url
+    with postgres_server() as server:
+        yield server.url
 
 
 def new_postgres_database(server: str) -> str:

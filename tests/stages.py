@@ -162,3 +162,13 @@ def gpu_probe(item=None, hold: float = 0.0):
     time.sleep(hold)
     return {"visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "device": torch.cuda.get_device_name(0),
             "value": value, "held": [started, time.time()], "pid": os.getpid()}
+
+
+def write_pid_then_sleep(path: str, seconds: float = 30.0):
+    """Append this process's pid to ``path`` (a test kills it), then sleep."""
+    import os
+
+    with open(path, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    return seconds

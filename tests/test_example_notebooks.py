@@ -49,7 +49,7 @@ def test_example_notebooks_run_in_kernels_under_a_server(tmp_path, flowdapt_env)
                "FLOWDAPT_NOTEBOOKS_SERVER_APP_DIR": flowdapt_env["FLOWDAPT_APP_DIR"]}
         code, output = nbval(NOTEBOOKS, env, ROOT, tmp_path / "nbval.log")
         assert code == 0, output[-6000:]
-        runs = httpx.get(f"{server.url}flowdapt/api/v1/runs", params={"limit": 100},
+        runs = httpx.get(f"{server.url}flowdapt/api/v1/runs", params={"limit": 10_000},
                          headers={"Authorization": f"token {TOKEN}"}).json()
         ran = {(run["workflow"], run["source"], run["executor"], run["state"]) for run in runs}
         # The magics' runs went to the server, which ran them and keeps them...

@@ -55,12 +55,14 @@ def flowdapt_env(tmp_path, flowdapt_app_dir):
 
 
 class Server:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    """``flowdapt serve`` on a free port (more Jupyter options in ``options``), up when its API answers."""
+
+    def __init__(self, env: dict[str, str], log: Path, *options: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = log.open("ab")
         self.process = subprocess.Popen(
-            [str(BIN / "flowdapt"), "serve", "--ip=127.0.0.1", f"--port={self.port}", "--no-browser"],
+            [str(BIN / "flowdapt"), "serve", "--ip=127.0.0.1", f"--port={self.port}", "--no-browser", *options],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.started = time.time()
         deadline = time.monotonic() + 60

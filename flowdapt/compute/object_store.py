@@ -207,12 +207,20 @@ class ArtifactStore:
         return f"{self.root}/artifacts/{_component(namespace)}/{_component(key)}"
 
     def put(self, key: str, value: Any, namespace: str) -> None:
+        """Write the object beside its path, then move it there: a failed write (a full disk) leaves the
+        previous value of ``key``, if any, and no partial file."""
         path = self.path(key, namespace)
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         temporary = path + ".partial"
-        with self.fs.open(temporary, "wb") as handle:
-            handle.write(cloudpickle.dumps(value, protocol=5))
-        self.fs.mv(temporary, path)
+        try:
+            with self.fs.open(temporary, "wb") as handle:
+                handle.write(cloudpickle.dumps(value, protocol=5))
+            self.fs.mv(temporary, path)
+        except OSError as exc:
+            if self.fs.exists(temporary):
+                self.fs.rm(temporary)
+            raise OSError(exc.errno, f"object '{key}' in namespace '{namespace}' was not stored as an artifact "
+                                     f"({path}): {exc.strerror or exc}") from exc
 
     def get(self, key: str, namespace: str) -> Any:
         try:

@@ -15,6 +15,7 @@ from flowdapt.errors import UnknownNameError
 
 if TYPE_CHECKING:
     from flowdapt.compute.executors.base import BaseExecutor, OnDone, OnProgress, TaskHandle
+    from flowdapt.compute.inputs import InputField
     from flowdapt.resources.models import WorkflowStage
 
 
@@ -57,6 +58,11 @@ class StageType(abc.ABC):
               on_progress: "OnProgress", on_done: "OnDone") -> "TaskHandle":
         """Hand the stage to ``executor``; outcome and progress come back through the callbacks."""
 
+    def inputs(self, stage: "WorkflowStage") -> "tuple[list[InputField], bool] | None":
+        """The run input ``stage`` takes as a root stage, and whether it takes more than those fields;
+        ``None`` when this type cannot tell (see :mod:`flowdapt.compute.inputs`)."""
+        return None
+
 
 def _validated_function(stage: "WorkflowStage", check_target: bool):
     if not check_target:
@@ -90,6 +96,11 @@ class SimpleStage(StageType):
 
     def start(self, executor, stage, call, upstream, on_progress, on_done, then=None):
         return executor.submit(call, upstream, stage.resources.as_dict(), on_done, then)
+
+    def inputs(self, stage):
+        from flowdapt.compute.inputs import signature_fields
+
+        return signature_fields(resolve_target(stage.target), stage.name)
 
 
 class ParameterizedStage(StageType):
@@ -125,6 +136,16 @@ class ParameterizedStage(StageType):
         if extras is not None and (extras.keep is not None or extras.items is not None):
             return map_with_outputs(executor, stage, call, items, rest, on_progress, on_done)
         return executor.map(call, items, rest, stage.resources.as_dict(), on_progress, on_done)
+
+    def inputs(self, stage):
+        from flowdapt.compute.inputs import InputField, signature_fields
+
+        # The item arrives as the first positional argument; the run input holds the items under map_on.
+        fields, takes_any = signature_fields(resolve_target(stage.target), stage.name, skip=1)
+        if stage.options.map_on:
+            fields.insert(0, InputField(name=stage.options.map_on, type="array", required=True, stages=[stage.name],
+                                        description=f"the items '{stage.name}' maps over"))
+        return fields, takes_any
 
 
 _registry: dict[str, StageType] = {}

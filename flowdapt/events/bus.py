@@ -142,14 +142,32 @@ def snapshot(event: Event, result_limit: int = RESULT_LIMIT_BYTES) -> Event:
     return Event(type=event.type, source=event.source, channel=event.channel, data=data, id=event.id, time=event.time)
 
 
-def bridge_engine_events(bus: BaseEventBus, *, progress: bool = False) -> Callable[[], None]:
+def bridge_engine_events(bus: BaseEventBus, *, progress: bool = False,
+                         progress_interval: float | None = None) -> Callable[[], None]:
     """Publish a copy of every engine event of this process on ``bus``; returns the function that stops it.
 
-    Per-item progress events are left out unless ``progress`` (a large fan-out emits thousands).
+    Per-item progress events are left out (a large fan-out emits thousands) unless ``progress`` (all of
+    them) or ``progress_interval`` (at most one per stage every that many seconds, and the last one).
     """
+    last_sent: dict[tuple[str, str], float] = {}
+
+    def throttled(event: ItemsProgress) -> bool:
+        stage = event.stage
+        key = (event.run.uid, stage.name)
+        if stage.items_total is not None and stage.items_done + stage.items_failed >= stage.items_total:
+            last_sent.pop(key, None)  # the last one always goes, and the stage is forgotten
+            return False
+        if event.time - last_sent.get(key, 0.0) < progress_interval:  # type: ignore[operator]
+            return True
+        if len(last_sent) > 10_000:  # stages cancelled before their last item are never popped
+            last_sent.clear()
+        last_sent[key] = event.time
+        return False
 
     def forward(event: Event) -> None:
-        if progress or type(event) is not ItemsProgress:
-            bus.publish(snapshot(event))
+        if type(event) is ItemsProgress and not progress:
+            if progress_interval is None or throttled(event):
+                return
+        bus.publish(snapshot(event))
 
     return events.subscribe(forward)

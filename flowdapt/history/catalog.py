@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Iterable
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
@@ -58,6 +58,10 @@ def apply_resources(conn: Connection, resources: Iterable[Resource]) -> list[tup
         kind, name = resource.kind, resource.metadata.name
         stored = conn.execute(select(_r.uid, _r.document).where(_r.kind == kind, _r.name == name)).first()
         if stored is None:
+            if conn.execute(select(_r.uid).where(_r.uid == resource.uid)).first() is not None:
+                # A copy of another resource's document (renamed): a new resource gets its own uid.
+                document["metadata"]["uid"] = str(uuid4())
+                resource = _parse(kind, document)
             conn.execute(insert(orm.resources).values(
                 uid=resource.uid, kind=kind, name=name, document=document,
                 created_at=naive_utc(resource.metadata.created_at), updated_at=naive_utc(resource.metadata.updated_at)))

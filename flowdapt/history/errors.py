@@ -13,6 +13,10 @@ class DatabaseLockedError(HistoryError):
     """Another process holds the (DuckDB) database file."""
 
 
+class DatabaseUnreachableError(HistoryError):
+    """The database went away (a restart, a failover); the history waits for it to come back."""
+
+
 class SchemaVersionError(HistoryError):
     """The database schema is not the version this flowdapt needs."""
 

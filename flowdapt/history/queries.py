@@ -210,6 +210,16 @@ def list_runs(conn: Connection, query: RunQuery) -> list[WorkflowRun]:
     return page(rows(None, {}))
 
 
+def latest_runs(conn: Connection) -> list[WorkflowRun]:
+    """The newest run of each workflow (a run not started yet counts as newest), without stages, by workflow."""
+    runs = orm.runs.c
+    rank = func.row_number().over(partition_by=runs.workflow,
+                                  order_by=(runs.started_at.desc().nulls_first(), runs.uid)).label("rank")
+    ranked = select(*_RUN_COLUMNS, rank).subquery()
+    statement = select(*(ranked.c[column.name] for column in _RUN_COLUMNS)).where(ranked.c.rank == 1)
+    return [_run_from_values(row) for row in conn.execute(statement.order_by(ranked.c.workflow)).all()]
+
+
 @lru_cache(maxsize=None)
 def _lookup_statement(dialect: str, windowed: bool, stages: bool) -> Select:
     """The run with uid ``:uid``, or else the newest run named ``:name`` (started in the recent window

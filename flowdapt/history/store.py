@@ -67,6 +67,8 @@ def make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": 30}
+    elif parsed.get_backend_name() == "postgresql":
+        kwargs["pool_pre_ping"] = True  # a connection from before a restart is replaced, not used and failed
     engine = create_engine(parsed, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", install_sqlite_functions)
@@ -231,6 +233,11 @@ class HistoryStore:
         """Runs newest first, filtered by workflow/state/source/since/until, paged by limit/offset."""
         with self._engine.connect() as conn:
             return queries.list_runs(conn, query or RunQuery(**filters))
+
+    def latest_runs(self) -> list[WorkflowRun]:
+        """The newest run of each workflow, without stages."""
+        with self._engine.connect() as conn:
+            return queries.latest_runs(conn)
 
     def get_run(self, identifier: str) -> WorkflowRun:
         """One run by uid or name, with its stages."""

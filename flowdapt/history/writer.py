@@ -33,8 +33,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Mapping
 
 from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import OperationalError
 
 from flowdapt.history import orm
+from flowdapt.history.errors import DatabaseUnreachableError
 from flowdapt.history.bulk import insert_arrow, to_arrow, upsert_columns, warm_up_arrow
 from flowdapt.history.recorder import LIVE, LiveRef, Values
 from flowdapt.resources.models import WorkflowRun
@@ -51,6 +53,16 @@ Snapshots = dict[Any, dict[Any, tuple[Any, ...]]]  # table -> primary key -> new
 # On DuckDB a row written in an open state will be written again (replaced); any other key is new
 # to the database, so it takes the cheaper plain insert. Trigger firings are written once.
 _OPEN_STATES = frozenset({"pending", "running"})
+RECONNECT_SECONDS = 300.0  # how long a batch waits for a database that went away before it is given up
+CLOSING_RECONNECT_SECONDS = 10.0  # the same while the store closes
+
+
+def disconnected(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection to the database was lost (a restart, a failover), so the same
+    statement succeeds once the database is back."""
+    return bool(getattr(exc, "connection_invalidated", False)) or (
+        isinstance(exc, OperationalError) and any(word in str(exc).lower() for word in (
+            "connection", "server closed", "terminating", "could not connect", "the database system is")))
 
 
 def batch_columns(table: Any, rows: Iterable[tuple[Any, ...]]) -> dict[str, list[Any]]:
@@ -159,6 +171,7 @@ class HistoryWriter:
         self._threads = (threading.Thread(target=self._prepare_loop, name="flowdapt-history-batches", daemon=True),
                          threading.Thread(target=self._commit_loop, name="flowdapt-history-writer", daemon=True))
         self._closed = False
+        self.unreachable_since: float | None = None  # monotonic time the database went away, while it is away
         self._next_prune = 0.0
         self._next_cancel_poll = 0.0
 
@@ -181,11 +194,19 @@ class HistoryWriter:
             self._live[run.uid] = run
 
     def flush(self, timeout: float | None = 30.0) -> None:
-        """Block until every row queued so far is written."""
+        """Block until every row queued so far is written; while the database is unreachable, raise
+        :class:`DatabaseUnreachableError` at once rather than wait for it."""
         done = threading.Event()
         self._queue.put((None, done))
-        if not done.wait(timeout):
-            raise TimeoutError("the history writer did not catch up")
+        while not done.wait(0.05 if timeout is None else min(timeout, 0.05)):
+            if self.unreachable_since is not None:
+                raise DatabaseUnreachableError(
+                    f"the history database has been unreachable for {time.monotonic() - self.unreachable_since:.0f}s;"
+                    " what runs record waits for it")
+            if timeout is not None:
+                timeout -= 0.05
+                if timeout <= 0:
+                    raise TimeoutError("the history writer did not catch up")
 
     def close(self) -> None:
         """Write what is queued and stop the threads."""
@@ -278,17 +299,35 @@ class HistoryWriter:
         count = sum(len(rows.keys) for rows in batch.values())
         if not count:
             return
-        try:
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        delay = 0.1
+        while True:
             try:
-                self._commit(batch, self._open if self._plain_inserts else None)
-            except Exception:  # noqa: BLE001 - a key this process did not write before (e.g. another process's run)
-                if not self._plain_inserts:
-                    raise
-                _log.debug("plain insert of a history batch failed; writing it again replacing by key", exc_info=True)
-                self._commit(batch, None)
-        except Exception:  # noqa: BLE001 - history must never break a run; the next start repairs state
-            _log.exception("could not write %d history rows", count)
-            return
+                try:
+                    self._commit(batch, self._open if self._plain_inserts else None)
+                except Exception as exc:  # noqa: BLE001 - a key this process did not write before (another's run)
+                    if not self._plain_inserts or disconnected(exc):
+                        raise
+                    _log.debug("plain insert of a history batch failed; writing it again replacing by key",
+                               exc_info=True)
+                    self._commit(batch, None)
+                break
+            except Exception as exc:  # noqa: BLE001 - history must never break a run; the next start repairs state
+                if self._closed:  # shutting down: wait a little, not the whole reconnection time
+                    deadline = min(deadline, time.monotonic() + CLOSING_RECONNECT_SECONDS)
+                if disconnected(exc) and time.monotonic() < deadline:
+                    # The database went away (restarted, failed over): keep the batch until it is back.
+                    if self.unreachable_since is None:
+                        self.unreachable_since = time.monotonic()
+                    _log.warning("history database unreachable, writing %d rows again in %.1fs: %s", count, delay,
+                                 str(exc).splitlines()[0])
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                _log.exception("could not write %d history rows", count)
+                self.unreachable_since = None
+                return
+        self.unreachable_since = None
         self.rows_written += count
         self._rows_since_checkpoint += count
         if not self._plain_inserts:

@@ -58,4 +58,7 @@ def install_in_kernel() -> None:
 
             server = ServerCatalog()
             catalog.set_catalog(server)
-            report_runs_to_server(lambda: server.client)
+            reporter = report_runs_to_server(lambda: server.client)
+            # A run a cell ran is on the server when the cell ends: the next cell (or a kernel shut down
+            # right after) finds it there.
+            shell.events.register("post_run_cell", lambda result: reporter.flush(5.0))

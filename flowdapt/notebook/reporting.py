@@ -7,8 +7,9 @@ history at all, since the kernel opens no store of its own while a server holds 
 server (``PUT runs/{uid}``) when it starts, at most every ``interval`` seconds while it goes on, and
 when it ends, with the lines its stages printed (``POST runs/{uid}/logs``) and, once per workflow
 version, the version's document (``PUT workflow-versions/{version}``, so the server can run it again).
-Sending happens on a thread of its own, so a stage never waits for the network; a server that cannot
-be reached costs a warning, not the run.
+Sending happens on a thread of its own, so a stage never waits for the network; the end of each cell
+waits (a few seconds at most) until what it ran was sent. A server that cannot be reached costs a
+warning, not the run.
 """
 
 from __future__ import annotations

@@ -62,5 +62,38 @@ class NotebookStage(StageType):
 
         return executor.submit(replace(call, target=task), upstream, stage.resources.as_dict(), done)
 
+    def inputs(self, stage):
+        return notebook_parameters(resolve_notebook(stage.target), stage.name, _options(stage)[0]), True
+
+
+def notebook_parameters(path: Any, stage: str, fixed: dict[str, Any] | None = None) -> list[Any]:
+    """The fields of a notebook's ``parameters`` cell (papermill's inspection): name, type, default, help.
+
+    ``fixed`` (the stage's ``options.parameters``) replaces the cell's defaults. A notebook takes any
+    other parameter too: papermill injects every input key.
+    """
+    import ast
+
+    import papermill
+
+    from flowdapt.compute.inputs import InputField, json_default, json_type
+
+    fields = []
+    for name, found in papermill.inspect_notebook(str(path)).items():
+        try:
+            value = ast.literal_eval(found["default"])
+            known = True
+        except (ValueError, SyntaxError, TypeError):
+            value, known = None, False
+        if fixed and name in fixed:
+            value, known = fixed[name], True
+        usable, value = json_default(value) if known else (False, None)
+        declared = found.get("inferred_type_name") or "None"
+        kind, enum = json_type(declared) if declared != "None" else json_type(type(value) if usable else None)
+        fields.append(InputField(name=name, type=kind, enum=enum, annotation=None if declared == "None" else declared,
+                                 default=value if usable else None, description=found.get("help") or "",
+                                 stages=[stage]))
+    return fields
+
 
 register_stage_type(NotebookStage())

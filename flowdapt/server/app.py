@@ -7,7 +7,8 @@ While they run, the server's root dir is the workbench root (notebook targets in
 inside it), kernels started by the server inherit ``FLOWDAPT_URL`` / ``FLOWDAPT_TOKEN`` (their
 ``%flowdapt`` magics and name lookups go to this server) and ``FLOWDAPT_APP_DIR`` (they share its
 app dir, so its stage modules and artifacts), and ``server.json`` in the app dir tells local clients
-where the server is.
+where the server is. Run, stage, trigger and resource events reach the browser through the Jupyter
+server's event bus (:mod:`flowdapt.server.live`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from traitlets import Float, Int, Unicode
 
 from flowdapt.notebook.paths import set_workbench_root
 from flowdapt.server.handlers import ROUTES
+from flowdapt.server.live import LiveUpdates
 from flowdapt.server.runtime import remove_runtime_file, write_runtime_file
 from flowdapt.server.services import ServerOptions, Services
 from flowdapt.settings import get_settings
@@ -46,6 +48,9 @@ class FlowdaptApp(ExtensionApp):
     catalog_refresh_seconds = Float(2.0, config=True,
                                     help="How long resources read from the database are served from memory "
                                          "(changes by other processes show after at most this long).")
+    live_heartbeat_seconds = Float(10.0, config=True,
+                                   help="How often live views are told the last event number, so a page whose "
+                                        "connection dropped notices what it missed.")
 
     def initialize_settings(self) -> None:
         options = ServerOptions(max_concurrent_runs=self.max_concurrent_runs, drain_timeout=self.drain_timeout,
@@ -56,6 +61,9 @@ class FlowdaptApp(ExtensionApp):
         self.services = Services(get_settings(), options)
         self.settings["flowdapt_services"] = self.services
         self._saved_env: dict[str, str | None] = {}
+        LiveUpdates.register_schema(self.serverapp.event_logger)
+        self.live = LiveUpdates(self.serverapp.event_logger, self.services.bus, self.live_heartbeat_seconds)
+        self.services.resource_listeners.append(self.live.resource_changed)
 
     def initialize_handlers(self) -> None:
         from flowdapt.dashboard.jupyter import dashboard_routes
@@ -66,7 +74,10 @@ class FlowdaptApp(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         root = os.path.abspath(os.path.expanduser(serverapp.root_dir))
         set_workbench_root(root)  # notebook targets are read against it and confined to it
+        proxy = serverapp.extension_manager.extensions.get("jupyter_server_proxy")
+        self.services.proxy_dashboards = proxy is not None and proxy.enabled
         await self.services.start()
+        self.live.start()
         url, token = serverapp.connection_url, serverapp.identity_provider.token or ""
         self._saved_env = {name: os.environ.get(name) for name in KERNEL_ENV}
         # Inherited by the kernels the server starts.
@@ -77,6 +88,7 @@ class FlowdaptApp(ExtensionApp):
 
     async def stop_extension(self) -> None:
         remove_runtime_file(self.services.settings.app_dir)
+        await self.live.stop()
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -11,10 +11,12 @@ the queued and running ones; :meth:`stop` drains with a deadline, then cancels w
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections import deque
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -28,6 +30,7 @@ from flowdapt.events.bus import BaseEventBus
 from flowdapt.history.models import LogLine, RunQuery, StageAttempt
 from flowdapt.history.store import HistoryStore
 from flowdapt.history.versions import ran_workflow
+from flowdapt.notebook.paths import run_output_dir
 from flowdapt.resources.models import Config, ErrorInfo, Workflow, WorkflowRun
 from flowdapt.server.cache import CatalogCache
 from flowdapt.server.errors import RequestError, RunStateError, ServiceUnavailableError, describe_validation
@@ -207,6 +210,21 @@ class ComputeService:
         """Runs newest first from the history."""
         return await self._read(self.store.list_runs, query)
 
+    async def latest_runs(self) -> list[WorkflowRun]:
+        """The newest run of each workflow."""
+        return await self._read(self.store.latest_runs)
+
+    async def output_notebook(self, identifier: str, stage: str) -> dict[str, Any]:
+        """The output notebook (nbformat JSON) of a notebook stage of a run; 404 when it has none."""
+        run = await self.get_run(identifier)
+        try:
+            path = run.stage(stage).output_notebook
+        except KeyError:
+            raise ResourceNotFoundError("stage", f"{run.name}/{stage}") from None
+        if not path:
+            raise ResourceNotFoundError("output notebook", f"{run.name}/{stage}")
+        return await asyncio.to_thread(_read_output_notebook, run, stage, Path(path))
+
     async def stage_attempts(self, identifier: str) -> list[StageAttempt]:
         """Every stage attempt of a run."""
         return await self._read(self.store.stage_attempts, identifier)
@@ -319,3 +337,12 @@ class ComputeService:
             run, definition, options = self._queue.popleft()
             self._starting.add(run.uid)  # holds the slot from now on
             asyncio.ensure_future(self._start_queued(run, definition, options))
+
+
+def _read_output_notebook(run: WorkflowRun, stage: str, path: Path) -> dict[str, Any]:
+    # The recorded path is the server's own, but it is read only inside the run's output folder.
+    folder = run_output_dir(run.uid).resolve()
+    resolved = path.resolve()
+    if not resolved.is_relative_to(folder) or not resolved.is_file():
+        raise ResourceNotFoundError("output notebook", f"{run.name}/{stage}")
+    return json.loads(resolved.read_text(encoding="utf-8"))

@@ -14,6 +14,7 @@ from flowdapt.errors import (
     UnknownNameError,
 )
 from flowdapt.history.errors import HistoryError
+from flowdapt.notebook.paths import NotebookPathError
 
 
 class ServiceUnavailableError(FlowdaptError):
@@ -43,6 +44,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
     (RunStateError, 409),
     (OperationError, 409),
     (ResourceError, 422),
+    (NotebookPathError, 422),
     (ServiceUnavailableError, 503),
     (HistoryError, 503),
     (ExecutorError, 503),
@@ -50,8 +52,23 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
 )
 
 
+class DatabaseUnavailableError(ServiceUnavailableError):
+    """The history database cannot be reached now (restarting, failing over)."""
+
+
+def service_error(exc: BaseException) -> BaseException:
+    """``exc``, or what it means to a client: a lost database connection is a 503, not a bug."""
+    from flowdapt.history.writer import disconnected
+
+    if disconnected(exc):
+        first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
+        return DatabaseUnavailableError(f"the history database is unreachable, try again shortly: {first}")
+    return exc
+
+
 def status_of(exc: BaseException) -> int | None:
     """The HTTP status of a known error; ``None`` for a bug (answered as 500)."""
+    exc = service_error(exc)
     if isinstance(exc, RequestError):
         return exc.status_code
     for kind, status in STATUS_BY_ERROR:

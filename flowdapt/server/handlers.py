@@ -26,11 +26,12 @@ from flowdapt.events.models import ENGINE_TYPE_PREFIXES
 from flowdapt.history.models import MAX_OFFSET, Instant, RunQuery
 from flowdapt.history.stats import VIEWS
 from flowdapt.resources.models import RunState
-from flowdapt.server.errors import RequestError, describe_validation, status_of
+from flowdapt.server.errors import RequestError, describe_validation, service_error, status_of
 from flowdapt.server.services import Services
 
 API = "flowdapt/api/v1"
 KINDS = {"workflows": "workflow", "configs": "config", "triggers": "trigger_rule"}
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_BODY_DEPTH = 64  # resources, inputs and events nest far less; deeper bodies are refused before use
 FOLLOW_SECONDS = 0.5  # how often a followed run's new log lines are read
@@ -137,6 +138,15 @@ class CacheQuery(BaseModel):
     stage: str | None = None
 
 
+class NotebookIn(BaseModel):
+    """Body of ``POST notebooks/workflow``."""
+
+    model_config = ConfigDict(extra="forbid")
+    notebook: str = Field(min_length=1, description="path under the workbench root, ending in .ipynb")
+    kernel_name: str | None = None
+    cell_timeout: float | None = Field(default=None, gt=0)
+
+
 class DrainOptions(BaseModel):
     """Query of ``POST drain``: wait at most ``timeout`` seconds."""
 
@@ -165,8 +175,10 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
 
     def query(self, model: type[M]) -> M:
         """The query string as ``model``; 400 naming the parameter when it does not fit. ``token`` is
-        Jupyter's (a token may be given in the URL), not a parameter of the route."""
-        keys = [key for key in self.request.query_arguments if key != "token"]
+        Jupyter's (a token may be given in the URL), not a parameter of the route; nor is the bare
+        timestamp JupyterLab's ServerConnection appends to bust caches (``?1712345678901``)."""
+        keys = [key for key in self.request.query_arguments
+                if key != "token" and not (key.isdigit() and not self.get_query_argument(key))]
         try:
             return model.model_validate({key: self.get_query_argument(key) for key in keys})
         except ValidationError as exc:
@@ -197,6 +209,18 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
         self.set_status(status)
         self.finish(json.dumps(data, default=str))
 
+    def answer_yaml(self, text: str) -> None:
+        """Finish with a YAML document."""
+        self.finish(text, set_content_type="application/yaml; charset=UTF-8")
+
+    def wants_yaml(self) -> bool:
+        """Whether the request asks for YAML (``Accept: application/yaml``) rather than JSON."""
+        return any(kind in self.request.headers.get("Accept", "") for kind in YAML_TYPES)
+
+    def sent_yaml(self) -> bool:
+        """Whether the request body is YAML (by its ``Content-Type``)."""
+        return self.request.headers.get("Content-Type", "").split(";")[0].strip() in YAML_TYPES
+
     def answer_page(self, items: list[Any], total: int) -> None:
         """Finish with one page of a list; ``X-Total-Count`` tells how many there are."""
         self.set_header("X-Total-Count", str(total))
@@ -208,7 +232,7 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
             detail = exc.log_message or exc.reason or self._reason
         elif exc is not None and status_of(exc) is not None:
             status_code = status_of(exc)  # type: ignore[assignment]
-            detail = str(exc)
+            detail = str(service_error(exc))
         else:
             detail = "Internal Server Error"
         self.set_status(status_code)
@@ -273,7 +297,10 @@ class ResourceHandler(FlowdaptHandler):
     @authorized
     async def get(self, collection: str, identifier: str) -> None:
         resources = self.services.resources
-        self.answer(resources.to_wire(await resources.get(KINDS[collection], identifier)))
+        if self.wants_yaml():
+            self.answer_yaml(await resources.as_yaml(KINDS[collection], identifier))
+        else:
+            self.answer(resources.to_wire(await resources.get(KINDS[collection], identifier)))
 
     @web.authenticated
     @authorized
@@ -289,14 +316,40 @@ class ResourceHandler(FlowdaptHandler):
 
 
 class ApplyHandler(FlowdaptHandler):
-    """Create or update a list of resources of any kinds, all or nothing (``flowctl apply``)."""
+    """Create or update a list of resources of any kinds, all or nothing (``flowctl apply``); the body is
+    a JSON list, or a resource file's YAML text (``Content-Type: application/yaml``)."""
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
         resources = self.services.resources
-        outcome = await resources.apply(self.body())
+        if self.sent_yaml():
+            outcome = await resources.apply_text(self.request.body.decode("utf-8", errors="replace"))
+        else:
+            outcome = await resources.apply(self.body())
         self.answer([{"resource": resources.to_wire(item), "outcome": result} for item, result in outcome])
+
+
+class WorkflowInputsHandler(FlowdaptHandler):
+    """The run input a workflow takes: its root stages' parameters (the Run form in Lab)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, identifier: str) -> None:
+        self.answer((await self.services.resources.inputs(identifier)).model_dump(mode="json"))
+
+
+class NotebookWorkflowHandler(FlowdaptHandler):
+    """Create or update the one-stage workflow that runs a notebook; answers it with its parameters."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        request = self.body(NotebookIn)
+        resources = self.services.resources
+        workflow, inputs = await resources.notebook_workflow(request.notebook, request.kernel_name,
+                                                             request.cell_timeout)
+        self.answer({"workflow": resources.to_wire(workflow), "inputs": inputs.model_dump(mode="json")})
 
 
 class TriggerSwitchHandler(FlowdaptHandler):
@@ -349,6 +402,15 @@ class RunsHandler(FlowdaptHandler):
         query = self.query(RunsQuery)
         runs = await self.services.compute.list_runs(query)
         self.answer([run.to_document() for run in runs])
+
+
+class LatestRunsHandler(FlowdaptHandler):
+    """The newest run of each workflow (the last-run column of Lab's workflow list)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.answer([run.to_document() for run in await self.services.compute.latest_runs()])
 
 
 class RunHandler(FlowdaptHandler):
@@ -487,6 +549,15 @@ class WorkflowVersionHandler(FlowdaptHandler):
         self.answer({"version": version}, 201)
 
 
+class OutputNotebookHandler(FlowdaptHandler):
+    """The output notebook of a notebook stage of a run (nbformat JSON); 404 when it has none."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, identifier: str, stage: str) -> None:
+        self.answer(await self.services.compute.output_notebook(identifier, stage))
+
+
 class EventsHandler(FlowdaptHandler):
     """Publish an event on the bus (condition triggers evaluate it)."""
 
@@ -565,13 +636,17 @@ ROUTES: list[tuple[str, type[FlowdaptHandler]]] = [
     (rf"/{API}/(?P<collection>workflows|configs|triggers)/?", CollectionHandler),
     (rf"/{API}/(?P<collection>workflows|configs|triggers)/{_ID}/?", ResourceHandler),
     (rf"/{API}/workflows/{_ID}/run/?", RunWorkflowHandler),
+    (rf"/{API}/workflows/{_ID}/inputs/?", WorkflowInputsHandler),
+    (rf"/{API}/notebooks/workflow/?", NotebookWorkflowHandler),
     (rf"/{API}/triggers/{_ID}/(?P<switch>enable|disable)/?", TriggerSwitchHandler),
     (rf"/{API}/triggers/{_ID}/firings/?", TriggerFiringsHandler),
     (rf"/{API}/apply/?", ApplyHandler),
     (rf"/{API}/runs/?", RunsHandler),
+    (rf"/{API}/runs/latest/?", LatestRunsHandler),
     (rf"/{API}/runs/{_ID}/?", RunHandler),
     (rf"/{API}/runs/{_ID}/cancel/?", CancelRunHandler),
     (rf"/{API}/runs/{_ID}/stages/?", RunStagesHandler),
+    (rf"/{API}/runs/{_ID}/stages/(?P<stage>[^/]+)/notebook/?", OutputNotebookHandler),
     (rf"/{API}/events/?", EventsHandler),
     (rf"/{API}/stage-modules/(?P<module>[^/]+)/?", StageModuleHandler),
     (rf"/{API}/status/?", StatusHandler),

@@ -10,9 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, get_args, get_origin
 
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from flowdapt import __version__
+from flowdapt.compute.inputs import WorkflowInputs
 from flowdapt.history.models import LogLine, StageAttempt, TriggerFiring
 from flowdapt.history.stats import VIEWS
 from flowdapt.resources.models import Config, TriggerRule, Workflow, WorkflowRun
@@ -35,6 +36,8 @@ def _param(name: str, kind: str = "string", where: str = "query", description: s
 
 
 ID = _param("identifier", where="path", description="name or uid")
+STAGE = _param("stage", where="path", description="stage name")
+YAML = {"application/yaml": {"schema": {"type": "string", "description": "resource file text, as flowctl apply -p reads"}}}
 PAGE = [_param("limit", "integer", description="page size"), _param("offset", "integer", description="items to skip")]
 
 
@@ -55,9 +58,22 @@ def _paths() -> dict[str, dict[str, Any]]:
     paths: dict[str, dict[str, Any]] = {
         "/": {"get": _op("root", "API name and version", response={"type": "object"})},
         "/openapi.json": {"get": _op("openapi", "This document", response={"type": "object"})},
-        "/apply": {"post": _op("apply_resources", "Create or update resources of any kinds, all or nothing",
+        "/apply": {"post": _op("apply_resources", "Create or update resources of any kinds, all or nothing; "
+                                                  "the body is a JSON list or a resource file's YAML text",
                                body={"type": "array", "items": {"type": "object"}},
                                response={"type": "array", "items": {"type": "object"}}, errors=(400, 422, 503))},
+        "/workflows/{identifier}/inputs": {"get": _op(
+            "get_workflow_inputs", "The run input a workflow takes: its root stages' parameters", params=[ID],
+            response=_ref("WorkflowInputs"), errors=(404, 422))},
+        "/notebooks/workflow": {"post": _op(
+            "create_notebook_workflow", "Create or update the one-stage workflow that runs a notebook",
+            body=_ref("NotebookIn"), response={"type": "object", "required": ["workflow", "inputs"], "properties": {
+                "workflow": _ref("Workflow"), "inputs": _ref("WorkflowInputs")}}, errors=(400, 422))},
+        "/runs/latest": {"get": _op("list_latest_runs", "The newest run of each workflow",
+                                    response={"type": "array", "items": _ref("WorkflowRun")})},
+        "/runs/{identifier}/stages/{stage}/notebook": {"get": _op(
+            "get_output_notebook", "The output notebook of a notebook stage of a run (nbformat JSON)",
+            params=[ID, STAGE], response={"type": "object"}, errors=(404,))},
         "/workflows/{identifier}/run": {"post": _op(
             "run_workflow", "Run a workflow; the body is the input. wait=true answers when it has ended",
             ok=(200, 202), params=[ID, _param("wait", "boolean"), _param("namespace"), _param("executor"),
@@ -112,7 +128,8 @@ def _paths() -> dict[str, dict[str, Any]]:
                         errors=(400, 409, 422)),
         }
         paths[f"/{collection}/{{identifier}}"] = {
-            "get": _op(f"get_{one}", f"One {one} by name or uid", params=[ID], response=_ref(model), errors=(404,)),
+            "get": _op(f"get_{one}", f"One {one} by name or uid (YAML with Accept: application/yaml)", params=[ID],
+                       response=_ref(model), errors=(404,)),
             "put": _op(f"replace_{one}", f"Replace a {one}'s spec and annotations", params=[ID], body=_ref(model),
                        response=_ref(model), errors=(400, 404, 422)),
             "delete": _op(f"delete_{one}", f"Delete a {one}", params=[ID], response=_ref(model), errors=(404,)),
@@ -120,6 +137,9 @@ def _paths() -> dict[str, dict[str, Any]]:
     for view, spec in VIEWS.items():
         paths[f"/stats/{view}"] = {"get": _op(f"stats_{view}", spec.summary, params=_query_params(spec.query),
                                               response=_answer_schema(spec.answer), errors=(400,))}
+    paths["/apply"]["post"]["requestBody"]["content"].update(YAML)
+    for collection in COLLECTIONS:
+        paths[f"/{collection}/{{identifier}}"]["get"]["responses"]["200"]["content"].update(YAML)
     return paths
 
 
@@ -182,17 +202,27 @@ def _answer_schema(answer: Any) -> dict[str, Any]:
     return _ref(answer.__name__)
 
 
+class _WireSchema(GenerateJsonSchema):
+    """Schemas where every field of an answer is required: the server writes defaults too (``model_dump``)."""
+
+    def field_is_required(self, field: Any, total: bool) -> bool:
+        if self.mode == "serialization":
+            return not field.get("serialization_exclude")
+        return super().field_is_required(field, total)
+
+
 @lru_cache(maxsize=1)
 def _schemas() -> dict[str, Any]:
-    from flowdapt.server.handlers import BackfillIn, EventIn, StageModuleIn
+    from flowdapt.server.handlers import BackfillIn, EventIn, NotebookIn, StageModuleIn
 
     models = [(Workflow, "validation"), (Config, "validation"), (TriggerRule, "validation"),
               (WorkflowRun, "serialization"), (StageAttempt, "serialization"), (TriggerFiring, "serialization"),
-              (EventIn, "validation"), (StageModuleIn, "validation"), (LogLine, "serialization"),
-              (BackfillIn, "validation")]
+              (EventIn, "validation"), (StageModuleIn, "validation"), (NotebookIn, "validation"),
+              (WorkflowInputs, "serialization"), (LogLine, "serialization"), (BackfillIn, "validation")]
     answers = [get_args(spec.answer)[0] if get_origin(spec.answer) is list else spec.answer for spec in VIEWS.values()]
     models += [(model, "serialization") for model in dict.fromkeys(answers)]
-    _, top = models_json_schema(models, ref_template=_REF)
+    # Field names, not aliases: the server writes names and accepts both (``populate_by_name``).
+    _, top = models_json_schema(models, by_alias=False, ref_template=_REF, schema_generator=_WireSchema)
     schemas = dict(top.get("$defs", {}))
     schemas["Error"] = {"type": "object", "required": ["detail", "status_code"],
                         "properties": {"detail": {"type": "string"}, "status_code": {"type": "integer"}}}

@@ -19,11 +19,14 @@ from flowdapt.events import Event
 from flowdapt.events.bus import BaseEventBus, bridge_engine_events, create_event_bus
 from flowdapt.history.store import HistoryStore, this_owner
 from flowdapt.resources import catalog
-from flowdapt.resources.loading import parse_resource
-from flowdapt.resources.models import RESOURCE_KINDS, Resource, TriggerRule
+from flowdapt.compute.inputs import WorkflowInputs, workflow_inputs
+from flowdapt.resources.loading import dumps, loads, parse_resource
+from flowdapt.resources.models import RESOURCE_KINDS, Resource, TriggerRule, Workflow
 from flowdapt.server.cache import CatalogCache
 from flowdapt.server.compute import ComputeService
+from flowdapt.server.dashboards import executor_dashboards
 from flowdapt.server.errors import RequestError, ServiceUnavailableError
+from flowdapt.server.live import PROGRESS_INTERVAL
 from flowdapt.server.stats import StatsService
 from flowdapt.settings import Settings
 from flowdapt.triggers.service import TriggerService
@@ -120,6 +123,37 @@ class ResourceService:
             raise RequestError("body: expected a non-empty JSON list of resources", 422)
         return await self._store([parse(None, document) for document in documents])
 
+    async def apply_text(self, text: str) -> list[tuple[Resource, str]]:
+        """Apply the resources of a YAML (or JSON) file's text, as ``flowctl apply -p`` reads files."""
+        try:
+            resources = await asyncio.to_thread(loads, text)
+        except RecursionError:
+            raise RequestError("body: nested too deeply", 400) from None
+        return await self._store(resources)
+
+    async def as_yaml(self, kind: str, identifier: str) -> str:
+        """A resource as the YAML document ``flowctl apply -p`` takes back."""
+        return dumps([await self.get(kind, identifier)])
+
+    async def inputs(self, identifier: str) -> WorkflowInputs:
+        """What the run input of a workflow may hold (imports its root stages' targets)."""
+        workflow = await self.get("workflow", identifier)
+        try:
+            return await asyncio.to_thread(workflow_inputs, workflow)
+        except Exception as exc:  # noqa: BLE001 - a target that no longer imports: name it, as apply would
+            raise ResourceError(f"cannot read the root stages' parameters: {type(exc).__name__}: {exc}",
+                                kind="workflow", resource=workflow.name) from None
+
+    async def notebook_workflow(self, notebook: str, kernel_name: str | None = None,
+                                cell_timeout: float | None = None) -> tuple[Resource, WorkflowInputs]:
+        """Create or update the one-stage workflow that runs ``notebook``; with the parameters it takes."""
+        from flowdapt.notebook.actions import notebook_workflow
+
+        workflow: Workflow = await asyncio.to_thread(notebook_workflow, notebook, kernel_name=kernel_name,
+                                                     cell_timeout=cell_timeout)
+        stored = await self._apply([workflow])
+        return stored, await asyncio.to_thread(workflow_inputs, stored)
+
     async def _apply(self, resources: list[Resource]) -> Resource:
         (resource, _), = await self._store(resources)
         return resource
@@ -134,6 +168,13 @@ class ResourceService:
         for kind in kinds:
             await self.on_change(kind)
         return outcome
+
+
+async def _step(what: str, step: Awaitable[Any]) -> None:
+    try:
+        await step
+    except Exception:  # noqa: BLE001 - shutting down: go on with the other steps
+        _log.exception("%s failed", what)
 
 
 def parse(kind: str | None, document: Any) -> Resource:
@@ -168,6 +209,11 @@ class Services:
                                          {"trigger_rule": self.triggers.status})
         self.stats = StatsService(self.store)
         self._unbridge: Any = None
+        #: Whether jupyter-server-proxy serves this server's ``proxy/<port>/`` routes (set by the app).
+        self.proxy_dashboards = False
+        #: Called with the kind of every resource created, changed or deleted (live views). Not an event on
+        #: the bus: condition triggers must not fire on a trigger being saved.
+        self.resource_listeners: list[Callable[[str], None]] = []
 
     def require_ready(self) -> "Services":
         """These services, or 503 while they start or stop."""
@@ -180,20 +226,21 @@ class Services:
         await asyncio.to_thread(self.store.open)
         catalog.set_catalog(self.store)
         await self.bus.start()
-        self._unbridge = bridge_engine_events(self.bus)
+        self._unbridge = bridge_engine_events(self.bus, progress_interval=PROGRESS_INTERVAL)
         await self.compute.start()
         await self.triggers.start()
         self.ready = True
 
     async def stop(self) -> None:
-        """Stop triggers, drain runs (then cancel), flush the history, close the bus and executors."""
+        """Stop triggers, drain runs (then cancel), flush the history, close the bus and executors. A step
+        that fails (the database is gone) is logged and the next one still runs: the server always stops."""
         self.ready = False
-        await self.triggers.stop()
-        await self.compute.stop(self.options.drain_timeout)
+        await _step("stopping the trigger service", self.triggers.stop())
+        await _step("stopping the compute service", self.compute.stop(self.options.drain_timeout))
         if self._unbridge is not None:
             self._unbridge()
-        await self.bus.close()
-        await asyncio.to_thread(self.store.close)
+        await _step("closing the event bus", self.bus.close())
+        await _step("closing the history", asyncio.to_thread(self.store.close))
         catalog.set_catalog(catalog.MemoryCatalog())
 
     async def save_stage_module(self, module: str, source: str) -> dict[str, str]:
@@ -233,8 +280,11 @@ class Services:
                 "namespace": self.settings.default_namespace, "runs": database.runs, "running": self.compute.running,
                 "queued": self.compute.queued, "draining": self.compute.draining, **counts,
                 "schedules": len(self.triggers.schedules), "conditions": len(self.triggers.conditions),
-                "trigger_firings": self.triggers.fired, "trigger_suppressed": self.triggers.suppressed}
+                "trigger_firings": self.triggers.fired, "trigger_suppressed": self.triggers.suppressed,
+                "dashboards": await asyncio.to_thread(executor_dashboards, self.proxy_dashboards)}
 
     async def _changed(self, kind: str) -> None:
         if kind == TriggerRule.KIND:
             await self.triggers.reload()
+        for listener in self.resource_listeners:
+            listener(kind)

@@ -16,7 +16,7 @@ from flowdapt.compute.executors.base import BaseExecutor, Outcome, TaskHandle
 from flowdapt.errors import ExecutorError, UnknownNameError
 
 __all__ = ["BaseExecutor", "Outcome", "TaskHandle", "register_executor", "executor_class", "create_executor",
-           "shared_executor", "close_shared_executors", "available_executors"]
+           "shared_executor", "running_executors", "close_shared_executors", "available_executors"]
 
 _registry: dict[str, str | type[BaseExecutor]] = {
     "local": "flowdapt.compute.executors.local:LocalExecutor",
@@ -84,6 +84,12 @@ def shared_executor(name: str, **options: Any) -> BaseExecutor:
             executor.start()
             _shared[key] = executor
         return executor
+
+
+def running_executors() -> list[BaseExecutor]:
+    """The executors :func:`shared_executor` started that still run."""
+    with _shared_lock:
+        return [executor for executor in _shared.values() if executor.running]
 
 
 @atexit.register

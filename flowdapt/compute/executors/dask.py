@@ -109,23 +109,10 @@ def _length(items: Any) -> int:
     return len(as_sequence(items))
 
 
-def _send_now(comm: Any) -> None:
-    """Send what a client's batched stream to the scheduler holds now (run on the client's loop).
-
-    ``Client`` batches its messages and sends at most once per 10 ms, so a task submitted within
-    10 ms of any earlier message (e.g. releasing a finished run's futures) reached the scheduler up
-    to 10 ms late. Clearing the deadline and waking the sender sends the buffer on the loop's next
-    turn: tasks submitted together still go in one batch. Streams without these attributes (another
-    Dask version) keep their batching.
-    """
-    if getattr(comm, "buffer", None) and hasattr(comm, "waker"):
-        comm.next_deadline = None
-        comm.waker.set()
-
-
 class WorkerSetup(WorkerPlugin):
-    """Dask worker plugin: the driver's ``sys.path`` entries on each worker's ``sys.path``, and no
-    "Compute Failed" log line for stage failures (they are recorded in the run instead)."""
+    """Dask worker plugin: the driver's ``sys.path`` entries on each worker's ``sys.path`` (given for the
+    clusters the executor starts itself), and no "Compute Failed" log line for stage failures (they are
+    recorded in the run instead)."""
 
     name = "flowdapt-worker-setup"
 
@@ -292,10 +279,15 @@ class DaskExecutor(ClusterExecutor):
                     dashboard_address=self.dashboard_address, silence_logs=logging.WARNING,
                 )
                 client = Client(self._cluster, set_as_default=False)
+            # Dask's client sends the scheduler at most one batch of messages per 10 ms (its BatchedSend's
+            # interval): a run submitted just after any other message waited up to 10 ms for its first task.
+            client.scheduler_comm.interval = 0
             self._client = client
             try:
                 client.subscribe_topic(LOGS_TOPIC, _deliver_logs)
-                client.register_plugin(WorkerSetup(worker_sys_path()), name=WorkerSetup.name)
+                # Our own local workers get the driver's import path; a cluster elsewhere gets code by `upload`.
+                paths = worker_sys_path() if self._cluster is not None else []
+                client.register_plugin(WorkerSetup(paths), name=WorkerSetup.name)
                 self._upload(client)
                 self._refresh_nodes()
             except Exception:
@@ -387,16 +379,10 @@ class DaskExecutor(ClusterExecutor):
     def _key(self, call: StageCall) -> str:
         return f"{call.stage}-{uuid.uuid4().hex}"
 
-    def _send_submitted(self) -> None:
-        """Have the tasks just submitted leave for the scheduler without waiting for the batch window."""
-        client = self.client
-        client.loop.add_callback(lambda: _send_now(client.scheduler_comm))
-
     def _launch_call(self, call: StageCall, upstream: list[Any], options: Any, on_done: OnDone,
                      handle: TaskHandle) -> None:
         future = self.client.submit(_invoke, call, *_opaque(upstream), key=self._key(call), resources=options,
                                     pure=False)
-        self._send_submitted()
         handle.futures.append(future)
         handle.output = future
 
@@ -432,11 +418,9 @@ class DaskExecutor(ClusterExecutor):
                 report(start, stop, None if handle.cancelled else error)
 
             future.add_done_callback(done)
-        self._send_submitted()
 
     def _length(self, items: Any, then: Callable[[int | TaskError], None]) -> None:
         future = self.client.submit(_length, items, key=f"len-{uuid.uuid4().hex}", pure=False)
-        self._send_submitted()
 
         def done(future: Future) -> None:
             then(future.result() if future.status == "finished" else self._failure(future, "length", None))

@@ -169,9 +169,9 @@ def _report_ready(ready: queue.SimpleQueue) -> None:
 
 
 class _Awaited:
-    """A ref the executor awaits (:meth:`RayExecutor._watch`). Ray calls it with the ref's value on
-    its core worker's I/O thread; it only queues the value, and the reporting thread calls
-    :meth:`settle`.
+    """A ref the executor awaits (:meth:`RayExecutor._watch`): the done-callback of the ref's future,
+    which Ray completes on its core worker's I/O thread; it only queues the value (or the exception of
+    a task that did not end normally), and the reporting thread calls :meth:`settle`.
 
     One small object per ref, not closures: a settle function, its cells and a lambda for Ray made
     ≈ 26 objects per queued stage for Python's cyclic garbage collector, and each 1000-stage run left
@@ -184,8 +184,9 @@ class _Awaited:
     def __init__(self, executor: "RayExecutor") -> None:
         self.executor = executor
 
-    def __call__(self, value: Any) -> None:
-        _ready.put((self, value))  # type: ignore[union-attr] - _watch started the reporting thread
+    def __call__(self, future: Any) -> None:
+        error = future.exception()
+        _ready.put((self, future.result() if error is None else error))  # type: ignore[union-attr] - see _watch
 
     def settle(self, value: Any, exc: BaseException | None) -> None:
         raise NotImplementedError
@@ -293,13 +294,15 @@ class RayMemory(object_store.ClusterMemory):
 # -- the process's connection to Ray --------------------------------------------------------------
 _users: set[int] = set()  # ids of started RayExecutors in this process
 _started_here = False
+_connected_to: str | None = None  # the address this process connected with (Ray reports its node's IP instead)
+_dashboard_url: str | None = None  # of the local instance this process started, when it has one
 _connection_lock = threading.Lock()
 
 
 def _connect(executor: "RayExecutor") -> None:
-    global _started_here
+    global _started_here, _connected_to, _dashboard_url
     if ray.is_initialized():
-        if executor.address and executor.address not in ("auto", "local") and executor.address != _current_address():
+        if executor.address and executor.address not in ("auto", "local", _connected_to, _current_address()):
             raise ExecutorError(f"this process is already connected to the Ray cluster at '{_current_address()}'; "
                                 f"cannot also connect to '{executor.address}' (one Ray cluster per process)")
         return
@@ -322,7 +325,7 @@ def _connect(executor: "RayExecutor") -> None:
     saved = {name: os.environ.get(name) for name in environ}
     os.environ.update(environ)
     try:
-        ray.init(**options)
+        context = ray.init(**options)
     except Exception as exc:  # noqa: BLE001 - e.g. ConnectionError, TimeoutError, ValueError from Ray
         raise ExecutorError(f"cannot start or connect to Ray at '{executor.address or 'local'}': "
                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
@@ -333,6 +336,8 @@ def _connect(executor: "RayExecutor") -> None:
             else:
                 os.environ[name] = value
     _started_here = True
+    _connected_to = executor.address
+    _dashboard_url = (getattr(context, "dashboard_url", None) or None) if executor.include_dashboard else None
 
 
 def _probe(address: str, timeout: float) -> None:
@@ -451,7 +456,7 @@ class RayExecutor(ClusterExecutor):
             self._disconnect()
 
     def _disconnect(self) -> None:
-        global _started_here
+        global _started_here, _connected_to, _dashboard_url
         if self._monitor_stop is not None:
             self._monitor_stop.set()
             self._monitor_stop = None
@@ -460,10 +465,12 @@ class RayExecutor(ClusterExecutor):
             object_store.register_cluster_memory("ray", None)
             if _started_here:  # a connection the user made with ray.init() stays theirs
                 ray.shutdown()
-                _started_here = False
+                _started_here, _connected_to, _dashboard_url = False, None, None
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"kind": self.kind, "running": self._running, "address": self.address}
+        if self._running and _dashboard_url:
+            info["dashboard_link"] = _dashboard_url if "://" in _dashboard_url else f"http://{_dashboard_url}"
         if self._running:
             context = ray.get_runtime_context()
             info.update(gcs_address=context.gcs_address, nodes=len(self._nodes), cpus=self._cpus_total,
@@ -574,17 +581,15 @@ class RayExecutor(ClusterExecutor):
         """Call ``awaited.settle(value, None)`` or ``awaited.settle(None, exception)`` exactly once when
         ``ref`` is ready, or when the connection to the cluster is lost (Ray then never completes the ref).
 
-        Ray runs completion callbacks on its core worker's I/O thread, the thread that also hands
-        the next queued task its inputs, so the callback only queues the value: the reporting thread
-        (:func:`_report_ready`) settles it, and the runner's bookkeeping runs there. With
-        ``ref.future()`` all of it ran on that I/O thread, between one task's end and the next one's start
-        (``_on_completed`` is the hook Ray builds ``future()`` on: it hands over the value, or the
-        exception of a task that did not end normally).
+        Ray completes the ref's future on its core worker's I/O thread, the thread that also hands the
+        next queued task its inputs, so the callback only queues the value: the reporting thread
+        (:func:`_report_ready`) settles it, and the runner's bookkeeping runs there, not between one
+        task's end and the next one's start.
         """
         with self._pending_lock:
             self._pending.add(awaited)
         _reporting()
-        ref._on_completed(awaited)
+        ref.future().add_done_callback(awaited)
 
     def _settle(self, awaited: _Awaited, value: Any, exc: BaseException | None) -> None:
         with self._pending_lock:
