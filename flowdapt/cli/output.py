@@ -6,54 +6,16 @@ import contextlib
 import json
 import os
 import sys
-from datetime import datetime
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import yaml
 from rich.console import Console
 from rich.table import Table
 
 from flowdapt.resources.models import Resource, WorkflowRun
+from flowdapt.workspace.tables import COLUMNS
 
 FORMATS = ("table", "json", "yaml")
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}s"
-
-
-def _selector(resource: Any) -> str:
-    selector = resource.spec.selector
-    return "-" if selector is None else f"{selector.type}={selector.value}"
-
-
-def _outcome(firing: dict[str, Any]) -> str:
-    return "ok" if firing["ok"] else f"failed: {firing['error']}"
-
-
-# Columns per kind: (header, getter).
-COLUMNS: dict[str, list[tuple[str, Callable[[Any], str]]]] = {
-    "workflow": [("NAME", lambda r: r.name), ("STAGES", lambda r: str(len(r.spec.stages))),
-                 ("UID", lambda r: r.uid), ("CREATED", lambda r: _when(r.metadata.created_at))],
-    "config": [("NAME", lambda r: r.name), ("SELECTOR", _selector), ("UID", lambda r: r.uid),
-               ("CREATED", lambda r: _when(r.metadata.created_at))],
-    "trigger_rule": [("NAME", lambda r: r.name), ("TYPE", lambda r: r.spec.type),
-                     ("ENABLED", lambda r: str(r.spec.enabled).lower()), ("ACTION", lambda r: r.spec.action.target),
-                     ("UID", lambda r: r.uid), ("CREATED", lambda r: _when(r.metadata.created_at))],
-    "workflow_run": [("NAME", lambda r: r.name), ("WORKFLOW", lambda r: r.workflow), ("STATE", lambda r: r.state),
-                     ("SOURCE", lambda r: r.source), ("STARTED", lambda r: _when(r.started_at)),
-                     ("DURATION", lambda r: _seconds(r.duration))],
-    "trigger_firing": [("FIRED", lambda f: f["fired_at"][:19].replace("T", " ")), ("OUTCOME", _outcome),
-                       ("RUN", lambda f: f["run_uid"] or "-"), ("ACTION", lambda f: f["action"])],
-    "stage": [("STAGE", lambda s: s.name), ("TYPE", lambda s: s.type), ("STATE", lambda s: s.state),
-              ("ATTEMPTS", lambda s: str(s.attempts)), ("DURATION", lambda s: _seconds(s.duration)),
-              ("ITEMS", lambda s: "-" if s.items_total is None else f"{s.items_done}/{s.items_total}"
-               + (f" ({s.items_failed} failed)" if s.items_failed else ""))],
-}
 
 
 def document(item: Resource | WorkflowRun | dict) -> dict[str, Any]:
