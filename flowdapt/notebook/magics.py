@@ -26,7 +26,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from flowdapt.errors import FlowdaptError
 from flowdapt.history.models import RunQuery
 from flowdapt.notebook import display
-from flowdapt.notebook.cellstage import StageCell, apply_stage_cell, cell_function
+from flowdapt.notebook.cell_stage import StageCell, apply_stage_cell, cell_function
 from flowdapt.notebook.reporting import flush_reported_runs
 from flowdapt.resources.loading import load as load_resources
 from flowdapt.resources.models import WorkflowRun

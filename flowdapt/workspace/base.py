@@ -97,7 +97,7 @@ class Backend(ABC):
 
     def save_stage_module(self, module: str, source: str) -> None:
         """Store a ``%%flowdapt stage`` cell's module where this backend's runs import it."""
-        from flowdapt.notebook.cellstage import save_stage_module
+        from flowdapt.notebook.cell_stage import save_stage_module
 
         save_stage_module(module, source)
 
