@@ -156,6 +156,13 @@ def test_run_view_shows_the_error_its_traceback_and_failed_items(lab, flowdapt_p
     assert [" ".join(line.split()[1:]) for line in logs.all_inner_texts()] == [
         "numbers stdout counting to 6", "numbers WARNING odd numbers will fail"]
     page.shot("run-view-logs")
+    # Resume: a new run of what failed, which says which run it resumes (boom fails again).
+    view.locator(".jp-flowdapt-resume-run").click()
+    resumed = page.page.locator(".jp-flowdapt-runview .jp-flowdapt-page[data-state='failed']",
+                                has=page.page.locator(f".jp-flowdapt-resumed-from:text-is('{run['uid']}')"))
+    resumed.wait_for(timeout=WAIT)
+    recorded = lab.api("GET", f"runs/{resumed.get_attribute('data-run')}").json()
+    assert (recorded["resumed_from"], recorded["source"]) == (run["uid"], "manual")
     assert not page.errors
 
 

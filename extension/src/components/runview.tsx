@@ -1,7 +1,7 @@
 /**
  * A run in the main area: its state and timing, the stage timeline, each stage's error with its
  * traceback, per-item failures, output notebooks (opened in Lab), what the stages printed and logged,
- * the result and the input; with Cancel and Run again. Kept current by live events (log lines are read
+ * the result and the input; with Cancel, Run again and Resume. Kept current by live events (log lines are read
  * every second while the run goes on); read again from the server when the run ends.
  */
 import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
@@ -141,6 +141,10 @@ function RunPage(props: { run: WorkflowRun | null; error: string | null; logs: L
         <div className="jp-flowdapt-page-actions">
           {active && <button className="jp-mod-styled jp-mod-warn jp-flowdapt-cancel-run" onClick={run_(CommandIDs.cancelRun, { run: run.uid })}>Cancel</button>}
           <button className="jp-mod-styled jp-mod-accept jp-flowdapt-rerun" onClick={run_(CommandIDs.rerun, { run: run.uid })}>Run again</button>
+          {(run.state === 'failed' || run.state === 'cancelled') && (
+            <button className="jp-mod-styled jp-flowdapt-resume-run" title="Run what failed again, reusing the stages that finished where their output was kept"
+              onClick={run_(CommandIDs.resumeRun, { run: run.uid })}>Resume</button>
+          )}
           <button className="jp-mod-styled" onClick={run_(CommandIDs.openDag, { workflow: run.workflow, run: run.uid })}>DAG</button>
           <button className="jp-mod-styled" onClick={run_(CommandIDs.openDashboard, { run: run.uid })}>Dashboard</button>
         </div>
@@ -153,6 +157,8 @@ function RunPage(props: { run: WorkflowRun | null; error: string | null; logs: L
         <dt>started</dt><dd>{formatTime(run.started_at)}</dd>
         <dt>{active ? 'running for' : 'took'}</dt><dd>{formatDuration(secondsBetween(run.started_at, run.finished_at))}</dd>
         <dt>uid</dt><dd className="jp-flowdapt-mono">{run.uid}</dd>
+        {run.rerun_of && <><dt>runs again</dt><dd className="jp-flowdapt-mono jp-flowdapt-rerun-of">{run.rerun_of}</dd></>}
+        {run.resumed_from && <><dt>resumes</dt><dd className="jp-flowdapt-mono jp-flowdapt-resumed-from">{run.resumed_from}</dd></>}
       </dl>
       {run.error && <ErrorBlock error={run.error} title={`${run.error.type}${run.error.stage ? ` in stage '${run.error.stage}'` : ''}`} />}
       <h3>Stages</h3>
