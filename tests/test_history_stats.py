@@ -224,3 +224,26 @@ def test_due_times_are_the_times_croniter_steps_through(expression, zone):
     while len(stepped) < 400 and (when := cron.get_prev(datetime)) >= start:
         stepped.append(when)
     assert due_times_before([expression], end, start, zone, 400) == stepped
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"])
+@pytest.mark.parametrize("expression", ["* * * * * *", "*/7 1-3 * * *", "30 4 * * *", "0 * * * *"])
+@pytest.mark.parametrize("end, span", [
+    (datetime(2024, 3, 31, 1, 30, 0, 500_000, tzinfo=timezone.utc), timedelta(seconds=2.5)),  # Berlin springs forward
+    (datetime(2024, 3, 10, 8, 0, 0, 1, tzinfo=timezone.utc), timedelta(hours=3)),  # New York springs forward
+    (datetime(2024, 4, 7, 1, 0, 0, 1, tzinfo=timezone.utc), timedelta(minutes=90)),  # Lord Howe: a 30-minute change
+    (datetime(2024, 6, 1, 12, 0, 0, 250_000, tzinfo=timezone.utc), timedelta(seconds=61)),
+])
+def test_due_times_in_windows_shorter_than_a_day_and_across_dst_changes(expression, zone, end, span):
+    """A schedule's missed times are computed for short windows (a few seconds when the loop is late). Times a
+    fall-back change repeats count once, at their second occurrence, where croniter steps to the first."""
+    from zoneinfo import ZoneInfo
+
+    from croniter import croniter
+
+    from flowdapt.triggers.schedule import due_times_before
+
+    cron, stepped = croniter(expression, end.astimezone(ZoneInfo(zone))), []
+    while len(stepped) < 300 and (when := cron.get_prev(datetime)) >= end - span:
+        stepped.append(when)
+    assert due_times_before([expression], end, end - span, zone, 300) == stepped

@@ -242,20 +242,7 @@ class FlowdaptMagics(Magics):
                               source="notebook")
             uid = run.uid
             current = lambda: backend.get_run(uid)  # noqa: E731
-        if view is not None:
-            display.show_run(run, current, view)
-        if not args.wait:
-            return run
-        try:
-            while not run.done:
-                time.sleep(0.05)
-                run = current()
-        except KeyboardInterrupt:
-            backend.cancel(run.uid)
-            raise MagicError(f"interrupted: cancel requested for run '{run.name}'") from None
-        if run.state != "finished":
-            raise RunEndedError(run)
-        return run
+        return follow_run(backend, run, current, view, wait=args.wait)
 
     def _runs(self, argv: list[str]) -> Table:
         parser = _parser("runs", "List runs, newest first.")
@@ -354,6 +341,27 @@ class FlowdaptMagics(Magics):
         resource, result = apply_stage_cell(self.backend(), spec, cell)
         target = next(stage.target for stage in resource.spec.stages if stage.name == args.name)
         print(f"[workflow/{resource.name}] stage '{args.name}' {result} ({target})")
+
+
+def follow_run(backend: Backend, run: WorkflowRun, current: Callable[[], WorkflowRun], view: Any, *,
+               wait: bool) -> WorkflowRun:
+    """Show a run just started (live when ``view`` is a widget) and, with ``wait``, return it once it ended:
+    a run that did not finish raises :class:`RunEndedError`; Ctrl-C (interrupting the kernel) cancels it.
+    ``current()`` reads the run as it is now."""
+    if view is not None:
+        display.show_run(run, current, view)
+    if not wait:
+        return run
+    try:
+        while not run.done:
+            time.sleep(0.05)
+            run = current()
+    except KeyboardInterrupt:
+        backend.cancel(run.uid)
+        raise MagicError(f"interrupted: cancel requested for run '{run.name}'") from None
+    if run.state != "finished":
+        raise RunEndedError(run)
+    return run
 
 
 def _new_view() -> Any:

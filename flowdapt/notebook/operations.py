@@ -9,7 +9,6 @@ as ``%flowdapt run`` does.
 from __future__ import annotations
 
 import html
-import time
 from typing import Any
 
 from flowdapt.resources.models import WorkflowRun
@@ -44,8 +43,7 @@ def run_again_command(magics: Any, operation: str, argv: list[str]) -> WorkflowR
     """``%flowdapt rerun RUN`` (same input, same workflow version) and ``%flowdapt retry RUN`` (resume a
     failed or cancelled run), with ``--executor`` and ``--no-wait``."""
     from flowdapt.workspace import LocalBackend
-    from flowdapt.notebook import display
-    from flowdapt.notebook.magics import MagicError, RunEndedError, _new_view, _parser
+    from flowdapt.notebook.magics import _new_view, _parser, follow_run
 
     what = "Run a run again: its input and workflow version." if operation == "rerun" else \
         "Resume a failed or cancelled run: finished stages reused where their outputs were kept."
@@ -61,17 +59,4 @@ def run_again_command(magics: Any, operation: str, argv: list[str]) -> WorkflowR
     local = isinstance(backend, LocalBackend)
     uid = run.uid
     current = (lambda: run) if local else (lambda: backend.get_run(uid))
-    if view is not None:
-        display.show_run(run, current, view)
-    if not args.wait:
-        return run
-    try:
-        while not run.done:
-            time.sleep(0.05)
-            run = current()
-    except KeyboardInterrupt:
-        backend.cancel(run.uid)
-        raise MagicError(f"interrupted: cancel requested for run '{run.name}'") from None
-    if run.state != "finished":
-        raise RunEndedError(run)
-    return run
+    return follow_run(backend, run, current, view, wait=args.wait)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -9,12 +10,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 def validate_cron(expression: str) -> None:
     """Raise ``ValueError`` if ``expression`` is not a cron croniter can read."""
-    from croniter import croniter
-
     if not isinstance(expression, str) or len(expression.split()) not in (5, 6):
         raise ValueError(f"rule: malformed cron '{expression}' (expected 5 fields, or 6 with seconds last)")
-    if not croniter.is_valid(expression):
+    if not _readable(expression):
         raise ValueError(f"rule: malformed cron '{expression}'")
+
+
+@functools.lru_cache(maxsize=4096)
+def _readable(expression: str) -> bool:
+    # Remembered: every trigger read from the database is validated, and croniter's check is costly.
+    from croniter import croniter
+
+    return croniter.is_valid(expression)
 
 
 def check_fires(expression: str) -> None:
@@ -70,6 +77,7 @@ _SPECIAL = set("#LlWw")
 _FULL = (range(60), range(24), range(1, 32), range(1, 13), range(7), range(60))  # min hour dom month dow sec
 
 
+@functools.lru_cache(maxsize=1024)
 def _plain_fields(expression: str) -> list[list[int] | None] | None:
     """croniter's expansion of each field (``None`` for ``*``), or ``None`` if a field is special."""
     from croniter import croniter
@@ -83,18 +91,28 @@ def _plain_fields(expression: str) -> list[list[int] | None] | None:
 
 def _expanded(fields: list[list[int] | None], end: datetime, start: datetime, zone: ZoneInfo,
               limit: int) -> list[datetime]:
+    from bisect import bisect_left, bisect_right
     from datetime import timedelta, timezone as tz
 
     minutes, hours, days, months, weekdays = (values or list(_FULL[index]) if index != 2 and index != 4 else values
                                               for index, values in enumerate(fields[:5]))
     seconds = (fields[5] or list(_FULL[5])) if len(fields) == 6 else [0]
-    clock = [(hour, minute, second) for hour in reversed(hours) for minute in reversed(minutes)
-             for second in reversed(seconds)]
-    day, first = end.astimezone(zone).date(), start.astimezone(zone).date()
+    clock = _clock(tuple(hours), tuple(minutes), tuple(seconds))
+    end_local, start_local = end.astimezone(zone), start.astimezone(zone)
+    day, first = end_local.date(), start_local.date()
     found: list[datetime] = []
     while day >= first and len(found) < limit:
         if day.month in months and _day_matches(day, days, weekdays):
-            for hour, minute, second in clock:
+            # Only the part of the day inside the window (a `* * * * * *` day has 86,400 times); on a day
+            # with a DST change wall-clock times are not in instant order, so all of them are checked.
+            low, high = 0, len(clock)
+            if not _offset_changes(day, zone):
+                if day == first:
+                    low = bisect_left(clock, _wall_seconds(start_local))
+                if day == end_local.date():
+                    high = bisect_right(clock, _wall_seconds(end_local))
+            for value in reversed(clock[low:high]):
+                hour, minute, second = value // 3600, value // 60 % 60, value % 60
                 # fold=1: a wall-clock time a DST change repeats is due at its second occurrence (as croniter has it)
                 local = datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=zone, fold=1)
                 if not start <= local < end or local.astimezone(tz.utc).astimezone(zone).hour != hour:
@@ -104,6 +122,22 @@ def _expanded(fields: list[list[int] | None], end: datetime, start: datetime, zo
                     break
         day -= timedelta(days=1)
     return found
+
+
+@functools.lru_cache(maxsize=256)
+def _clock(hours: tuple[int, ...], minutes: tuple[int, ...], seconds: tuple[int, ...]) -> list[int]:
+    """The times of day (seconds since midnight, ascending) that the clock fields match."""
+    return sorted(hour * 3600 + minute * 60 + second for hour in hours for minute in minutes for second in seconds)
+
+
+def _wall_seconds(moment: datetime) -> int:
+    return moment.hour * 3600 + moment.minute * 60 + moment.second
+
+
+def _offset_changes(day: Any, zone: ZoneInfo) -> bool:
+    """Whether the zone's UTC offset changes during ``day`` (a DST change)."""
+    return (datetime(day.year, day.month, day.day, tzinfo=zone).utcoffset()
+            != datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=zone).utcoffset())
 
 
 def _day_matches(day: Any, days: list[int] | None, weekdays: list[int] | None) -> bool:

@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import uuid4
@@ -76,16 +76,25 @@ def _utcnow() -> datetime:
 
 @dataclass
 class Schedule:
-    """An enabled schedule trigger and the first time it is due."""
+    """An enabled schedule trigger and the first time it is due (computed once per anchor: the loop asks
+    every schedule at every wake-up, and a cron computation costs far more than the question)."""
 
     trigger: TriggerRule
     anchor: datetime
+    _next_due: datetime | None = field(default=None, init=False, repr=False)
 
     @property
     def next_due(self) -> datetime:
         """The first cron time after the anchor (aware UTC)."""
-        return min(_cron(expression, self.trigger.spec.timezone, self.anchor).get_next(datetime)
-                   for expression in self.trigger.spec.rule).astimezone(timezone.utc)
+        if self._next_due is None:
+            self._next_due = min(_cron(expression, self.trigger.spec.timezone, self.anchor).get_next(datetime)
+                                 for expression in self.trigger.spec.rule).astimezone(timezone.utc)
+        return self._next_due
+
+    def move_anchor(self, anchor: datetime) -> None:
+        """Fired up to ``anchor``: the next due time is after it."""
+        self.anchor = anchor
+        self._next_due = None
 
     def due_times(self, now: datetime) -> list[datetime]:
         """The times to fire now, oldest first: the latest due one, or every one with catch-up."""
@@ -225,10 +234,15 @@ class TriggerService:
         triggers: list[TriggerRule] = await asyncio.to_thread(self.store.list, "trigger_rule")  # type: ignore[arg-type]
         self._last_fire = await asyncio.to_thread(self.ledger.last_fire_times)
         enabled = [trigger for trigger in triggers if trigger.spec.enabled]
-        self.schedules = {}
+        previous, self.schedules = self.schedules, {}
         for trigger in enabled:
             if trigger.spec.type == "schedule" and trigger.uid not in self.failed:
-                schedule = Schedule(trigger, _anchor(trigger, self._last_fire.get(trigger.uid)))
+                anchor = _anchor(trigger, self._last_fire.get(trigger.uid))
+                kept = previous.get(trigger.uid)
+                if kept is not None and kept.trigger == trigger and kept.anchor >= anchor:
+                    self.schedules[trigger.uid] = kept  # unchanged: its next due time is known
+                    continue
+                schedule = Schedule(trigger, anchor)
                 try:
                     schedule.next_due  # noqa: B018 - a schedule that cannot say when it is due stops alone
                 except Exception as exc:  # noqa: BLE001
@@ -290,11 +304,11 @@ class TriggerService:
     def _fire_due(self, schedule: Schedule, now: datetime) -> None:
         times = schedule.due_times(now)
         if not times:
-            schedule.anchor = now
+            schedule.move_anchor(now)
             return
         if not schedule.trigger.spec.catchup and schedule.next_due < times[0]:
             self._missed(schedule.trigger, schedule.anchor, times[0])  # due times not made up: said, not silent
-        schedule.anchor = times[-1]
+        schedule.move_anchor(times[-1])
         self._switching.hold()  # until the firing has claimed its times and started its action
         self._spawn(schedule.trigger, times, None).add_done_callback(lambda _: self._switching.release())
 
