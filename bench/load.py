@@ -96,7 +96,7 @@ def schedules(server: Server, count: int = 200, seconds: float = 16.0, every: in
     """``count`` schedules due in the same second, every ``every`` seconds: lateness of each firing, and each
     (trigger, time) of the window fired exactly once."""
     server.apply(_workflow("noop", "bench._stages.first"))
-    triggers = [_trigger(f"burst-{index}", "schedule", [f"*/{every} * * * * *"], "noop") for index in range(count)]
+    triggers = [_trigger(f"burst-{index}", "schedule", [f"* * * * * */{every}"], "noop") for index in range(count)]
     for trigger in triggers:
         trigger["spec"]["action"] = {"target": "bench._stages.first", "parameters": {}}  # no run: the firing itself
     server.apply(*triggers)
