@@ -30,9 +30,29 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Create or update resources of any kinds, all or nothing; the body is a JSON list or a resource file's YAML text */
+        /**
+         * Create or update resources of any kinds, all or nothing; the body is a JSON list or a resource file's YAML text
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         post: operations["apply_resources"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/cache": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete result-cache entries (of a workflow, one of its stages, or all) */
+        delete: operations["clear_cache"];
         options?: never;
         head?: never;
         patch?: never;
@@ -48,7 +68,10 @@ export interface paths {
         /** List configs (paged; X-Total-Count has the total) */
         get: operations["list_configs"];
         put?: never;
-        /** Create a config */
+        /**
+         * Create a config
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         post: operations["create_config"];
         delete?: never;
         options?: never;
@@ -65,7 +88,10 @@ export interface paths {
         };
         /** One config by name or uid (YAML with Accept: application/yaml) */
         get: operations["get_config"];
-        /** Replace a config's spec and annotations */
+        /**
+         * Replace a config's spec and annotations
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         put: operations["replace_config"];
         post?: never;
         /** Delete a config */
@@ -208,6 +234,58 @@ export interface paths {
         put?: never;
         /** Cancel a queued or running run */
         post: operations["cancel_run"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/runs/{identifier}/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What a run's stages printed and logged, numbered; follow=true streams the lines as NDJSON (application/x-ndjson), one LogLine a line, until the run has ended */
+        get: operations["get_run_logs"];
+        put?: never;
+        /** Record lines of a run that another process runs (a kernel under this server); the identifier is its uid */
+        post: operations["record_run_logs"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/runs/{identifier}/rerun": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Run a run's workflow version again with its input; the new run records rerun_of */
+        post: operations["rerun_run"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/runs/{identifier}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resume a failed or cancelled run: stages it finished are reused where their outputs were kept, the rest run again; the new run records resumed_from */
+        post: operations["resume_run"];
         delete?: never;
         options?: never;
         head?: never;
@@ -462,7 +540,10 @@ export interface paths {
         /** List triggers (paged; X-Total-Count has the total) */
         get: operations["list_triggers"];
         put?: never;
-        /** Create a trigger */
+        /**
+         * Create a trigger
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         post: operations["create_trigger"];
         delete?: never;
         options?: never;
@@ -479,11 +560,31 @@ export interface paths {
         };
         /** One trigger by name or uid (YAML with Accept: application/yaml) */
         get: operations["get_trigger"];
-        /** Replace a trigger's spec and annotations */
+        /**
+         * Replace a trigger's spec and annotations
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         put: operations["replace_trigger"];
         post?: never;
         /** Delete a trigger */
         delete: operations["delete_trigger"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/triggers/{identifier}/backfill": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Fire a schedule trigger's action once for each of its due times in a range that has not fired yet (runs tagged with their logical time); wait=false answers at once */
+        post: operations["backfill_trigger"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -540,6 +641,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/workflow-versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Record the document of a workflow version a reported run ran
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
+        put: operations["record_workflow_version"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/workflows": {
         parameters: {
             query?: never;
@@ -550,7 +671,10 @@ export interface paths {
         /** List workflows (paged; X-Total-Count has the total) */
         get: operations["list_workflows"];
         put?: never;
-        /** Create a workflow */
+        /**
+         * Create a workflow
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         post: operations["create_workflow"];
         delete?: never;
         options?: never;
@@ -567,7 +691,10 @@ export interface paths {
         };
         /** One workflow by name or uid (YAML with Accept: application/yaml) */
         get: operations["get_workflow"];
-        /** Replace a workflow's spec and annotations */
+        /**
+         * Replace a workflow's spec and annotations
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         put: operations["replace_workflow"];
         post?: never;
         /** Delete a workflow */
@@ -603,7 +730,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Run a workflow; the body is the input. wait=true answers when it has ended */
+        /**
+         * Run a workflow; the body is the input. wait=true answers when it has ended
+         * @description The input must fit the workflow's root stages (GET workflows/{identifier}/inputs): a run whose stages refuse it ends failed, not refused.
+         */
         post: operations["run_workflow"];
         delete?: never;
         options?: never;
@@ -635,6 +765,113 @@ export interface components {
             /** Workflow */
             workflow: string;
         };
+        /**
+         * ApiInfo
+         * @description ``GET /``.
+         */
+        ApiInfo: {
+            /**
+             * Api Version
+             * @default v1
+             * @constant
+             */
+            api_version: "v1";
+            /**
+             * App
+             * @default flowdapt
+             * @constant
+             */
+            app: "flowdapt";
+            /** Version */
+            version: string;
+        };
+        /**
+         * BackfillAnswer
+         * @description ``POST triggers/{id}/backfill``: the plan, and what fired so far (all of it with ``wait``).
+         */
+        BackfillAnswer: {
+            /**
+             * Already Fired
+             * @description those that had fired before: left alone
+             */
+            already_fired: string[];
+            /** Concurrency */
+            concurrency: number;
+            /** Done */
+            done: boolean;
+            /**
+             * End
+             * Format: date-time
+             */
+            end: string;
+            /** Fired */
+            fired: components["schemas"]["BackfillFiring"][];
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
+            /**
+             * Times
+             * @description the due times in the range, oldest first
+             */
+            times: string[];
+            /** Trigger */
+            trigger: string;
+        };
+        /**
+         * BackfillFiring
+         * @description One due time a backfill fired: its run, or why it could not start one.
+         */
+        BackfillFiring: {
+            /** Error */
+            error: string | null;
+            /** Run Uid */
+            run_uid: string | null;
+            /**
+             * Scheduled For
+             * Format: date-time
+             */
+            scheduled_for: string;
+        };
+        /**
+         * BackfillIn
+         * @description Body of ``POST triggers/{id}/backfill``: the range of schedule times (naive times are UTC).
+         */
+        BackfillIn: {
+            /**
+             * Concurrency
+             * @description runs of the backfill going on at once
+             * @default 4
+             */
+            concurrency: number;
+            /**
+             * End
+             * Format: date-time
+             * @description last schedule time to fire (inclusive; times after now are left out)
+             */
+            end: string;
+            /**
+             * Start
+             * Format: date-time
+             * @description first schedule time to fire (inclusive)
+             */
+            start: string;
+            /**
+             * Wait
+             * @description answer once every run has ended
+             * @default false
+             */
+            wait: boolean;
+        };
+        /**
+         * CacheCleared
+         * @description ``DELETE cache``.
+         */
+        CacheCleared: {
+            /** Deleted */
+            deleted: number;
+        };
         /** Config */
         Config: {
             /**
@@ -649,28 +886,52 @@ export interface components {
              * Version
              * @default null
              */
-            version: string | null;
+            version: "v1alpha1" | null;
         };
-        /** ConfigSelector */
-        ConfigSelector: {
+        /** ConfigReplacement */
+        ConfigReplacement: {
             /**
              * Kind
+             * @default config
+             * @constant
+             */
+            kind: "config";
+            /**
+             * Metadata
+             * @description Identity of a resource: ``name`` is unique per kind; ``uid`` never changes.
+             */
+            metadata?: {
+                /**
+                 * Annotations
+                 * @description text; numbers and booleans (as YAML writes them) are kept as their text
+                 */
+                annotations?: {
+                    [key: string]: string | number | boolean;
+                };
+                /**
+                 * Created At
+                 * Format: date-time
+                 */
+                created_at?: string;
+                /** Name */
+                name?: string;
+                /**
+                 * Uid
+                 * Format: uuid
+                 */
+                uid?: string;
+                /**
+                 * Updated At
+                 * Format: date-time
+                 */
+                updated_at?: string;
+            };
+            spec: components["schemas"]["ConfigSpec"];
+            /**
+             * Version
              * @default null
              */
-            kind: string | null;
-            /**
-             * Type
-             * @default name
-             * @enum {string}
-             */
-            type: "name" | "annotation";
-            /**
-             * Value
-             * @default null
-             */
-            value: string | {
-                [key: string]: string;
-            } | null;
+            version: "v1alpha1" | null;
         };
         /** ConfigSpec */
         ConfigSpec: {
@@ -679,7 +940,24 @@ export interface components {
                 [key: string]: unknown;
             };
             /** @default null */
-            selector: components["schemas"]["ConfigSelector"] | null;
+            selector: {
+                kind?: string | null;
+                /**
+                 * @default name
+                 * @constant
+                 */
+                type: "name";
+                /** @description a resource name */
+                value: string;
+            } | {
+                kind?: string | null;
+                /** @constant */
+                type: "annotation";
+                /** @description annotations */
+                value: {
+                    [key: string]: string | number | boolean;
+                };
+            } | null;
         };
         /**
          * DailyWorkflowStats
@@ -707,6 +985,37 @@ export interface components {
             success_rate: number;
             /** Workflow */
             workflow: string;
+        };
+        /**
+         * Dashboard
+         * @description A cluster executor's dashboard; ``url`` is relative to the base URL when ``proxied``.
+         */
+        Dashboard: {
+            /** Kind */
+            kind: string;
+            /** Proxied */
+            proxied: boolean;
+            /** Target */
+            target: string;
+            /** Url */
+            url: string;
+        };
+        /**
+         * DrainState
+         * @description ``POST drain`` and ``DELETE drain``; ``drained`` (POST only) says whether every run ended in time.
+         */
+        DrainState: {
+            /**
+             * Drained
+             * @default null
+             */
+            drained: boolean | null;
+            /** Draining */
+            draining: boolean;
+            /** Queued */
+            queued: number;
+            /** Running */
+            running: number;
         };
         Error: {
             detail: string;
@@ -755,6 +1064,26 @@ export interface components {
             type: string;
         };
         /**
+         * ErrorInfo
+         * @description An exception as recorded: its type, its own message and the traceback.
+         */
+        ErrorInfoIn: {
+            /** Message */
+            message: string;
+            /**
+             * Stage
+             * @default null
+             */
+            stage: string | null;
+            /**
+             * Traceback
+             * @default
+             */
+            traceback: string;
+            /** Type */
+            type: string;
+        };
+        /**
          * EventIn
          * @description Body of ``POST events``: a user event (the engine's own types are refused: they drive runs).
          */
@@ -784,6 +1113,11 @@ export interface components {
         FiringRecord: {
             /** Action */
             action: string;
+            /**
+             * Backfill
+             * @default null
+             */
+            backfill: boolean | null;
             /**
              * Error
              * @default null
@@ -924,13 +1258,111 @@ export interface components {
             workflow: string;
         };
         /**
+         * ItemFailure
+         * @description One failed item of a parameterized stage.
+         */
+        ItemFailureIn: {
+            /** Index */
+            index: number;
+            /** Message */
+            message: string;
+            /**
+             * Traceback
+             * @default
+             */
+            traceback: string;
+            /** Type */
+            type: string;
+        };
+        /**
+         * LogLine
+         * @description One line a stage attempt printed (``stdout``, ``stderr``) or logged (``log``, with level and logger);
+         *     ``flowdapt`` lines count what went over the attempt's cap. ``seq`` numbers the lines of a run.
+         */
+        LogLine: {
+            /** Attempt */
+            attempt: number;
+            /**
+             * Level
+             * @default null
+             */
+            level: string | null;
+            /**
+             * Logger
+             * @default null
+             */
+            logger: string | null;
+            /** Message */
+            message: string;
+            /** Seq */
+            seq: number;
+            /** Stage */
+            stage: string;
+            /**
+             * Stream
+             * @enum {string}
+             */
+            stream: "stdout" | "stderr" | "log" | "flowdapt";
+            /**
+             * Time
+             * Format: date-time
+             */
+            time: string;
+        };
+        /**
+         * LogLine
+         * @description One line a stage attempt printed (``stdout``, ``stderr``) or logged (``log``, with level and logger);
+         *     ``flowdapt`` lines count what went over the attempt's cap. ``seq`` numbers the lines of a run.
+         */
+        LogLineIn: {
+            /** Attempt */
+            attempt: number;
+            /**
+             * Level
+             * @default null
+             */
+            level: string | null;
+            /**
+             * Logger
+             * @default null
+             */
+            logger: string | null;
+            /** Message */
+            message: string;
+            /** Seq */
+            seq: number;
+            /** Stage */
+            stage: string;
+            /**
+             * Stream
+             * @enum {string}
+             */
+            stream: "stdout" | "stderr" | "log" | "flowdapt";
+            /**
+             * Time
+             * Format: date-time
+             */
+            time: string;
+        };
+        /**
+         * LogsRecorded
+         * @description ``POST runs/{id}/logs``.
+         */
+        LogsRecorded: {
+            /** Recorded */
+            recorded: number;
+        };
+        /**
          * Metadata
          * @description Identity of a resource: ``name`` is unique per kind; ``uid`` never changes.
          */
         Metadata: {
-            /** Annotations */
+            /**
+             * Annotations
+             * @description text; numbers and booleans (as YAML writes them) are kept as their text
+             */
             annotations?: {
-                [key: string]: string;
+                [key: string]: string | number | boolean;
             };
             /**
              * Created At
@@ -983,6 +1415,24 @@ export interface components {
              * @description path under the workbench root, ending in .ipynb
              */
             notebook: string;
+        };
+        /**
+         * PublishedEvent
+         * @description ``POST events``: the event as published (``time`` in seconds since the epoch).
+         */
+        PublishedEvent: {
+            /** Channel */
+            channel: string;
+            /** Data */
+            data: unknown;
+            /** Id */
+            id: string;
+            /** Source */
+            source: string;
+            /** Time */
+            time: number;
+            /** Type */
+            type: string;
         };
         /**
          * PunctualityReport
@@ -1041,6 +1491,101 @@ export interface components {
             };
             /** Success Rate */
             success_rate: number | null;
+        };
+        /**
+         * SavedStageModule
+         * @description ``PUT stage-modules/{module}``.
+         */
+        SavedStageModule: {
+            /** Module */
+            module: string;
+            /** Path */
+            path: string;
+        };
+        /**
+         * ServedTriggerRule
+         * @description A trigger rule as served: the resource and its read-only ``status``.
+         */
+        ServedTriggerRule: {
+            /**
+             * Kind
+             * @default trigger_rule
+             * @constant
+             */
+            kind: "trigger_rule";
+            metadata: components["schemas"]["Metadata"];
+            spec: components["schemas"]["TriggerRuleSpec"];
+            status: components["schemas"]["TriggerStatus"];
+            /**
+             * Version
+             * @default null
+             */
+            version: "v1alpha1" | null;
+        };
+        /**
+         * ServerStatus
+         * @description ``GET status``: what the server runs and what is stored.
+         */
+        ServerStatus: {
+            /**
+             * Api Version
+             * @default v1
+             * @constant
+             */
+            api_version: "v1";
+            /**
+             * App
+             * @default flowdapt
+             * @constant
+             */
+            app: "flowdapt";
+            /** App Dir */
+            app_dir: string;
+            /** Backend */
+            backend: string;
+            /** Conditions */
+            conditions: number;
+            /** Configs */
+            configs: number;
+            /** Dashboards */
+            dashboards: components["schemas"]["Dashboard"][];
+            /**
+             * Database
+             * @description the history database's URL, password hidden
+             */
+            database: string;
+            /** Draining */
+            draining: boolean;
+            /** Executor */
+            executor: string;
+            /**
+             * Mode
+             * @default server
+             * @constant
+             */
+            mode: "server";
+            /** Namespace */
+            namespace: string;
+            /** Queued */
+            queued: number;
+            /** Running */
+            running: number;
+            /** Runs */
+            runs: number;
+            /** Schedules */
+            schedules: number;
+            /** Schema Version */
+            schema_version: number;
+            /** Trigger Firings */
+            trigger_firings: number;
+            /** Trigger Rules */
+            trigger_rules: number;
+            /** Trigger Suppressed */
+            trigger_suppressed: number;
+            /** Version */
+            version: string;
+            /** Workflows */
+            workflows: number;
         };
         /**
          * StageAttempt
@@ -1112,6 +1657,26 @@ export interface components {
              */
             allow_partial_failure: boolean;
             /**
+             * Cache
+             * @default false
+             */
+            cache: boolean;
+            /**
+             * Cache Key
+             * @default null
+             */
+            cache_key: string | null;
+            /**
+             * Cache Ttl
+             * @default null
+             */
+            cache_ttl: number | null;
+            /**
+             * Keep Output
+             * @default false
+             */
+            keep_output: boolean | ("memory" | "artifact");
+            /**
              * Map On
              * @default null
              */
@@ -1151,11 +1716,12 @@ export interface components {
             gpus: number | null;
             /**
              * Memory
+             * @description bytes, or a size such as 512MB, 8GB, 1GiB
              * @default null
              */
-            memory: number | null;
+            memory: number | string | null;
         } & {
-            [key: string]: unknown;
+            [key: string]: number;
         };
         /**
          * StageRun
@@ -1167,6 +1733,11 @@ export interface components {
              * @default 0
              */
             attempts: number;
+            /**
+             * Cached From
+             * @default null
+             */
+            cached_from: string | null;
             /** @default null */
             error: components["schemas"]["ErrorInfo"] | null;
             /**
@@ -1208,7 +1779,70 @@ export interface components {
              * @default pending
              * @enum {string}
              */
-            state: "pending" | "running" | "finished" | "failed" | "cancelled" | "skipped";
+            state: "pending" | "running" | "finished" | "cached" | "failed" | "cancelled" | "skipped";
+            /**
+             * Type
+             * @default simple
+             */
+            type: string;
+        };
+        /**
+         * StageRun
+         * @description The record of one stage within a run.
+         */
+        StageRunIn: {
+            /**
+             * Attempts
+             * @default 0
+             */
+            attempts: number;
+            /**
+             * Cached From
+             * @default null
+             */
+            cached_from: string | null;
+            /** @default null */
+            error: components["schemas"]["ErrorInfoIn"] | null;
+            /**
+             * Finished At
+             * @default null
+             */
+            finished_at: string | null;
+            /** Item Failures */
+            item_failures?: components["schemas"]["ItemFailureIn"][];
+            /**
+             * Items Done
+             * @default 0
+             */
+            items_done: number;
+            /**
+             * Items Failed
+             * @default 0
+             */
+            items_failed: number;
+            /**
+             * Items Total
+             * @default null
+             */
+            items_total: number | null;
+            /** Name */
+            name: string;
+            /**
+             * Output Notebook
+             * @default null
+             */
+            output_notebook: string | null;
+            /**
+             * Started At
+             * @default null
+             */
+            started_at: string | null;
+            /**
+             * State
+             * @default pending
+             * @enum {string}
+             */
+            state: "pending" | "running" | "finished" | "cached" | "failed" | "cancelled" | "skipped";
             /**
              * Type
              * @default simple
@@ -1294,6 +1928,11 @@ export interface components {
             /** Action */
             action: string;
             /**
+             * Backfill
+             * @default null
+             */
+            backfill: boolean | null;
+            /**
              * Error
              * @default null
              */
@@ -1358,7 +1997,52 @@ export interface components {
              * Version
              * @default null
              */
-            version: string | null;
+            version: "v1alpha1" | null;
+        };
+        /** TriggerRuleReplacement */
+        TriggerRuleReplacement: {
+            /**
+             * Kind
+             * @default trigger_rule
+             * @constant
+             */
+            kind: "trigger_rule";
+            /**
+             * Metadata
+             * @description Identity of a resource: ``name`` is unique per kind; ``uid`` never changes.
+             */
+            metadata?: {
+                /**
+                 * Annotations
+                 * @description text; numbers and booleans (as YAML writes them) are kept as their text
+                 */
+                annotations?: {
+                    [key: string]: string | number | boolean;
+                };
+                /**
+                 * Created At
+                 * Format: date-time
+                 */
+                created_at?: string;
+                /** Name */
+                name?: string;
+                /**
+                 * Uid
+                 * Format: uuid
+                 */
+                uid?: string;
+                /**
+                 * Updated At
+                 * Format: date-time
+                 */
+                updated_at?: string;
+            };
+            spec: components["schemas"]["TriggerRuleSpec"];
+            /**
+             * Version
+             * @default null
+             */
+            version: "v1alpha1" | null;
         };
         /** TriggerRuleSpec */
         TriggerRuleSpec: {
@@ -1378,6 +2062,11 @@ export interface components {
                 [key: string]: unknown;
             };
             /**
+             * Sla
+             * @default null
+             */
+            sla: number | null;
+            /**
              * Timezone
              * @default UTC
              */
@@ -1388,6 +2077,23 @@ export interface components {
              * @enum {string}
              */
             type: "schedule" | "condition";
+        };
+        /**
+         * TriggerStatus
+         * @description A trigger's read-only state as served; ``error`` says why a schedule stopped.
+         */
+        TriggerStatus: {
+            /** Enabled */
+            enabled: boolean;
+            /**
+             * Error
+             * @default null
+             */
+            error: string | null;
+            /** Last Fire Time */
+            last_fire_time: string | null;
+            /** Next Fire Time */
+            next_fire_time: string | null;
         };
         /** Workflow */
         Workflow: {
@@ -1403,7 +2109,7 @@ export interface components {
              * Version
              * @default null
              */
-            version: string | null;
+            version: "v1alpha1" | null;
         };
         /**
          * WorkflowInputs
@@ -1420,6 +2126,51 @@ export interface components {
             open: boolean;
             /** Workflow */
             workflow: string;
+        };
+        /** WorkflowReplacement */
+        WorkflowReplacement: {
+            /**
+             * Kind
+             * @default workflow
+             * @constant
+             */
+            kind: "workflow";
+            /**
+             * Metadata
+             * @description Identity of a resource: ``name`` is unique per kind; ``uid`` never changes.
+             */
+            metadata?: {
+                /**
+                 * Annotations
+                 * @description text; numbers and booleans (as YAML writes them) are kept as their text
+                 */
+                annotations?: {
+                    [key: string]: string | number | boolean;
+                };
+                /**
+                 * Created At
+                 * Format: date-time
+                 */
+                created_at?: string;
+                /** Name */
+                name?: string;
+                /**
+                 * Uid
+                 * Format: uuid
+                 */
+                uid?: string;
+                /**
+                 * Updated At
+                 * Format: date-time
+                 */
+                updated_at?: string;
+            };
+            spec: components["schemas"]["WorkflowSpec"];
+            /**
+             * Version
+             * @default null
+             */
+            version: "v1alpha1" | null;
         };
         /**
          * WorkflowRun
@@ -1452,6 +2203,11 @@ export interface components {
              */
             kind: "workflow_run";
             /**
+             * Logical Time
+             * @default null
+             */
+            logical_time: string | null;
+            /**
              * Name
              * @default
              */
@@ -1462,10 +2218,20 @@ export interface components {
              */
             namespace: string;
             /**
+             * Rerun Of
+             * @default null
+             */
+            rerun_of: string | null;
+            /**
              * Result
              * @default null
              */
             result: unknown;
+            /**
+             * Resumed From
+             * @default null
+             */
+            resumed_from: string | null;
             /**
              * Source
              * @default manual
@@ -1489,6 +2255,100 @@ export interface components {
             uid: string;
             /** Workflow */
             workflow: string;
+            /**
+             * Workflow Version
+             * @default null
+             */
+            workflow_version: string | null;
+        };
+        /**
+         * WorkflowRun
+         * @description One execution of a workflow (kind ``workflow_run``, read-only).
+         *
+         *     Returned by :func:`flowdapt.run_workflow`; while the run goes on, :meth:`wait` and
+         *     :meth:`cancel` control it.
+         */
+        WorkflowRunIn: {
+            /** @default null */
+            error: components["schemas"]["ErrorInfoIn"] | null;
+            /**
+             * Executor
+             * @default local
+             */
+            executor: string;
+            /**
+             * Finished At
+             * @default null
+             */
+            finished_at: string | null;
+            /** Input */
+            input?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Kind
+             * @default workflow_run
+             * @constant
+             */
+            kind: "workflow_run";
+            /**
+             * Logical Time
+             * @default null
+             */
+            logical_time: string | null;
+            /**
+             * Name
+             * @default
+             */
+            name: string;
+            /**
+             * Namespace
+             * @default default
+             */
+            namespace: string;
+            /**
+             * Rerun Of
+             * @default null
+             */
+            rerun_of: string | null;
+            /**
+             * Result
+             * @default null
+             */
+            result: unknown;
+            /**
+             * Resumed From
+             * @default null
+             */
+            resumed_from: string | null;
+            /**
+             * Source
+             * @default manual
+             * @enum {string}
+             */
+            source: "manual" | "api" | "trigger" | "notebook";
+            /** Stages */
+            stages?: components["schemas"]["StageRunIn"][];
+            /**
+             * Started At
+             * @default null
+             */
+            started_at: string | null;
+            /**
+             * State
+             * @default pending
+             * @enum {string}
+             */
+            state: "pending" | "running" | "finished" | "failed" | "cancelled" | "interrupted";
+            /** Uid */
+            uid?: string;
+            /** Workflow */
+            workflow: string;
+            /**
+             * Workflow Version
+             * @default null
+             */
+            workflow_version: string | null;
         };
         /** WorkflowSpec */
         WorkflowSpec: {
@@ -1557,6 +2417,14 @@ export interface components {
             /** Workflow */
             workflow: string;
         };
+        /**
+         * WorkflowVersionRecorded
+         * @description ``PUT workflow-versions/{version}``.
+         */
+        WorkflowVersionRecorded: {
+            /** Version */
+            version: string;
+        };
     };
     responses: never;
     parameters: never;
@@ -1581,7 +2449,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["ApiInfo"];
                 };
             };
             /** @description Error */
@@ -1604,7 +2472,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": Record<string, never>[];
+                "application/json": (components["schemas"]["Workflow"] | components["schemas"]["Config"] | components["schemas"]["TriggerRule"])[];
                 "application/yaml": string;
             };
         };
@@ -1615,7 +2483,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>[];
+                    "application/json": {
+                        /** @enum {unknown} */
+                        outcome: "created" | "updated" | "unchanged";
+                        resource: components["schemas"]["Workflow"] | components["schemas"]["Config"] | components["schemas"]["ServedTriggerRule"];
+                    }[];
                 };
             };
             /** @description Error */
@@ -1629,6 +2501,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1656,12 +2537,60 @@ export interface operations {
             };
         };
     };
+    clear_cache: {
+        parameters: {
+            query?: {
+                workflow?: string;
+                stage?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CacheCleared"];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     list_configs: {
         parameters: {
             query?: {
-                /** @description page size */
                 limit?: number;
-                /** @description items to skip */
                 offset?: number;
             };
             header?: never;
@@ -1673,6 +2602,8 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description how many there are */
+                    "X-Total-Count"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1690,6 +2621,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1757,6 +2697,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     get_config: {
@@ -1799,6 +2748,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     replace_config: {
@@ -1813,7 +2771,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["Config"];
+                "application/json": components["schemas"]["ConfigReplacement"];
             };
         };
         responses: {
@@ -1855,6 +2813,15 @@ export interface operations {
             };
             /** @description Error */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1903,12 +2870,20 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     drain: {
         parameters: {
             query?: {
-                /** @description seconds to wait at most */
                 timeout?: number;
             };
             header?: never;
@@ -1923,11 +2898,29 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["DrainState"];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1952,11 +2945,20 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["DrainState"];
                 };
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1985,7 +2987,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["PublishedEvent"];
                 };
             };
             /** @description Error */
@@ -2008,6 +3010,15 @@ export interface operations {
             };
             /** @description Error */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2069,6 +3080,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     openapi: {
@@ -2104,15 +3124,12 @@ export interface operations {
         parameters: {
             query?: {
                 workflow?: string;
-                state?: string;
-                source?: string;
+                state?: "pending" | "running" | "finished" | "failed" | "cancelled" | "interrupted";
+                source?: "manual" | "api" | "trigger" | "notebook";
                 since?: string;
                 until?: string;
-                /** @description page size */
                 limit?: number;
-                /** @description items to skip */
                 offset?: number;
-                /** @description include each run's stages (default: false, stages empty) */
                 stages?: boolean;
             };
             header?: never;
@@ -2148,6 +3165,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     list_latest_runs: {
@@ -2170,6 +3196,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2218,6 +3253,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     record_run: {
@@ -2232,7 +3276,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["WorkflowRun"];
+                "application/json": components["schemas"]["WorkflowRunIn"];
             };
         };
         responses: {
@@ -2246,7 +3290,25 @@ export interface operations {
                 };
             };
             /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2265,6 +3327,15 @@ export interface operations {
             };
             /** @description Error */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2322,6 +3393,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     cancel_run: {
@@ -2372,6 +3452,324 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_run_logs: {
+        parameters: {
+            query?: {
+                stage?: string;
+                attempt?: number;
+                after?: number;
+                limit?: number;
+                follow?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description name or uid */
+                identifier: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LogLine"][];
+                    "application/x-ndjson": components["schemas"]["LogLine"];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    record_run_logs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description name or uid */
+                identifier: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LogLineIn"][];
+            };
+        };
+        responses: {
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LogsRecorded"];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    rerun_run: {
+        parameters: {
+            query?: {
+                wait?: boolean;
+                executor?: string;
+                source?: "api" | "manual" | "notebook";
+            };
+            header?: never;
+            path: {
+                /** @description name or uid */
+                identifier: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowRun"];
+                };
+            };
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowRun"];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    resume_run: {
+        parameters: {
+            query?: {
+                wait?: boolean;
+                executor?: string;
+                source?: "api" | "manual" | "notebook";
+            };
+            header?: never;
+            path: {
+                /** @description name or uid */
+                identifier: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowRun"];
+                };
+            };
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowRun"];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     list_run_stages: {
@@ -2406,6 +3804,15 @@ export interface operations {
             };
             /** @description Error */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2456,6 +3863,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     save_stage_module: {
@@ -2480,7 +3896,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["SavedStageModule"];
                 };
             };
             /** @description Error */
@@ -2502,7 +3918,25 @@ export interface operations {
                 };
             };
             /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2554,6 +3988,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     stats_daily: {
@@ -2591,6 +4034,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2643,6 +4095,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     stats_items: {
@@ -2681,6 +4142,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2732,6 +4202,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     stats_summary: {
@@ -2769,6 +4248,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2821,6 +4309,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     stats_triggers: {
@@ -2865,6 +4362,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     stats_version: {
@@ -2896,6 +4402,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2947,6 +4462,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     status: {
@@ -2964,11 +4488,20 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["ServerStatus"];
                 };
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2981,9 +4514,7 @@ export interface operations {
     list_triggers: {
         parameters: {
             query?: {
-                /** @description page size */
                 limit?: number;
-                /** @description items to skip */
                 offset?: number;
             };
             header?: never;
@@ -2995,10 +4526,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description how many there are */
+                    "X-Total-Count"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TriggerRule"][];
+                    "application/json": components["schemas"]["ServedTriggerRule"][];
                 };
             };
             /** @description Error */
@@ -3012,6 +4545,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3040,7 +4582,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TriggerRule"];
+                    "application/json": components["schemas"]["ServedTriggerRule"];
                 };
             };
             /** @description Error */
@@ -3079,6 +4621,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     get_trigger: {
@@ -3099,7 +4650,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TriggerRule"];
+                    "application/json": components["schemas"]["ServedTriggerRule"];
                     "application/yaml": string;
                 };
             };
@@ -3121,6 +4672,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     replace_trigger: {
@@ -3135,7 +4695,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["TriggerRule"];
+                "application/json": components["schemas"]["TriggerRuleReplacement"];
             };
         };
         responses: {
@@ -3145,7 +4705,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TriggerRule"];
+                    "application/json": components["schemas"]["ServedTriggerRule"];
                 };
             };
             /** @description Error */
@@ -3184,6 +4744,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     delete_trigger: {
@@ -3204,7 +4773,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TriggerRule"];
+                    "application/json": components["schemas"]["ServedTriggerRule"];
                 };
             };
             /** @description Error */
@@ -3218,6 +4787,105 @@ export interface operations {
             };
             /** @description Error */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    backfill_trigger: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description name or uid */
+                identifier: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BackfillIn"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BackfillAnswer"];
+                };
+            };
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BackfillAnswer"];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3245,7 +4913,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TriggerRule"];
+                    "application/json": components["schemas"]["ServedTriggerRule"];
                 };
             };
             /** @description Error */
@@ -3259,6 +4927,15 @@ export interface operations {
             };
             /** @description Error */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3286,7 +4963,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TriggerRule"];
+                    "application/json": components["schemas"]["ServedTriggerRule"];
                 };
             };
             /** @description Error */
@@ -3307,14 +4984,21 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     list_trigger_firings: {
         parameters: {
             query?: {
-                /** @description page size */
                 limit?: number;
-                /** @description items to skip */
                 offset?: number;
                 since?: string;
             };
@@ -3363,14 +5047,93 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    record_workflow_version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description 16 hex digits (runs.workflow_version) */
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Workflow"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowVersionRecorded"];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     list_workflows: {
         parameters: {
             query?: {
-                /** @description page size */
                 limit?: number;
-                /** @description items to skip */
                 offset?: number;
             };
             header?: never;
@@ -3382,6 +5145,8 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description how many there are */
+                    "X-Total-Count"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3399,6 +5164,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3466,6 +5240,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     get_workflow: {
@@ -3508,6 +5291,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     replace_workflow: {
@@ -3522,7 +5314,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["Workflow"];
+                "application/json": components["schemas"]["WorkflowReplacement"];
             };
         };
         responses: {
@@ -3571,6 +5363,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     delete_workflow: {
@@ -3605,6 +5406,15 @@ export interface operations {
             };
             /** @description Error */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3662,6 +5472,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     run_workflow: {
@@ -3670,8 +5489,7 @@ export interface operations {
                 wait?: boolean;
                 namespace?: string;
                 executor?: string;
-                /** @description recorded on the run: api (default), manual or notebook */
-                source?: string;
+                source?: "api" | "manual" | "notebook";
             };
             header?: never;
             path: {

@@ -174,7 +174,7 @@ class TopQuery(HistoryFilter):
 class PunctualityQuery(BaseModel):
     """Trigger firings (fired in ``[since, until)``, of one trigger or all) and how punctual schedules were."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     trigger: str | None = None
     since: Instant = None
     until: Instant = None

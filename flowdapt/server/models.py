@@ -114,7 +114,7 @@ class CacheQuery(BaseModel):
 class NotebookIn(BaseModel):
     """Body of ``POST notebooks/workflow``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     notebook: str = Field(min_length=1, description="path under the workbench root, ending in .ipynb")
     kernel_name: str | None = None
     cell_timeout: float | None = Field(default=None, gt=0)
@@ -123,7 +123,7 @@ class NotebookIn(BaseModel):
 class DrainOptions(BaseModel):
     """Query of ``POST drain``: wait at most ``timeout`` seconds."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     timeout: float | None = Field(default=None, ge=0)
 
 
