@@ -64,7 +64,8 @@ def test_the_served_openapi_document_holds_against_the_server(tmp_path, flowdapt
         (tmp_path / "schemathesis.toml").write_text(CONFIG)
         done = subprocess.run(
             [str(BIN / "st"), "--config-file", str(tmp_path / "schemathesis.toml"), "run", f"{api}/openapi.json",
-             "--header", f"Authorization: token {TOKEN}",             "--max-examples", str(MAX_EXAMPLES), "--generation-deterministic", "--workers", "1",
+             "--header", f"Authorization: token {TOKEN}", "--max-examples", str(MAX_EXAMPLES),
+             "--generation-deterministic", "--workers", "1",
              "--request-timeout", "20", "--no-color", "--output-truncate", "false"],
             cwd=tmp_path, env={**flowdapt_env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=360)
     finally:
