@@ -9,9 +9,9 @@ and history rows have their models where they live (:mod:`flowdapt.resources.mod
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from flowdapt.events.models import ENGINE_TYPE_PREFIXES
 from flowdapt.history.models import MAX_OFFSET, Instant, RequiredInstant, RunQuery
@@ -234,10 +234,13 @@ class WorkflowVersionRecorded(BaseModel):
     version: str
 
 
+DateTimeText = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]  # as isoformat() writes it
+
+
 class BackfillFiring(BaseModel):
     """One due time a backfill fired: its run, or why it could not start one."""
 
-    scheduled_for: datetime
+    scheduled_for: DateTimeText
     run_uid: str | None
     error: str | None
 
@@ -246,10 +249,10 @@ class BackfillAnswer(BaseModel):
     """``POST triggers/{id}/backfill``: the plan, and what fired so far (all of it with ``wait``)."""
 
     trigger: str
-    start: datetime
-    end: datetime
+    start: DateTimeText
+    end: DateTimeText
     concurrency: int
-    times: list[datetime] = Field(description="the due times in the range, oldest first")
-    already_fired: list[datetime] = Field(description="those that had fired before: left alone")
+    times: list[DateTimeText] = Field(description="the due times in the range, oldest first")
+    already_fired: list[DateTimeText] = Field(description="those that had fired before: left alone")
     fired: list[BackfillFiring]
     done: bool
