@@ -28,6 +28,7 @@ export type RunSource = WorkflowRun['source'];
 export type StatsView = 'summary' | 'timeline' | 'workflows' | 'daily' | 'errors' | 'active' | 'stages' | 'items' |
   'triggers' | 'version';
 type StatsOperation<V extends StatsView> = operations[`stats_${V}`];
+type QueryOf<O extends keyof operations> = NonNullable<operations[O]['parameters']['query']>;
 export type StatsQuery<V extends StatsView> = NonNullable<StatsOperation<V>['parameters']['query']>;
 export type StatsAnswer<V extends StatsView> = StatsOperation<V>['responses'][200]['content']['application/json'];
 
@@ -238,6 +239,42 @@ export class FlowdaptAPI {
     return this.request('GET', `stats/${view}`, { query });
   }
 
+  // -- operating runs ----------------------------------------------------------------------------
+  /** Run a run's workflow version again with its input; the new run records `rerun_of`. */
+  rerun(id: string, options: QueryOf<'rerun_run'> = {}): Promise<WorkflowRun> {
+    return this.request('POST', `runs/${enc(id)}/rerun`, { query: options });
+  }
+
+  /** Resume a failed or cancelled run, reusing the stages it finished; the new run records `resumed_from`. */
+  resume(id: string, options: QueryOf<'resume_run'> = {}): Promise<WorkflowRun> {
+    return this.request('POST', `runs/${enc(id)}/resume`, { query: options });
+  }
+
+  /** What a run's stages printed and logged, numbered (`after` the last line seen). */
+  runLogs(id: string, query: QueryOf<'get_run_logs'> = {}): Promise<Schemas['LogLine'][]> {
+    return this.request('GET', `runs/${enc(id)}/logs`, { query: { ...query, follow: undefined } });
+  }
+
+  /** Record lines of a run another process runs (a kernel's). */
+  recordRunLogs(id: string, lines: Schemas['LogLineIn'][]): Promise<Schemas['LogsRecorded']> {
+    return this.request('POST', `runs/${enc(id)}/logs`, { body: lines });
+  }
+
+  /** Fire a schedule trigger for each of its due times in a range that has not fired yet. */
+  backfill(trigger: string, range: Schemas['BackfillIn']): Promise<Schemas['BackfillAnswer']> {
+    return this.request('POST', `triggers/${enc(trigger)}/backfill`, { body: range });
+  }
+
+  /** Delete result-cache entries of a workflow, one of its stages, or all. */
+  clearCache(scope: QueryOf<'clear_cache'> = {}): Promise<Schemas['CacheCleared']> {
+    return this.request('DELETE', 'cache', { query: scope });
+  }
+
+  /** Record the document of a workflow version a reported run ran. */
+  recordWorkflowVersion(version: string, workflow: Workflow): Promise<Schemas['WorkflowVersionRecorded']> {
+    return this.request('PUT', `workflow-versions/${enc(version)}`, { body: workflow });
+  }
+
   // -- events and the server -------------------------------------------------------------------
   publish(event: EventIn): Promise<Record<string, unknown>> {
     return this.request('POST', 'events', { body: event });
@@ -333,7 +370,14 @@ export const OPERATIONS: Record<string, keyof FlowdaptAPI> = {
   stats_version: 'stats',
   publish_event: 'publish',
   drain: 'drain',
-  undrain: 'undrain'
+  undrain: 'undrain',
+  rerun_run: 'rerun',
+  resume_run: 'resume',
+  get_run_logs: 'runLogs',
+  record_run_logs: 'recordRunLogs',
+  backfill_trigger: 'backfill',
+  clear_cache: 'clearCache',
+  record_workflow_version: 'recordWorkflowVersion'
 };
 
 function enc(segment: string): string {
