@@ -42,17 +42,40 @@ ARTIFACTS = ROOT / "test-artifacts"
 NOT_EXPRESSIBLE = ["create_workflow", "replace_workflow", "replace_config", "create_trigger", "replace_trigger",
                    "apply_resources", "record_workflow_version", "create_notebook_workflow", "save_stage_module",
                    "record_run", "record_run_logs", "backfill_trigger", "run_workflow"]
-CONFIG = f"""
-hooks = "tests.openapi_fuzz_hooks"
+SEED = [
+    {"kind": "workflow", "metadata": {"name": "fuzz-hello"},
+     "spec": {"stages": [{"name": "hello", "target": "tests.stages.greet"}]}},
+    {"kind": "workflow", "metadata": {"name": "fuzz-fail"}, "spec": {"stages": [{"name": "boom", "target": "tests.stages.fail"}]}},
+    {"kind": "config", "metadata": {"name": "fuzz-config"}, "spec": {"data": {"n": 1}}},
+    {"kind": "trigger_rule", "metadata": {"name": "fuzz-daily"}, "spec": {
+        "type": "schedule", "rule": ["0 3 * * *"],
+        "action": {"target": "run_workflow", "parameters": {"workflow": "fuzz-hello", "input": {"name": "fuzz"}}}}},
+]
 
-[checks]
-enabled = true
-missing_required_header.enabled = false
 
-[[operations]]
-include-operation-id = {json.dumps(NOT_EXPRESSIBLE)}
-checks.positive_data_acceptance.enabled = false
-"""
+def config(names: dict[str, list[str]]) -> str:
+    """The schemathesis configuration: hooks, checks, and the names of what the test made, drawn for half of
+    the identifiers of the routes on them (the other half are generated, mostly unknown: 404)."""
+    text = [f'hooks = "tests.openapi_fuzz_hooks"', "", "[checks]", "enabled = true",
+            "missing_required_header.enabled = false", ""]
+    for name, values in names.items():
+        text += [f"[dictionaries.{name}]", f"values = {json.dumps(values)}", ""]
+    text += ["[[operations]]", f"include-operation-id = {json.dumps(NOT_EXPRESSIBLE)}",
+             "checks.positive_data_acceptance.enabled = false", ""]
+    for name in names:
+        text += ["[[operations]]", f'include-path-regex = "^/{name}/[{{]identifier[}}]"',
+                 f'parameters = {{ "path.identifier" = {{ dictionary = "{name}", probability = 0.5 }} }}', ""]
+    return "\n".join(text)
+
+
+def seeded(api: str) -> dict[str, list[str]]:
+    """Resources and runs for the fuzzer to work on: a workflow that succeeds and one that fails, each run once."""
+    headers = {"Authorization": f"token {TOKEN}"}
+    assert httpx.post(f"{api}/apply", json=SEED, headers=headers, timeout=30).status_code == 200
+    runs = [httpx.post(f"{api}/workflows/{name}/run", json={"name": "fuzz"}, headers=headers, timeout=60).json()["uid"]
+            for name in ("fuzz-hello", "fuzz-fail")]
+    return {"workflows": ["fuzz-hello", "fuzz-fail"], "configs": ["fuzz-config"], "triggers": ["fuzz-daily"],
+            "runs": runs}
 
 
 def test_the_served_openapi_document_holds_against_the_server(tmp_path, flowdapt_env):
@@ -61,7 +84,7 @@ def test_the_served_openapi_document_holds_against_the_server(tmp_path, flowdapt
         api = f"{server.url}flowdapt/api/v1"
         served = httpx.get(f"{api}/openapi.json", headers={"Authorization": f"token {TOKEN}"}, timeout=10).json()
         assert served["servers"] == [{"url": "/flowdapt/api/v1"}]
-        (tmp_path / "schemathesis.toml").write_text(CONFIG)
+        (tmp_path / "schemathesis.toml").write_text(config(seeded(api)))
         done = subprocess.run(
             [str(BIN / "st"), "--config-file", str(tmp_path / "schemathesis.toml"), "run", f"{api}/openapi.json",
              "--header", f"Authorization: token {TOKEN}", "--max-examples", str(MAX_EXAMPLES),

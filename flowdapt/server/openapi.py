@@ -247,7 +247,30 @@ def _paths() -> dict[str, dict[str, Any]]:
         paths[f"/stats/{view}"] = {"get": _op(f"stats_{view}", spec.summary, query=spec.query,
                                               answer=_answer_schema(spec.answer))}
     paths["/apply"]["post"]["requestBody"]["content"].update(YAML)
+    _link(paths, "run_workflow", RUN_OPERATIONS, "$response.body#/uid")
+    _link(paths, "record_run", RUN_OPERATIONS, "$response.body#/uid")
+    for collection in COLLECTIONS:
+        one = collection.rstrip("s")
+        _link(paths, f"create_{one}", RESOURCE_OPERATIONS[collection], "$response.body#/metadata/name")
     return paths
+
+
+RUN_OPERATIONS = ("get_run", "list_run_stages", "get_run_logs", "cancel_run", "rerun_run", "resume_run", "delete_run")
+RESOURCE_OPERATIONS = {
+    "workflows": ("get_workflow", "replace_workflow", "get_workflow_inputs", "run_workflow", "delete_workflow"),
+    "configs": ("get_config", "replace_config", "delete_config"),
+    "triggers": ("get_trigger", "replace_trigger", "enable_trigger", "disable_trigger", "list_trigger_firings",
+                 "backfill_trigger", "delete_trigger"),
+}
+
+
+def _link(paths: dict[str, dict[str, Any]], source: str, targets: tuple[str, ...], identifier: str) -> None:
+    """OpenAPI links from the 2xx answers of ``source`` to the operations on what it created or started."""
+    operation = next(op for item in paths.values() for op in item.values() if op["operationId"] == source)
+    links = {target: {"operationId": target, "parameters": {"identifier": identifier}} for target in targets}
+    for status, response in operation["responses"].items():
+        if status.startswith("2"):
+            response["links"] = links
 
 
 def _answer_schema(answer: Any) -> dict[str, Any]:
