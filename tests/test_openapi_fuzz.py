@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from typing import Any
 
 import httpx
 import pytest
