@@ -65,9 +65,10 @@ async def test_openapi_document_is_served_with_the_base_url(jp_flowdapt_api):
     assert "Workflow" in document["components"]["schemas"]
 
 
-@pytest.mark.parametrize("path, method", sorted(_documented_operations()))
+@pytest.mark.parametrize("path, method", sorted(_routed_operations()))
 async def test_every_route_refuses_requests_without_a_token(jp_flowdapt_api, path, method):
-    parts = path.replace("{identifier}", "x").strip("/").split("/")
+    """Every verb of every route of the route table (not a hand list), the operations routes included."""
+    parts = re.sub(r"\{\w+\}", "x", path).strip("/").split("/")
     code, error = await error_of(jp_flowdapt_api(method.upper(), *[p for p in parts if p],
                                                  headers={"Authorization": ""}))
     assert code == 403 and error["status_code"] == 403 and error["detail"]
@@ -347,6 +348,7 @@ async def test_a_token_in_the_url_is_accepted_on_routes_with_query_models(jp_flo
     ("[" * 5000 + "]" * 5000, 400, "body: nested deeper than"),
     ('{"type": "x", "data": NaN}', 400, "body: invalid JSON: NaN is not allowed"),
     ('{"type": "x", "data": [Infinity]}', 400, "body: invalid JSON: Infinity is not allowed"),
+    ('{"type": "x", "data": 1e400}', 400, "body: invalid JSON: number 1e400 is too large"),
 ])
 async def test_bodies_too_deep_or_with_non_json_numbers_are_400(jp_flowdapt_api, body, status, words):
     code, error = await error_of(jp_flowdapt_api("POST", "events", body=body))
@@ -374,3 +376,36 @@ async def test_engine_events_cannot_be_forged(jp_flowdapt_api):
     assert code == 422
     assert (await jp_flowdapt_api("GET", "status"))[1]["running"] == 1  # the run is still counted as running
     await jp_flowdapt_api("POST", "runs", run["uid"], "cancel")
+
+
+LINE = {"seq": 0, "stage": "s", "attempt": 1, "time": "2026-01-01T00:00:00Z", "stream": "stdout", "message": "hi"}
+
+
+@pytest.mark.parametrize("method, path, body, params, status, words", [
+    # What schemathesis found (tests/test_openapi_fuzz.py), each answered now as the document says.
+    ("POST", ("apply",), [{"kind": {}, "metadata": {"name": "a"}, "spec": {}}], None, 422, "kind must be text"),
+    ("POST", ("runs", "r", "logs"), [{**LINE, "seq": 2**40}], None, 422, "less than or equal to 2147483647"),
+    ("POST", ("runs", "r", "logs"), [{**LINE, "attempt": False}], None, 422, "valid integer"),
+    ("POST", ("runs", "r", "logs"), [{**LINE, "time": 0}], None, 422, "not a number"),
+    ("POST", ("workflows",), workflow_doc("w", {"name": "a", "target": "tests.stages.greet", "priority": False}),
+     None, 422, "valid integer"),
+    ("POST", ("configs",), {"metadata": {"name": "c", "updated_at": 0}, "spec": {"data": {}}}, None, 422,
+     "not a number"),
+    ("POST", ("configs",), {"metadata": {"name": "c", "annotations": {"a": {}}}, "spec": {"data": {}}}, None, 422,
+     "annotation 'a' must be text"),
+    ("GET", ("stats", "summary"), None, {"until": "0.5"}, 400, "not a number"),
+    ("GET", ("runs",), None, {"since": "1899-12-31T00:00:00Z"}, 400, "years 1900 to 8999"),
+    ("POST", ("drain",), None, {"timeout": "inf"}, 400, "finite number"),
+])
+async def test_what_the_fuzzer_found_is_refused(jp_flowdapt_api, method, path, body, params, status, words):
+    code, error = await error_of(jp_flowdapt_api(method, *path, body=body, params=params))
+    assert code == status and words in error["detail"], error
+
+
+async def test_an_empty_resource_file_and_a_replacement_without_object_metadata_are_refused(jp_flowdapt_api):
+    code, error = await error_of(jp_flowdapt_api("POST", "apply", body="[]\n",
+                                                 headers={"Content-Type": "application/yaml"}))
+    assert code == 422 and error["detail"] == "body: the file has no resources"
+    await jp_flowdapt_api("POST", "configs", body={"metadata": {"name": "c"}, "spec": {"data": {}}})
+    code, error = await error_of(jp_flowdapt_api("PUT", "configs", "c", body={"metadata": [None], "spec": {"data": {}}}))
+    assert code == 422 and "metadata" in error["detail"], error

@@ -22,7 +22,6 @@ export type WorkflowInputs = Schemas['WorkflowInputs'];
 export type InputField = Schemas['InputField'];
 export type EventIn = Schemas['EventIn'];
 export type LogLine = Schemas['LogLine'];
-export type BackfillIn = Schemas['BackfillIn'];
 export type RunState = WorkflowRun['state'];
 export type RunSource = WorkflowRun['source'];
 
@@ -30,6 +29,7 @@ export type RunSource = WorkflowRun['source'];
 export type StatsView = 'summary' | 'timeline' | 'workflows' | 'daily' | 'errors' | 'active' | 'stages' | 'items' |
   'triggers' | 'version';
 type StatsOperation<V extends StatsView> = operations[`stats_${V}`];
+type QueryOf<O extends keyof operations> = NonNullable<operations[O]['parameters']['query']>;
 export type StatsQuery<V extends StatsView> = NonNullable<StatsOperation<V>['parameters']['query']>;
 export type StatsAnswer<V extends StatsView> = StatsOperation<V>['responses'][200]['content']['application/json'];
 
@@ -84,14 +84,6 @@ export interface IRunsQuery {
   until?: string;
   limit?: number;
   offset?: number;
-}
-
-/** Which of a run's log lines to read: of one stage or attempt, numbered after `after`. */
-export interface ILogsQuery {
-  stage?: string;
-  attempt?: number;
-  after?: number;
-  limit?: number;
 }
 
 export interface IRunOptions {
@@ -194,11 +186,6 @@ export class FlowdaptAPI {
     return this.request('POST', `triggers/${enc(trigger)}/${enabled ? 'enable' : 'disable'}`);
   }
 
-  /** Fire a schedule's action for each of its due times in [start, end] that has not fired yet. */
-  backfill(trigger: string, request: BackfillIn): Promise<Record<string, unknown>> {
-    return this.request('POST', `triggers/${enc(trigger)}/backfill`, { body: request });
-  }
-
   triggerFirings(trigger: string, page: { limit?: number; offset?: number; since?: string } = {}): Promise<TriggerFiring[]> {
     return this.request('GET', `triggers/${enc(trigger)}/firings`, { query: page });
   }
@@ -234,31 +221,6 @@ export class FlowdaptAPI {
     return this.request('PUT', `runs/${enc(run.uid)}`, { body: run });
   }
 
-  /** What a run's stages printed and logged, oldest first (`after`: the last `seq` already read). */
-  runLogs(id: string, query: ILogsQuery = {}): Promise<LogLine[]> {
-    return this.request('GET', `runs/${enc(id)}/logs`, { query });
-  }
-
-  /** Record log lines of a run another process runs (a kernel's `flowdapt.run_workflow`). */
-  recordRunLogs(id: string, lines: LogLine[]): Promise<{ recorded: number }> {
-    return this.request('POST', `runs/${enc(id)}/logs`, { body: lines });
-  }
-
-  /** Run a run again: its input and the workflow version it ran. */
-  rerun(id: string, options: Omit<IRunOptions, 'namespace'> = {}): Promise<WorkflowRun> {
-    return this.request('POST', `runs/${enc(id)}/rerun`, { query: options });
-  }
-
-  /** Resume a failed or cancelled run: the stages it finished are reused where their output was kept. */
-  resume(id: string, options: Omit<IRunOptions, 'namespace'> = {}): Promise<WorkflowRun> {
-    return this.request('POST', `runs/${enc(id)}/resume`, { query: options });
-  }
-
-  /** Record the workflow version a reported run ran, so the server can run it again. */
-  recordWorkflowVersion(version: string, workflow: Workflow): Promise<{ version: string }> {
-    return this.request('PUT', `workflow-versions/${enc(version)}`, { body: workflow });
-  }
-
   stageAttempts(id: string): Promise<StageAttempt[]> {
     return this.request('GET', `runs/${enc(id)}/stages`);
   }
@@ -278,14 +240,45 @@ export class FlowdaptAPI {
     return this.request('GET', `stats/${view}`, { query });
   }
 
+  // -- operating runs ----------------------------------------------------------------------------
+  /** Run a run's workflow version again with its input; the new run records `rerun_of`. */
+  rerun(id: string, options: QueryOf<'rerun_run'> = {}): Promise<WorkflowRun> {
+    return this.request('POST', `runs/${enc(id)}/rerun`, { query: options });
+  }
+
+  /** Resume a failed or cancelled run, reusing the stages it finished; the new run records `resumed_from`. */
+  resume(id: string, options: QueryOf<'resume_run'> = {}): Promise<WorkflowRun> {
+    return this.request('POST', `runs/${enc(id)}/resume`, { query: options });
+  }
+
+  /** What a run's stages printed and logged, numbered (`after` the last line seen). */
+  runLogs(id: string, query: QueryOf<'get_run_logs'> = {}): Promise<Schemas['LogLine'][]> {
+    return this.request('GET', `runs/${enc(id)}/logs`, { query: { ...query, follow: undefined } });
+  }
+
+  /** Record lines of a run another process runs (a kernel's). */
+  recordRunLogs(id: string, lines: Schemas['LogLineIn'][]): Promise<Schemas['LogsRecorded']> {
+    return this.request('POST', `runs/${enc(id)}/logs`, { body: lines });
+  }
+
+  /** Fire a schedule trigger for each of its due times in a range that has not fired yet. */
+  backfill(trigger: string, range: Schemas['BackfillIn']): Promise<Schemas['BackfillAnswer']> {
+    return this.request('POST', `triggers/${enc(trigger)}/backfill`, { body: range });
+  }
+
+  /** Delete result-cache entries of a workflow, one of its stages, or all. */
+  clearCache(scope: QueryOf<'clear_cache'> = {}): Promise<Schemas['CacheCleared']> {
+    return this.request('DELETE', 'cache', { query: scope });
+  }
+
+  /** Record the document of a workflow version a reported run ran. */
+  recordWorkflowVersion(version: string, workflow: Workflow): Promise<Schemas['WorkflowVersionRecorded']> {
+    return this.request('PUT', `workflow-versions/${enc(version)}`, { body: workflow });
+  }
+
   // -- events and the server -------------------------------------------------------------------
   publish(event: EventIn): Promise<Record<string, unknown>> {
     return this.request('POST', 'events', { body: event });
-  }
-
-  /** Clear the result cache: of one workflow (and stage), or all. */
-  clearCache(scope: { workflow?: string; stage?: string } = {}): Promise<Record<string, unknown>> {
-    return this.request('DELETE', 'cache', { query: scope });
   }
 
   drain(timeout?: number): Promise<Record<string, unknown>> {
@@ -356,7 +349,6 @@ export const OPERATIONS: Record<string, keyof FlowdaptAPI> = {
   enable_trigger: 'setTriggerEnabled',
   disable_trigger: 'setTriggerEnabled',
   list_trigger_firings: 'triggerFirings',
-  backfill_trigger: 'backfill',
   run_workflow: 'run',
   list_runs: 'listRuns',
   list_latest_runs: 'latestRuns',
@@ -366,11 +358,6 @@ export const OPERATIONS: Record<string, keyof FlowdaptAPI> = {
   list_run_stages: 'stageAttempts',
   get_output_notebook: 'outputNotebook',
   record_run: 'recordRun',
-  get_run_logs: 'runLogs',
-  record_run_logs: 'recordRunLogs',
-  rerun_run: 'rerun',
-  resume_run: 'resume',
-  record_workflow_version: 'recordWorkflowVersion',
   save_stage_module: 'saveStageModule',
   stats_summary: 'stats',
   stats_timeline: 'stats',
@@ -383,9 +370,15 @@ export const OPERATIONS: Record<string, keyof FlowdaptAPI> = {
   stats_triggers: 'stats',
   stats_version: 'stats',
   publish_event: 'publish',
-  clear_cache: 'clearCache',
   drain: 'drain',
-  undrain: 'undrain'
+  undrain: 'undrain',
+  rerun_run: 'rerun',
+  resume_run: 'resume',
+  get_run_logs: 'runLogs',
+  record_run_logs: 'recordRunLogs',
+  backfill_trigger: 'backfill',
+  clear_cache: 'clearCache',
+  record_workflow_version: 'recordWorkflowVersion'
 };
 
 function enc(segment: string): string {

@@ -30,7 +30,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Create or update resources of any kinds, all or nothing; the body is a JSON list or a resource file's YAML text */
+        /**
+         * Create or update resources of any kinds, all or nothing; the body is a JSON list or a resource file's YAML text
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         post: operations["apply_resources"];
         delete?: never;
         options?: never;
@@ -48,7 +51,7 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Delete result-cache entries (of a workflow, one of its stages, or all); answers {deleted} */
+        /** Delete result-cache entries (of a workflow, one of its stages, or all) */
         delete: operations["clear_cache"];
         options?: never;
         head?: never;
@@ -65,7 +68,10 @@ export interface paths {
         /** List configs (paged; X-Total-Count has the total) */
         get: operations["list_configs"];
         put?: never;
-        /** Create a config */
+        /**
+         * Create a config
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         post: operations["create_config"];
         delete?: never;
         options?: never;
@@ -82,7 +88,10 @@ export interface paths {
         };
         /** One config by name or uid (YAML with Accept: application/yaml) */
         get: operations["get_config"];
-        /** Replace a config's spec and annotations */
+        /**
+         * Replace a config's spec and annotations
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         put: operations["replace_config"];
         post?: never;
         /** Delete a config */
@@ -238,7 +247,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** What a run's stages printed and logged, numbered; follow=true streams the lines as NDJSON (application/x-ndjson) until the run has ended */
+        /** What a run's stages printed and logged, numbered; follow=true streams the lines as NDJSON (application/x-ndjson), one LogLine a line, until the run has ended */
         get: operations["get_run_logs"];
         put?: never;
         /** Record lines of a run that another process runs (a kernel under this server); the identifier is its uid */
@@ -531,7 +540,10 @@ export interface paths {
         /** List triggers (paged; X-Total-Count has the total) */
         get: operations["list_triggers"];
         put?: never;
-        /** Create a trigger */
+        /**
+         * Create a trigger
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         post: operations["create_trigger"];
         delete?: never;
         options?: never;
@@ -548,7 +560,10 @@ export interface paths {
         };
         /** One trigger by name or uid (YAML with Accept: application/yaml) */
         get: operations["get_trigger"];
-        /** Replace a trigger's spec and annotations */
+        /**
+         * Replace a trigger's spec and annotations
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         put: operations["replace_trigger"];
         post?: never;
         /** Delete a trigger */
@@ -634,7 +649,10 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        /** Record the document of a workflow version a reported run ran */
+        /**
+         * Record the document of a workflow version a reported run ran
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         put: operations["record_workflow_version"];
         post?: never;
         delete?: never;
@@ -653,7 +671,10 @@ export interface paths {
         /** List workflows (paged; X-Total-Count has the total) */
         get: operations["list_workflows"];
         put?: never;
-        /** Create a workflow */
+        /**
+         * Create a workflow
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         post: operations["create_workflow"];
         delete?: never;
         options?: never;
@@ -670,7 +691,10 @@ export interface paths {
         };
         /** One workflow by name or uid (YAML with Accept: application/yaml) */
         get: operations["get_workflow"];
-        /** Replace a workflow's spec and annotations */
+        /**
+         * Replace a workflow's spec and annotations
+         * @description A stage's target must be importable by the server (an import path or, for notebook stages, a notebook under the workbench root) and depends_on must name stages of the same workflow; a schedule's rule must be cron expressions that can fire, a condition's rule a JSON-logic expression. The server answers 422 naming what is wrong; a schema cannot say these.
+         */
         put: operations["replace_workflow"];
         post?: never;
         /** Delete a workflow */
@@ -706,7 +730,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Run a workflow; the body is the input. wait=true answers when it has ended */
+        /**
+         * Run a workflow; the body is the input. wait=true answers when it has ended
+         * @description The input must fit the workflow's root stages (GET workflows/{identifier}/inputs): a run whose stages refuse it ends failed, not refused.
+         */
         post: operations["run_workflow"];
         delete?: never;
         options?: never;
@@ -739,6 +766,75 @@ export interface components {
             workflow: string;
         };
         /**
+         * ApiInfo
+         * @description ``GET /``.
+         */
+        ApiInfo: {
+            /**
+             * Api Version
+             * @default v1
+             * @constant
+             */
+            api_version: "v1";
+            /**
+             * App
+             * @default flowdapt
+             * @constant
+             */
+            app: "flowdapt";
+            /** Version */
+            version: string;
+        };
+        /**
+         * BackfillAnswer
+         * @description ``POST triggers/{id}/backfill``: the plan, and what fired so far (all of it with ``wait``).
+         */
+        BackfillAnswer: {
+            /**
+             * Already Fired
+             * @description those that had fired before: left alone
+             */
+            already_fired: string[];
+            /** Concurrency */
+            concurrency: number;
+            /** Done */
+            done: boolean;
+            /**
+             * End
+             * Format: date-time
+             */
+            end: string;
+            /** Fired */
+            fired: components["schemas"]["BackfillFiring"][];
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
+            /**
+             * Times
+             * @description the due times in the range, oldest first
+             */
+            times: string[];
+            /** Trigger */
+            trigger: string;
+        };
+        /**
+         * BackfillFiring
+         * @description One due time a backfill fired: its run, or why it could not start one.
+         */
+        BackfillFiring: {
+            /** Error */
+            error: string | null;
+            /** Run Uid */
+            run_uid: string | null;
+            /**
+             * Scheduled For
+             * Format: date-time
+             */
+            scheduled_for: string;
+        };
+        /**
          * BackfillIn
          * @description Body of ``POST triggers/{id}/backfill``: the range of schedule times (naive times are UTC).
          */
@@ -751,20 +847,30 @@ export interface components {
             concurrency: number;
             /**
              * End
+             * Format: date-time
              * @description last schedule time to fire (inclusive; times after now are left out)
              */
-            end: string | null;
+            end: string;
             /**
              * Start
+             * Format: date-time
              * @description first schedule time to fire (inclusive)
              */
-            start: string | null;
+            start: string;
             /**
              * Wait
              * @description answer once every run has ended
              * @default false
              */
             wait: boolean;
+        };
+        /**
+         * CacheCleared
+         * @description ``DELETE cache``.
+         */
+        CacheCleared: {
+            /** Deleted */
+            deleted: number;
         };
         /** Config */
         Config: {
@@ -780,28 +886,52 @@ export interface components {
              * Version
              * @default null
              */
-            version: string | null;
+            version: "v1alpha1" | null;
         };
-        /** ConfigSelector */
-        ConfigSelector: {
+        /** ConfigReplacement */
+        ConfigReplacement: {
             /**
              * Kind
+             * @default config
+             * @constant
+             */
+            kind: "config";
+            /**
+             * Metadata
+             * @description Identity of a resource: ``name`` is unique per kind; ``uid`` never changes.
+             */
+            metadata?: {
+                /**
+                 * Annotations
+                 * @description text; numbers and booleans (as YAML writes them) are kept as their text
+                 */
+                annotations?: {
+                    [key: string]: string | number | boolean;
+                };
+                /**
+                 * Created At
+                 * Format: date-time
+                 */
+                created_at?: string;
+                /** Name */
+                name?: string;
+                /**
+                 * Uid
+                 * Format: uuid
+                 */
+                uid?: string;
+                /**
+                 * Updated At
+                 * Format: date-time
+                 */
+                updated_at?: string;
+            };
+            spec: components["schemas"]["ConfigSpec"];
+            /**
+             * Version
              * @default null
              */
-            kind: string | null;
-            /**
-             * Type
-             * @default name
-             * @enum {string}
-             */
-            type: "name" | "annotation";
-            /**
-             * Value
-             * @default null
-             */
-            value: string | {
-                [key: string]: string;
-            } | null;
+            version: "v1alpha1" | null;
         };
         /** ConfigSpec */
         ConfigSpec: {
@@ -810,7 +940,24 @@ export interface components {
                 [key: string]: unknown;
             };
             /** @default null */
-            selector: components["schemas"]["ConfigSelector"] | null;
+            selector: {
+                kind?: string | null;
+                /**
+                 * @default name
+                 * @constant
+                 */
+                type: "name";
+                /** @description a resource name */
+                value: string;
+            } | {
+                kind?: string | null;
+                /** @constant */
+                type: "annotation";
+                /** @description annotations */
+                value: {
+                    [key: string]: string | number | boolean;
+                };
+            } | null;
         };
         /**
          * DailyWorkflowStats
@@ -838,6 +985,37 @@ export interface components {
             success_rate: number;
             /** Workflow */
             workflow: string;
+        };
+        /**
+         * Dashboard
+         * @description A cluster executor's dashboard; ``url`` is relative to the base URL when ``proxied``.
+         */
+        Dashboard: {
+            /** Kind */
+            kind: string;
+            /** Proxied */
+            proxied: boolean;
+            /** Target */
+            target: string;
+            /** Url */
+            url: string;
+        };
+        /**
+         * DrainState
+         * @description ``POST drain`` and ``DELETE drain``; ``drained`` (POST only) says whether every run ended in time.
+         */
+        DrainState: {
+            /**
+             * Drained
+             * @default null
+             */
+            drained: boolean | null;
+            /** Draining */
+            draining: boolean;
+            /** Queued */
+            queued: number;
+            /** Running */
+            running: number;
         };
         Error: {
             detail: string;
@@ -870,6 +1048,26 @@ export interface components {
          * @description An exception as recorded: its type, its own message and the traceback.
          */
         ErrorInfo: {
+            /** Message */
+            message: string;
+            /**
+             * Stage
+             * @default null
+             */
+            stage: string | null;
+            /**
+             * Traceback
+             * @default
+             */
+            traceback: string;
+            /** Type */
+            type: string;
+        };
+        /**
+         * ErrorInfo
+         * @description An exception as recorded: its type, its own message and the traceback.
+         */
+        ErrorInfoIn: {
             /** Message */
             message: string;
             /**
@@ -1060,6 +1258,23 @@ export interface components {
             workflow: string;
         };
         /**
+         * ItemFailure
+         * @description One failed item of a parameterized stage.
+         */
+        ItemFailureIn: {
+            /** Index */
+            index: number;
+            /** Message */
+            message: string;
+            /**
+             * Traceback
+             * @default
+             */
+            traceback: string;
+            /** Type */
+            type: string;
+        };
+        /**
          * LogLine
          * @description One line a stage attempt printed (``stdout``, ``stderr``) or logged (``log``, with level and logger);
          *     ``flowdapt`` lines count what went over the attempt's cap. ``seq`` numbers the lines of a run.
@@ -1095,13 +1310,59 @@ export interface components {
             time: string;
         };
         /**
+         * LogLine
+         * @description One line a stage attempt printed (``stdout``, ``stderr``) or logged (``log``, with level and logger);
+         *     ``flowdapt`` lines count what went over the attempt's cap. ``seq`` numbers the lines of a run.
+         */
+        LogLineIn: {
+            /** Attempt */
+            attempt: number;
+            /**
+             * Level
+             * @default null
+             */
+            level: string | null;
+            /**
+             * Logger
+             * @default null
+             */
+            logger: string | null;
+            /** Message */
+            message: string;
+            /** Seq */
+            seq: number;
+            /** Stage */
+            stage: string;
+            /**
+             * Stream
+             * @enum {string}
+             */
+            stream: "stdout" | "stderr" | "log" | "flowdapt";
+            /**
+             * Time
+             * Format: date-time
+             */
+            time: string;
+        };
+        /**
+         * LogsRecorded
+         * @description ``POST runs/{id}/logs``.
+         */
+        LogsRecorded: {
+            /** Recorded */
+            recorded: number;
+        };
+        /**
          * Metadata
          * @description Identity of a resource: ``name`` is unique per kind; ``uid`` never changes.
          */
         Metadata: {
-            /** Annotations */
+            /**
+             * Annotations
+             * @description text; numbers and booleans (as YAML writes them) are kept as their text
+             */
             annotations?: {
-                [key: string]: string;
+                [key: string]: string | number | boolean;
             };
             /**
              * Created At
@@ -1154,6 +1415,24 @@ export interface components {
              * @description path under the workbench root, ending in .ipynb
              */
             notebook: string;
+        };
+        /**
+         * PublishedEvent
+         * @description ``POST events``: the event as published (``time`` in seconds since the epoch).
+         */
+        PublishedEvent: {
+            /** Channel */
+            channel: string;
+            /** Data */
+            data: unknown;
+            /** Id */
+            id: string;
+            /** Source */
+            source: string;
+            /** Time */
+            time: number;
+            /** Type */
+            type: string;
         };
         /**
          * PunctualityReport
@@ -1212,6 +1491,101 @@ export interface components {
             };
             /** Success Rate */
             success_rate: number | null;
+        };
+        /**
+         * SavedStageModule
+         * @description ``PUT stage-modules/{module}``.
+         */
+        SavedStageModule: {
+            /** Module */
+            module: string;
+            /** Path */
+            path: string;
+        };
+        /**
+         * ServedTriggerRule
+         * @description A trigger rule as served: the resource and its read-only ``status``.
+         */
+        ServedTriggerRule: {
+            /**
+             * Kind
+             * @default trigger_rule
+             * @constant
+             */
+            kind: "trigger_rule";
+            metadata: components["schemas"]["Metadata"];
+            spec: components["schemas"]["TriggerRuleSpec"];
+            status: components["schemas"]["TriggerStatus"];
+            /**
+             * Version
+             * @default null
+             */
+            version: "v1alpha1" | null;
+        };
+        /**
+         * ServerStatus
+         * @description ``GET status``: what the server runs and what is stored.
+         */
+        ServerStatus: {
+            /**
+             * Api Version
+             * @default v1
+             * @constant
+             */
+            api_version: "v1";
+            /**
+             * App
+             * @default flowdapt
+             * @constant
+             */
+            app: "flowdapt";
+            /** App Dir */
+            app_dir: string;
+            /** Backend */
+            backend: string;
+            /** Conditions */
+            conditions: number;
+            /** Configs */
+            configs: number;
+            /** Dashboards */
+            dashboards: components["schemas"]["Dashboard"][];
+            /**
+             * Database
+             * @description the history database's URL, password hidden
+             */
+            database: string;
+            /** Draining */
+            draining: boolean;
+            /** Executor */
+            executor: string;
+            /**
+             * Mode
+             * @default server
+             * @constant
+             */
+            mode: "server";
+            /** Namespace */
+            namespace: string;
+            /** Queued */
+            queued: number;
+            /** Running */
+            running: number;
+            /** Runs */
+            runs: number;
+            /** Schedules */
+            schedules: number;
+            /** Schema Version */
+            schema_version: number;
+            /** Trigger Firings */
+            trigger_firings: number;
+            /** Trigger Rules */
+            trigger_rules: number;
+            /** Trigger Suppressed */
+            trigger_suppressed: number;
+            /** Version */
+            version: string;
+            /** Workflows */
+            workflows: number;
         };
         /**
          * StageAttempt
@@ -1342,11 +1716,12 @@ export interface components {
             gpus: number | null;
             /**
              * Memory
+             * @description bytes, or a size such as 512MB, 8GB, 1GiB
              * @default null
              */
-            memory: number | null;
+            memory: number | string | null;
         } & {
-            [key: string]: unknown;
+            [key: string]: number;
         };
         /**
          * StageRun
@@ -1372,6 +1747,69 @@ export interface components {
             finished_at: string | null;
             /** Item Failures */
             item_failures: components["schemas"]["ItemFailure"][];
+            /**
+             * Items Done
+             * @default 0
+             */
+            items_done: number;
+            /**
+             * Items Failed
+             * @default 0
+             */
+            items_failed: number;
+            /**
+             * Items Total
+             * @default null
+             */
+            items_total: number | null;
+            /** Name */
+            name: string;
+            /**
+             * Output Notebook
+             * @default null
+             */
+            output_notebook: string | null;
+            /**
+             * Started At
+             * @default null
+             */
+            started_at: string | null;
+            /**
+             * State
+             * @default pending
+             * @enum {string}
+             */
+            state: "pending" | "running" | "finished" | "cached" | "failed" | "cancelled" | "skipped";
+            /**
+             * Type
+             * @default simple
+             */
+            type: string;
+        };
+        /**
+         * StageRun
+         * @description The record of one stage within a run.
+         */
+        StageRunIn: {
+            /**
+             * Attempts
+             * @default 0
+             */
+            attempts: number;
+            /**
+             * Cached From
+             * @default null
+             */
+            cached_from: string | null;
+            /** @default null */
+            error: components["schemas"]["ErrorInfoIn"] | null;
+            /**
+             * Finished At
+             * @default null
+             */
+            finished_at: string | null;
+            /** Item Failures */
+            item_failures?: components["schemas"]["ItemFailureIn"][];
             /**
              * Items Done
              * @default 0
@@ -1559,7 +1997,52 @@ export interface components {
              * Version
              * @default null
              */
-            version: string | null;
+            version: "v1alpha1" | null;
+        };
+        /** TriggerRuleReplacement */
+        TriggerRuleReplacement: {
+            /**
+             * Kind
+             * @default trigger_rule
+             * @constant
+             */
+            kind: "trigger_rule";
+            /**
+             * Metadata
+             * @description Identity of a resource: ``name`` is unique per kind; ``uid`` never changes.
+             */
+            metadata?: {
+                /**
+                 * Annotations
+                 * @description text; numbers and booleans (as YAML writes them) are kept as their text
+                 */
+                annotations?: {
+                    [key: string]: string | number | boolean;
+                };
+                /**
+                 * Created At
+                 * Format: date-time
+                 */
+                created_at?: string;
+                /** Name */
+                name?: string;
+                /**
+                 * Uid
+                 * Format: uuid
+                 */
+                uid?: string;
+                /**
+                 * Updated At
+                 * Format: date-time
+                 */
+                updated_at?: string;
+            };
+            spec: components["schemas"]["TriggerRuleSpec"];
+            /**
+             * Version
+             * @default null
+             */
+            version: "v1alpha1" | null;
         };
         /** TriggerRuleSpec */
         TriggerRuleSpec: {
@@ -1595,6 +2078,23 @@ export interface components {
              */
             type: "schedule" | "condition";
         };
+        /**
+         * TriggerStatus
+         * @description A trigger's read-only state as served; ``error`` says why a schedule stopped.
+         */
+        TriggerStatus: {
+            /** Enabled */
+            enabled: boolean;
+            /**
+             * Error
+             * @default null
+             */
+            error: string | null;
+            /** Last Fire Time */
+            last_fire_time: string | null;
+            /** Next Fire Time */
+            next_fire_time: string | null;
+        };
         /** Workflow */
         Workflow: {
             /**
@@ -1609,7 +2109,7 @@ export interface components {
              * Version
              * @default null
              */
-            version: string | null;
+            version: "v1alpha1" | null;
         };
         /**
          * WorkflowInputs
@@ -1626,6 +2126,51 @@ export interface components {
             open: boolean;
             /** Workflow */
             workflow: string;
+        };
+        /** WorkflowReplacement */
+        WorkflowReplacement: {
+            /**
+             * Kind
+             * @default workflow
+             * @constant
+             */
+            kind: "workflow";
+            /**
+             * Metadata
+             * @description Identity of a resource: ``name`` is unique per kind; ``uid`` never changes.
+             */
+            metadata?: {
+                /**
+                 * Annotations
+                 * @description text; numbers and booleans (as YAML writes them) are kept as their text
+                 */
+                annotations?: {
+                    [key: string]: string | number | boolean;
+                };
+                /**
+                 * Created At
+                 * Format: date-time
+                 */
+                created_at?: string;
+                /** Name */
+                name?: string;
+                /**
+                 * Uid
+                 * Format: uuid
+                 */
+                uid?: string;
+                /**
+                 * Updated At
+                 * Format: date-time
+                 */
+                updated_at?: string;
+            };
+            spec: components["schemas"]["WorkflowSpec"];
+            /**
+             * Version
+             * @default null
+             */
+            version: "v1alpha1" | null;
         };
         /**
          * WorkflowRun
@@ -1716,6 +2261,95 @@ export interface components {
              */
             workflow_version: string | null;
         };
+        /**
+         * WorkflowRun
+         * @description One execution of a workflow (kind ``workflow_run``, read-only).
+         *
+         *     Returned by :func:`flowdapt.run_workflow`; while the run goes on, :meth:`wait` and
+         *     :meth:`cancel` control it.
+         */
+        WorkflowRunIn: {
+            /** @default null */
+            error: components["schemas"]["ErrorInfoIn"] | null;
+            /**
+             * Executor
+             * @default local
+             */
+            executor: string;
+            /**
+             * Finished At
+             * @default null
+             */
+            finished_at: string | null;
+            /** Input */
+            input?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Kind
+             * @default workflow_run
+             * @constant
+             */
+            kind: "workflow_run";
+            /**
+             * Logical Time
+             * @default null
+             */
+            logical_time: string | null;
+            /**
+             * Name
+             * @default
+             */
+            name: string;
+            /**
+             * Namespace
+             * @default default
+             */
+            namespace: string;
+            /**
+             * Rerun Of
+             * @default null
+             */
+            rerun_of: string | null;
+            /**
+             * Result
+             * @default null
+             */
+            result: unknown;
+            /**
+             * Resumed From
+             * @default null
+             */
+            resumed_from: string | null;
+            /**
+             * Source
+             * @default manual
+             * @enum {string}
+             */
+            source: "manual" | "api" | "trigger" | "notebook";
+            /** Stages */
+            stages?: components["schemas"]["StageRunIn"][];
+            /**
+             * Started At
+             * @default null
+             */
+            started_at: string | null;
+            /**
+             * State
+             * @default pending
+             * @enum {string}
+             */
+            state: "pending" | "running" | "finished" | "failed" | "cancelled" | "interrupted";
+            /** Uid */
+            uid?: string;
+            /** Workflow */
+            workflow: string;
+            /**
+             * Workflow Version
+             * @default null
+             */
+            workflow_version: string | null;
+        };
         /** WorkflowSpec */
         WorkflowSpec: {
             /** Stages */
@@ -1783,6 +2417,14 @@ export interface components {
             /** Workflow */
             workflow: string;
         };
+        /**
+         * WorkflowVersionRecorded
+         * @description ``PUT workflow-versions/{version}``.
+         */
+        WorkflowVersionRecorded: {
+            /** Version */
+            version: string;
+        };
     };
     responses: never;
     parameters: never;
@@ -1807,7 +2449,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["ApiInfo"];
                 };
             };
             /** @description Error */
@@ -1830,7 +2472,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": Record<string, never>[];
+                "application/json": (components["schemas"]["Workflow"] | components["schemas"]["Config"] | components["schemas"]["TriggerRule"])[];
                 "application/yaml": string;
             };
         };
@@ -1841,7 +2483,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>[];
+                    "application/json": {
+                        /** @enum {unknown} */
+                        outcome: "created" | "updated" | "unchanged";
+                        resource: components["schemas"]["Workflow"] | components["schemas"]["Config"] | components["schemas"]["ServedTriggerRule"];
+                    }[];
                 };
             };
             /** @description Error */
@@ -1855,6 +2501,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1900,7 +2555,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["CacheCleared"];
                 };
             };
             /** @description Error */
@@ -1921,14 +2576,21 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     list_configs: {
         parameters: {
             query?: {
-                /** @description page size */
                 limit?: number;
-                /** @description items to skip */
                 offset?: number;
             };
             header?: never;
@@ -1940,6 +2602,8 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description how many there are */
+                    "X-Total-Count"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1957,6 +2621,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2024,6 +2697,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     get_config: {
@@ -2066,6 +2748,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     replace_config: {
@@ -2080,7 +2771,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["Config"];
+                "application/json": components["schemas"]["ConfigReplacement"];
             };
         };
         responses: {
@@ -2122,6 +2813,15 @@ export interface operations {
             };
             /** @description Error */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2170,12 +2870,20 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     drain: {
         parameters: {
             query?: {
-                /** @description seconds to wait at most */
                 timeout?: number;
             };
             header?: never;
@@ -2190,11 +2898,29 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["DrainState"];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2219,11 +2945,20 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["DrainState"];
                 };
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2252,7 +2987,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["PublishedEvent"];
                 };
             };
             /** @description Error */
@@ -2275,6 +3010,15 @@ export interface operations {
             };
             /** @description Error */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2336,6 +3080,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     openapi: {
@@ -2371,15 +3124,12 @@ export interface operations {
         parameters: {
             query?: {
                 workflow?: string;
-                state?: string;
-                source?: string;
+                state?: "pending" | "running" | "finished" | "failed" | "cancelled" | "interrupted";
+                source?: "manual" | "api" | "trigger" | "notebook";
                 since?: string;
                 until?: string;
-                /** @description page size */
                 limit?: number;
-                /** @description items to skip */
                 offset?: number;
-                /** @description include each run's stages (default: false, stages empty) */
                 stages?: boolean;
             };
             header?: never;
@@ -2415,6 +3165,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     list_latest_runs: {
@@ -2437,6 +3196,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2485,6 +3253,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     record_run: {
@@ -2499,7 +3276,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["WorkflowRun"];
+                "application/json": components["schemas"]["WorkflowRunIn"];
             };
         };
         responses: {
@@ -2513,7 +3290,25 @@ export interface operations {
                 };
             };
             /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2532,6 +3327,15 @@ export interface operations {
             };
             /** @description Error */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2589,6 +3393,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     cancel_run: {
@@ -2639,6 +3452,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     get_run_logs: {
@@ -2666,6 +3488,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LogLine"][];
+                    "application/x-ndjson": components["schemas"]["LogLine"];
                 };
             };
             /** @description Error */
@@ -2695,6 +3518,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     record_run_logs: {
@@ -2709,7 +3541,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["LogLine"][];
+                "application/json": components["schemas"]["LogLineIn"][];
             };
         };
         responses: {
@@ -2719,7 +3551,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["LogsRecorded"];
                 };
             };
             /** @description Error */
@@ -2741,6 +3573,15 @@ export interface operations {
                 };
             };
             /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2751,6 +3592,15 @@ export interface operations {
             };
             /** @description Error */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2961,6 +3811,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     get_output_notebook: {
@@ -3004,6 +3863,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     save_stage_module: {
@@ -3028,7 +3896,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["SavedStageModule"];
                 };
             };
             /** @description Error */
@@ -3050,7 +3918,25 @@ export interface operations {
                 };
             };
             /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3102,6 +3988,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     stats_daily: {
@@ -3139,6 +4034,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3191,6 +4095,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     stats_items: {
@@ -3229,6 +4142,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3280,6 +4202,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     stats_summary: {
@@ -3317,6 +4248,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3369,6 +4309,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     stats_triggers: {
@@ -3413,6 +4362,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     stats_version: {
@@ -3444,6 +4402,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3495,6 +4462,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     status: {
@@ -3512,11 +4488,20 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["ServerStatus"];
                 };
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3529,9 +4514,7 @@ export interface operations {
     list_triggers: {
         parameters: {
             query?: {
-                /** @description page size */
                 limit?: number;
-                /** @description items to skip */
                 offset?: number;
             };
             header?: never;
@@ -3543,10 +4526,12 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description how many there are */
+                    "X-Total-Count"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TriggerRule"][];
+                    "application/json": components["schemas"]["ServedTriggerRule"][];
                 };
             };
             /** @description Error */
@@ -3560,6 +4545,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3588,7 +4582,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TriggerRule"];
+                    "application/json": components["schemas"]["ServedTriggerRule"];
                 };
             };
             /** @description Error */
@@ -3627,6 +4621,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     get_trigger: {
@@ -3647,7 +4650,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TriggerRule"];
+                    "application/json": components["schemas"]["ServedTriggerRule"];
                     "application/yaml": string;
                 };
             };
@@ -3669,6 +4672,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     replace_trigger: {
@@ -3683,7 +4695,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["TriggerRule"];
+                "application/json": components["schemas"]["TriggerRuleReplacement"];
             };
         };
         responses: {
@@ -3693,7 +4705,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TriggerRule"];
+                    "application/json": components["schemas"]["ServedTriggerRule"];
                 };
             };
             /** @description Error */
@@ -3732,6 +4744,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     delete_trigger: {
@@ -3752,7 +4773,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TriggerRule"];
+                    "application/json": components["schemas"]["ServedTriggerRule"];
                 };
             };
             /** @description Error */
@@ -3766,6 +4787,15 @@ export interface operations {
             };
             /** @description Error */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3797,7 +4827,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["BackfillAnswer"];
                 };
             };
             /** @description OK */
@@ -3806,7 +4836,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["BackfillAnswer"];
                 };
             };
             /** @description Error */
@@ -3854,6 +4884,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     disable_trigger: {
@@ -3874,7 +4913,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TriggerRule"];
+                    "application/json": components["schemas"]["ServedTriggerRule"];
                 };
             };
             /** @description Error */
@@ -3888,6 +4927,15 @@ export interface operations {
             };
             /** @description Error */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3915,7 +4963,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TriggerRule"];
+                    "application/json": components["schemas"]["ServedTriggerRule"];
                 };
             };
             /** @description Error */
@@ -3936,14 +4984,21 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     list_trigger_firings: {
         parameters: {
             query?: {
-                /** @description page size */
                 limit?: number;
-                /** @description items to skip */
                 offset?: number;
                 since?: string;
             };
@@ -3992,6 +5047,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     record_workflow_version: {
@@ -4016,7 +5080,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["WorkflowVersionRecorded"];
                 };
             };
             /** @description Error */
@@ -4038,7 +5102,25 @@ export interface operations {
                 };
             };
             /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4051,9 +5133,7 @@ export interface operations {
     list_workflows: {
         parameters: {
             query?: {
-                /** @description page size */
                 limit?: number;
-                /** @description items to skip */
                 offset?: number;
             };
             header?: never;
@@ -4065,6 +5145,8 @@ export interface operations {
             /** @description OK */
             200: {
                 headers: {
+                    /** @description how many there are */
+                    "X-Total-Count"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4082,6 +5164,15 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4149,6 +5240,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     get_workflow: {
@@ -4191,6 +5291,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     replace_workflow: {
@@ -4205,7 +5314,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["Workflow"];
+                "application/json": components["schemas"]["WorkflowReplacement"];
             };
         };
         responses: {
@@ -4254,6 +5363,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     delete_workflow: {
@@ -4288,6 +5406,15 @@ export interface operations {
             };
             /** @description Error */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4345,6 +5472,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     run_workflow: {
@@ -4353,8 +5489,7 @@ export interface operations {
                 wait?: boolean;
                 namespace?: string;
                 executor?: string;
-                /** @description recorded on the run: api (default), manual or notebook */
-                source?: string;
+                source?: "api" | "manual" | "notebook";
             };
             header?: never;
             path: {

@@ -5,30 +5,28 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
-from flowdapt.resources.models import RunState
+from flowdapt.resources.models import Count, RunState, iso_time
 
 RunSource = Literal["manual", "api", "trigger", "notebook"]
 MAX_OFFSET = 10**12  # far beyond any history, well inside every database's 64-bit integers
-EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=timezone.utc), datetime(9000, 1, 1, tzinfo=timezone.utc)
+FIRST_YEAR, LAST_YEAR = 1900, 8999  # as written: far inside what datetime and every database can hold
+INSTANT_PATTERN = r"^(19[0-9]{2}|[2-8][0-9]{3})-"  # the same years, for the OpenAPI document
 
 
 def checked_instant(value: datetime | None) -> datetime | None:
-    """A time a query may filter on: between the years 1900 and 9000 (naive times are UTC)."""
-    if value is None:
-        return None
-    try:
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-        inside = EARLIEST <= aware <= LATEST
-    except OverflowError:
-        inside = False
-    if not inside:
-        raise ValueError("must be between the years 1900 and 9000")
+    """A time a query may filter on: written in the years 1900 to 8999 (naive times are UTC)."""
+    if value is not None and not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(f"must be in the years {FIRST_YEAR} to {LAST_YEAR}")
     return value
 
 
-Instant = Annotated[datetime | None, AfterValidator(checked_instant)]
+_INSTANT_SCHEMA = {"type": "string", "format": "date-time", "pattern": INSTANT_PATTERN}
+Instant = Annotated[datetime | None, BeforeValidator(iso_time), AfterValidator(checked_instant),
+                    WithJsonSchema({"anyOf": [_INSTANT_SCHEMA, {"type": "null"}]})]
+RequiredInstant = Annotated[datetime, BeforeValidator(iso_time), AfterValidator(checked_instant),
+                            WithJsonSchema(_INSTANT_SCHEMA)]
 
 
 class RunQuery(BaseModel):
@@ -64,10 +62,12 @@ class LogLine(BaseModel):
     """One line a stage attempt printed (``stdout``, ``stderr``) or logged (``log``, with level and logger);
     ``flowdapt`` lines count what went over the attempt's cap. ``seq`` numbers the lines of a run."""
 
-    seq: int
+    model_config = ConfigDict(strict=True)  # kernels report lines over REST: the types as the schema says
+
+    seq: Count
     stage: str
-    attempt: int
-    time: datetime
+    attempt: Count
+    time: Annotated[datetime, BeforeValidator(iso_time), Field(strict=False)]
     stream: Literal["stdout", "stderr", "log", "flowdapt"]
     level: str | None = None
     logger: str | None = None
@@ -174,7 +174,7 @@ class TopQuery(HistoryFilter):
 class PunctualityQuery(BaseModel):
     """Trigger firings (fired in ``[since, until)``, of one trigger or all) and how punctual schedules were."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     trigger: str | None = None
     since: Instant = None
     until: Instant = None

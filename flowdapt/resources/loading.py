@@ -76,6 +76,9 @@ def parse_resource(document: Any, *, file: str | None = None, check_targets: boo
     name = document.get("metadata", {}).get("name") if isinstance(document.get("metadata"), dict) else None
     if kind is None:
         raise ResourceError("missing field 'kind'", file=file, resource=name, field="kind")
+    if not isinstance(kind, str):
+        raise ResourceError(f"kind must be text (one of {', '.join(RESOURCE_KINDS)}), got {type(kind).__name__}",
+                            file=file, resource=name, field="kind")
     model = RESOURCE_KINDS.get(kind)
     if model is None:
         known = ", ".join(RESOURCE_KINDS)

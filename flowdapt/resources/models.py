@@ -10,10 +10,19 @@ from __future__ import annotations
 import functools
 import re
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Iterable, Literal, Union
+from typing import Annotated, Any, Callable, ClassVar, Iterable, Literal, Union
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from flowdapt.resources.naming import run_name
 
@@ -28,7 +37,21 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?)B?\s*$", re.IGNORECASE)
+def iso_time(value: Any) -> Any:
+    """Times on the wire are ISO 8601 text (or datetimes in Python), never seconds since the epoch."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1)
+                                           .isdigit()):
+        raise ValueError("expected an ISO 8601 date-time such as 2026-01-31T12:00:00Z, not a number")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(iso_time), Field(strict=False)]
+MAX_INT32 = 2**31 - 1
+Count = Annotated[int, Field(ge=0, le=MAX_INT32)]  # what the history stores in 32-bit integer columns
+
+
+SIZE_PATTERN = r"^[ \t\n\r]*([0-9]+(?:\.[0-9]+)?)[ \t\n\r]*([KkMmGgTtPp]?)([iI]?)[bB]?[ \t\n\r]*$"
+_SIZE = re.compile(SIZE_PATTERN)
 _SCALE = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
 
 
@@ -49,7 +72,9 @@ def parse_bytes(value: str | int | float) -> int:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Strict: a document's types are what its schema says (no "1" for 1, no false for 0); times and
+    # uids are text in JSON and YAML, so those fields take text.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 class Metadata(_Model):
@@ -58,15 +83,22 @@ class Metadata(_Model):
     model_config = ConfigDict(extra="ignore")
 
     name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)
-    uid: UUID = Field(default_factory=uuid4)
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    uid: UUID = Field(default_factory=uuid4, strict=False)
+    created_at: Timestamp = Field(default_factory=utcnow)
+    updated_at: Timestamp = Field(default_factory=utcnow)
+    annotations: Annotated[dict[str, str], WithJsonSchema({
+        "type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]},
+        "description": "text; numbers and booleans (as YAML writes them) are kept as their text"})] = Field(
+        default_factory=dict)
 
     @field_validator("annotations", mode="before")
     @classmethod
     def _stringify(cls, value: Any) -> Any:
         if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(item, (str, int, float)):
+                    raise ValueError(f"annotation '{key}' must be text, a number or a boolean, "
+                                     f"got {type(item).__name__}")
             return {str(k): v if isinstance(v, str) else str(v) for k, v in value.items()}
         return value
 
@@ -74,11 +106,15 @@ class Metadata(_Model):
 class StageResources(BaseModel):
     """What one call of a stage needs: ``cpus``, ``gpus``, ``memory`` (bytes) and custom labels."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True,
+                              json_schema_extra={"additionalProperties": {"type": "number", "minimum": 0}})
 
     cpus: float | None = Field(default=None, ge=0)
     gpus: float | None = Field(default=None, ge=0)
-    memory: int | None = None
+    memory: Annotated[int | None, WithJsonSchema({"anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": SIZE_PATTERN},
+        {"type": "null"}], "description": "bytes, or a size such as 512MB, 8GB, 1GiB"})] = None
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -107,7 +143,7 @@ class StageResources(BaseModel):
 class StageOptions(BaseModel):
     """Per-stage options. Unknown keys are kept for stage types that need them (e.g. notebooks)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     map_on: str | None = None
     allow_partial_failure: bool = True
@@ -172,9 +208,7 @@ class ConfigSelector(_Model):
     @field_validator("value", mode="before")
     @classmethod
     def _stringify(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {str(k): v if isinstance(v, str) else str(v) for k, v in value.items()}
-        return value
+        return Metadata._stringify(value)
 
     @model_validator(mode="after")
     def _value_matches_type(self) -> "ConfigSelector":
@@ -185,8 +219,19 @@ class ConfigSelector(_Model):
         return self
 
 
+_SELECTOR_SCHEMA = {"oneOf": [
+    {"type": "object", "additionalProperties": False, "required": ["value"], "properties": {
+        "kind": {"type": ["string", "null"]}, "type": {"const": "name", "default": "name"},
+        "value": {"type": "string", "description": "a resource name"}}},
+    {"type": "object", "additionalProperties": False, "required": ["type", "value"], "properties": {
+        "kind": {"type": ["string", "null"]}, "type": {"const": "annotation"},
+        "value": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]},
+                  "description": "annotations"}}},
+    {"type": "null"}]}
+
+
 class ConfigSpec(_Model):
-    selector: ConfigSelector | None = None
+    selector: Annotated[ConfigSelector | None, WithJsonSchema(_SELECTOR_SCHEMA)] = None
     data: dict[str, Any]
 
 
@@ -256,7 +301,7 @@ class Resource(_Model):
     """The envelope every resource shares."""
 
     kind: str
-    version: str | None = None
+    version: Annotated[str | None, WithJsonSchema({"anyOf": [{"enum": list(SUPPORTED_VERSIONS)}, {"type": "null"}]})] = None
     metadata: Metadata
     spec: Any
 
@@ -336,7 +381,7 @@ class ErrorInfo(BaseModel):
 class ItemFailure(BaseModel):
     """One failed item of a parameterized stage."""
 
-    index: int
+    index: Count
     type: str
     message: str
     traceback: str = ""
@@ -348,13 +393,13 @@ class StageRun(BaseModel):
     name: str
     type: str = "simple"
     state: StageState = "pending"
-    attempts: int = 0
+    attempts: Count = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: ErrorInfo | None = None
-    items_total: int | None = None
-    items_done: int = 0
-    items_failed: int = 0
+    items_total: Count | None = None
+    items_done: Count = 0
+    items_failed: Count = 0
     item_failures: list[ItemFailure] = Field(default_factory=list)
     output_notebook: str | None = None
     cached_from: str | None = None  # state cached: the run (uid) or cache entry its output came from

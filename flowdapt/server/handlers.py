@@ -10,23 +10,42 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
-from jupyter_server.utils import ensure_async
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from jupyter_server.utils import ensure_async, url_path_join
+from pydantic import BaseModel, ValidationError
 from tornado import web
 from tornado.iostream import StreamClosedError
 
 from flowdapt.events import Event
-from flowdapt.events.models import ENGINE_TYPE_PREFIXES
-from flowdapt.history.models import MAX_OFFSET, Instant, RunQuery
 from flowdapt.history.stats import VIEWS
-from flowdapt.resources.models import RunState
 from flowdapt.server.errors import RequestError, describe_validation, service_error, status_of
+from flowdapt.server.models import (
+    ApiInfo,
+    BackfillAnswer,
+    BackfillIn,
+    CacheCleared,
+    CacheQuery,
+    DrainOptions,
+    DrainState,
+    EventIn,
+    FiringsQuery,
+    LogsQuery,
+    LogsRecorded,
+    NotebookIn,
+    Page,
+    PublishedEvent,
+    RunAgainOptions,
+    RunOptions,
+    RunsQuery,
+    SavedStageModule,
+    StageModuleIn,
+    WorkflowVersionRecorded,
+)
+from flowdapt.server.openapi import openapi_document
 from flowdapt.server.services import Services
 
 API = "flowdapt/api/v1"
@@ -36,122 +55,6 @@ MUTATING_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_BODY_DEPTH = 64  # resources, inputs and events nest far less; deeper bodies are refused before use
 FOLLOW_SECONDS = 0.5  # how often a followed run's new log lines are read
 M = TypeVar("M", bound=BaseModel)
-
-
-class Page(BaseModel):
-    """Paging of list routes."""
-
-    model_config = ConfigDict(extra="forbid")
-    limit: int = Field(default=100, ge=1, le=10_000)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
-
-
-class RunOptions(BaseModel):
-    """Query of ``POST workflows/{id}/run``."""
-
-    model_config = ConfigDict(extra="forbid")
-    wait: bool = True
-    namespace: str | None = None
-    executor: str | None = None
-    source: Literal["api", "manual", "notebook"] = "api"  # what a client may say it is; never "trigger"
-
-
-class RunsQuery(RunQuery):
-    """Query of ``GET runs``: the history's filters, with states and sources checked."""
-
-    model_config = ConfigDict(extra="forbid")
-    state: RunState | None = None
-    source: Literal["manual", "api", "trigger", "notebook"] | None = None
-
-
-class FiringsQuery(Page):
-    since: Instant = None
-
-
-class EventIn(BaseModel):
-    """Body of ``POST events``: a user event (the engine's own types are refused: they drive runs)."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: str = Field(min_length=1, max_length=256)
-    data: Any = None
-    source: str = Field(default="user", max_length=256)
-    channel: str = Field(default="events", max_length=256)
-
-    @field_validator("type")
-    @classmethod
-    def _not_the_engines(cls, value: str) -> str:
-        if value.startswith(ENGINE_TYPE_PREFIXES):
-            raise ValueError(f"'{value}' is an engine event type ({', '.join(ENGINE_TYPE_PREFIXES)}...): "
-                             "only the engine publishes those; give your event a type of its own")
-        return value
-
-
-class StageModuleIn(BaseModel):
-    """Body of ``PUT stage-modules/{module}``: a ``%%flowdapt stage`` cell's source."""
-
-    model_config = ConfigDict(extra="forbid")
-    source: str = Field(min_length=1)
-
-
-class RunAgainOptions(BaseModel):
-    """Query of ``POST runs/{id}/rerun`` and ``runs/{id}/resume``."""
-
-    model_config = ConfigDict(extra="forbid")
-    wait: bool = True
-    executor: str | None = None  # default: the executor the run ran on
-    source: Literal["api", "manual", "notebook"] = "api"
-
-
-class LogsQuery(BaseModel):
-    """Query of ``GET runs/{id}/logs``: lines numbered after ``after``; ``follow`` streams until the run ends."""
-
-    model_config = ConfigDict(extra="forbid")
-    stage: str | None = None
-    attempt: int | None = Field(default=None, ge=1)
-    after: int = Field(default=-1, ge=-1)
-    limit: int = Field(default=10_000, ge=1, le=100_000)
-    follow: bool = False
-
-
-class BackfillIn(BaseModel):
-    """Body of ``POST triggers/{id}/backfill``: the range of schedule times (naive times are UTC)."""
-
-    model_config = ConfigDict(extra="forbid")
-    start: Instant = Field(description="first schedule time to fire (inclusive)")
-    end: Instant = Field(description="last schedule time to fire (inclusive; times after now are left out)")
-    concurrency: int = Field(default=4, ge=1, le=64, description="runs of the backfill going on at once")
-    wait: bool = Field(default=False, description="answer once every run has ended")
-
-    @field_validator("start", "end")
-    @classmethod
-    def _given(cls, value: datetime | None) -> datetime:
-        if value is None:
-            raise ValueError("required")
-        return value
-
-
-class CacheQuery(BaseModel):
-    """Query of ``DELETE cache``: the entries of one workflow (and stage), or all."""
-
-    model_config = ConfigDict(extra="forbid")
-    workflow: str | None = None
-    stage: str | None = None
-
-
-class NotebookIn(BaseModel):
-    """Body of ``POST notebooks/workflow``."""
-
-    model_config = ConfigDict(extra="forbid")
-    notebook: str = Field(min_length=1, description="path under the workbench root, ending in .ipynb")
-    kernel_name: str | None = None
-    cell_timeout: float | None = Field(default=None, gt=0)
-
-
-class DrainOptions(BaseModel):
-    """Query of ``POST drain``: wait at most ``timeout`` seconds."""
-
-    model_config = ConfigDict(extra="forbid")
-    timeout: float | None = Field(default=None, ge=0)
 
 
 class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
@@ -190,7 +93,7 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
             data = default
         else:
             try:
-                data = json.loads(self.request.body, parse_constant=_refuse_constant)
+                data = json.loads(self.request.body, parse_constant=_refuse_constant, parse_float=_finite_float)
             except ValueError as exc:
                 raise RequestError(f"body: invalid JSON: {exc}", 400) from None
             except RecursionError:
@@ -205,7 +108,9 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
             raise RequestError(describe_validation(exc, "body field"), 422) from None
 
     def answer(self, data: Any, status: int = 200) -> None:
-        """Finish with ``data`` as JSON."""
+        """Finish with ``data`` (an answer model of :mod:`flowdapt.server.models`, or plain data) as JSON."""
+        if isinstance(data, BaseModel):
+            data = data.model_dump(mode="json")
         self.set_status(status)
         self.finish(json.dumps(data, default=str))
 
@@ -237,6 +142,9 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
             detail = "Internal Server Error"
         self.set_status(status_code)
         self.set_header("Content-Type", "application/json")
+        if status_code == 405:  # the verbs this route has (RFC 9110)
+            self.set_header("Allow", ", ".join(verb.upper() for verb in ("get", "post", "put", "delete")
+                                               if verb in type(self).__dict__))
         self.finish(json.dumps({"detail": detail, "status_code": status_code}))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
@@ -248,6 +156,14 @@ class FlowdaptHandler(ExtensionHandlerMixin, APIHandler):
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed (JSON has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; one too large for a double (``1e400``) would be Infinity: refused."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is too large (it would be Infinity)")
+    return value
 
 
 def _depth_over(value: Any, limit: int) -> bool:
@@ -268,7 +184,7 @@ class RootHandler(FlowdaptHandler):
     async def get(self) -> None:
         from flowdapt import __version__
 
-        self.answer({"app": "flowdapt", "version": __version__, "api_version": "v1"})
+        self.answer(ApiInfo(version=__version__))
 
 
 class CollectionHandler(FlowdaptHandler):
@@ -512,7 +428,7 @@ class RunLogsHandler(FlowdaptHandler):
     @authorized
     async def post(self, identifier: str) -> None:
         recorded = await self.services.compute.record_reported_logs(identifier, self.body())
-        self.answer({"recorded": recorded}, 202)
+        self.answer(LogsRecorded(recorded=recorded), 202)
 
 
 class BackfillHandler(FlowdaptHandler):
@@ -526,7 +442,7 @@ class BackfillHandler(FlowdaptHandler):
         trigger = await services.resources.get("trigger_rule", identifier)
         backfill = await services.triggers.backfill(trigger, request.start, request.end, request.concurrency,
                                                     wait=request.wait)
-        self.answer(backfill.to_dict(), 200 if request.wait else 202)
+        self.answer(BackfillAnswer.model_validate(backfill.to_dict()), 200 if request.wait else 202)
 
 
 class CacheHandler(FlowdaptHandler):
@@ -536,7 +452,7 @@ class CacheHandler(FlowdaptHandler):
     @authorized
     async def delete(self) -> None:
         query = self.query(CacheQuery)
-        self.answer(await self.services.clear_cache(query.workflow, query.stage))
+        self.answer(CacheCleared(deleted=await self.services.clear_cache(query.workflow, query.stage)))
 
 
 class WorkflowVersionHandler(FlowdaptHandler):
@@ -546,7 +462,7 @@ class WorkflowVersionHandler(FlowdaptHandler):
     @authorized
     async def put(self, version: str) -> None:
         self.services.compute.record_workflow_version(version, self.body())
-        self.answer({"version": version}, 201)
+        self.answer(WorkflowVersionRecorded(version=version), 201)
 
 
 class OutputNotebookHandler(FlowdaptHandler):
@@ -565,7 +481,7 @@ class EventsHandler(FlowdaptHandler):
     @authorized
     async def post(self) -> None:
         event = self.services.publish(Event(**self.body(EventIn).model_dump()))
-        self.answer(event.to_dict(), 202)
+        self.answer(PublishedEvent(**event.to_dict()), 202)
 
 
 class StageModuleHandler(FlowdaptHandler):
@@ -575,7 +491,7 @@ class StageModuleHandler(FlowdaptHandler):
     @authorized
     async def put(self, module: str) -> None:
         source = self.body(StageModuleIn).source
-        self.answer(await self.services.save_stage_module(module, source))
+        self.answer(SavedStageModule(module=module, path=await self.services.save_stage_module(module, source)))
 
 
 class StatusHandler(FlowdaptHandler):
@@ -594,14 +510,14 @@ class DrainHandler(FlowdaptHandler):
         compute = self.services.compute
         options = self.query(DrainOptions)
         drained = await compute.drain(options.timeout)
-        self.answer({"draining": True, "drained": drained, "running": compute.running, "queued": compute.queued})
+        self.answer(DrainState(draining=True, drained=drained, running=compute.running, queued=compute.queued))
 
     @web.authenticated
     @authorized
     async def delete(self) -> None:
         compute = self.services.compute
         compute.resume()
-        self.answer({"draining": False, "running": compute.running, "queued": compute.queued})
+        self.answer(DrainState(draining=False, running=compute.running, queued=compute.queued))
 
 
 class StatsHandler(FlowdaptHandler):
@@ -622,10 +538,6 @@ class OpenAPIHandler(FlowdaptHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        from jupyter_server.utils import url_path_join
-
-        from flowdapt.server.openapi import openapi_document
-
         self.answer(openapi_document(url_path_join(self.base_url, API)))
 
 

@@ -27,6 +27,7 @@ from flowdapt.server.compute import ComputeService
 from flowdapt.server.dashboards import executor_dashboards
 from flowdapt.server.errors import RequestError, ServiceUnavailableError
 from flowdapt.server.live import PROGRESS_INTERVAL
+from flowdapt.server.models import ServerStatus
 from flowdapt.server.stats import StatsService
 from flowdapt.settings import Settings
 from flowdapt.triggers.service import TriggerService
@@ -95,7 +96,10 @@ class ResourceService:
         """Replace an existing resource's spec and annotations (its name and uid stay)."""
         current = await self.get(kind, identifier)
         if isinstance(document, dict):
-            metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+            metadata = document.get("metadata", {})
+            if not isinstance(metadata, dict):
+                raise ResourceError(f"expected an object, got {type(metadata).__name__}", kind=kind,
+                                    resource=current.name, field="metadata")
             if metadata.get("name", current.name) != current.name:
                 raise ResourceError("renaming is not supported", kind=kind, resource=current.name,
                                     field="metadata.name")
@@ -129,6 +133,8 @@ class ResourceService:
             resources = await asyncio.to_thread(loads, text)
         except RecursionError:
             raise RequestError("body: nested too deeply", 400) from None
+        if not resources:
+            raise RequestError("body: the file has no resources", 422)
         return await self._store(resources)
 
     async def as_yaml(self, kind: str, identifier: str) -> str:
@@ -243,28 +249,28 @@ class Services:
         await _step("closing the history", asyncio.to_thread(self.store.close))
         catalog.set_catalog(catalog.MemoryCatalog())
 
-    async def save_stage_module(self, module: str, source: str) -> dict[str, str]:
-        """Write a ``%%flowdapt stage`` module into this server's stage folder."""
+    async def save_stage_module(self, module: str, source: str) -> str:
+        """Write a ``%%flowdapt stage`` module into this server's stage folder; answers its path."""
         from flowdapt.notebook.cell_stage import CellStageError, save_stage_module
 
         try:
             path = await asyncio.to_thread(save_stage_module, module, source)
         except CellStageError as exc:
             raise RequestError(f"module '{module}': {exc}", 422) from None
-        return {"module": module, "path": str(path)}
+        return str(path)
 
-    async def clear_cache(self, workflow: str | None = None, stage: str | None = None) -> dict[str, Any]:
-        """Delete result-cache entries (of a workflow, one of its stages, or all)."""
+    async def clear_cache(self, workflow: str | None = None, stage: str | None = None) -> int:
+        """Delete result-cache entries (of a workflow, one of its stages, or all); answers how many."""
         from flowdapt.compute.outputs import clear_cache
 
-        return {"deleted": await asyncio.to_thread(clear_cache, workflow, stage)}
+        return await asyncio.to_thread(clear_cache, workflow, stage)
 
     def publish(self, event: Event) -> Event:
         """Publish a user event on the bus (condition triggers see it)."""
         self.bus.publish(event)
         return event
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> ServerStatus:
         """What the server runs and what is stored (the keys of the local ``flowctl status`` and more)."""
         def flushed_status() -> Any:  # read your writes: what the engine reported so far is counted
             self.store.flush()
@@ -274,14 +280,14 @@ class Services:
         counts = {}
         for kind in RESOURCE_KINDS:
             counts[f"{kind}s"] = len(await self.catalog.list(kind))
-        return {"app": "flowdapt", "version": __version__, "api_version": "v1", "mode": "server",
+        return ServerStatus(**{"version": __version__,
                 "app_dir": str(self.settings.app_dir), "database": database.url, "backend": database.backend,
                 "schema_version": database.schema_version, "executor": self.settings.executor.name,
                 "namespace": self.settings.default_namespace, "runs": database.runs, "running": self.compute.running,
                 "queued": self.compute.queued, "draining": self.compute.draining, **counts,
                 "schedules": len(self.triggers.schedules), "conditions": len(self.triggers.conditions),
                 "trigger_firings": self.triggers.fired, "trigger_suppressed": self.triggers.suppressed,
-                "dashboards": await asyncio.to_thread(executor_dashboards, self.proxy_dashboards)}
+                "dashboards": await asyncio.to_thread(executor_dashboards, self.proxy_dashboards)})
 
     async def _changed(self, kind: str) -> None:
         if kind == TriggerRule.KIND:

@@ -487,7 +487,7 @@ def trigger_status(trigger: TriggerRule, last_fire: datetime | None) -> dict[str
     """``enabled``, ``last_fire_time`` and ``next_fire_time`` (enabled schedules) of a trigger that last
     fired at ``last_fire``."""
     status: dict[str, Any] = {"enabled": trigger.spec.enabled, "last_fire_time": last_fire and last_fire.isoformat(),
-                              "next_fire_time": None}
+                              "next_fire_time": None, "error": None}
     if trigger.spec.type == "schedule" and trigger.spec.enabled:
         try:
             status["next_fire_time"] = Schedule(trigger, _anchor(trigger, last_fire)).next_due.isoformat()
