@@ -23,6 +23,7 @@ from flowdapt.resources.models import RESOURCE_KINDS, Resource, WorkflowRun
 
 if TYPE_CHECKING:
     from flowdapt.history.models import LogLine
+    from flowdapt.plugins import Plugin
 
 API_PATH = "flowdapt/api/v1/"
 COLLECTIONS = {"workflow": "workflows", "config": "configs", "trigger_rule": "triggers"}
@@ -191,6 +192,7 @@ class Client:
         ``seq``), those after line ``after``; with ``follow`` an iterator of the lines as they come, which
         ends once the run has ended."""
         from flowdapt.history.models import LogLine
+    from flowdapt.plugins import Plugin
 
         params = _params({"stage": stage, "attempt": attempt, "after": after, "limit": limit})
         path = f"runs/{_part(identifier)}/logs"
@@ -201,6 +203,7 @@ class Client:
 
     def _follow_logs(self, path: str, params: dict[str, Any], identifier: str) -> "Iterator[LogLine]":
         from flowdapt.history.models import LogLine
+    from flowdapt.plugins import Plugin
 
         try:
             with self._http.stream("GET", path, params={**params, "follow": "true"}, timeout=None) as response:
@@ -280,6 +283,12 @@ class Client:
 
     def status(self) -> dict[str, Any]:
         return self._call("GET", "status")
+
+    def plugins(self) -> list["Plugin"]:
+        """The plugin packages installed on the server and what each ships."""
+        from flowdapt.plugins import Plugin
+
+        return [Plugin.model_validate(item) for item in self._call("GET", "plugins")]
 
 
 class ServerCatalog:

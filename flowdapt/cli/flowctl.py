@@ -18,7 +18,7 @@ from flowdapt.cli.backend import Backend, LocalBackend, connect
 from flowdapt.cli.detach import run_detached
 from flowdapt.cli.common import CliState, global_options, run_cli
 from flowdapt.cli.inputs import InputError, parse_input
-from flowdapt.cli.output import FORMATS, dumps, print_document, print_items, print_mapping, stdout_kept_for_the_document
+from flowdapt.cli.output import dumps, output_option, print_document, print_items, print_mapping, stdout_kept_for_the_document
 from flowdapt.errors import FlowdaptError
 from flowdapt.history.models import RunQuery
 from flowdapt.resources.loading import load
@@ -29,12 +29,11 @@ KIND_NAMES = {
     **{name: "config" for name in ("config", "configs")},
     **{name: "trigger_rule" for name in ("trigger", "triggers", "trigger_rule", "trigger_rules")},
     **{name: RUN_KIND for name in ("run", "runs", "workflow_run", "workflow_runs")},
+    **{name: "plugin" for name in ("plugin", "plugins")},
 }
 
 FOLLOW_SECONDS = 0.5  # how often `logs --follow` asks for new lines
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S%z"]
-output_option = click.option("-o", "--output", "-f", "--format", "fmt", type=click.Choice(FORMATS),
-                             default="table", show_default=True, help="Output format.")
 
 
 def kind_of(name: str) -> str:
@@ -42,7 +41,7 @@ def kind_of(name: str) -> str:
     try:
         return KIND_NAMES[name.lower()]
     except KeyError:
-        raise click.BadParameter(f"unknown kind '{name}' (known: workflows, runs, triggers, configs)",
+        raise click.BadParameter(f"unknown kind '{name}' (known: workflows, runs, triggers, configs, plugins)",
                                  param_hint="KIND") from None
 
 
@@ -84,10 +83,18 @@ def _paths_resources(paths: tuple[str, ...]) -> list[Any]:
 
 
 @flowctl.command()
-@click.option("-p", "--path", "paths", multiple=True, required=True, help="Resource file or folder (repeatable).")
+@click.option("-p", "--path", "paths", multiple=True, help="Resource file or folder (repeatable).")
+@click.option("--plugin", "plugins", multiple=True, metavar="NAME",
+              help="The resource files an installed plugin ships (repeatable; see `flowdapt plugins list`).")
 @click.pass_obj
-def apply(state: FlowctlState, paths: tuple[str, ...]) -> None:
-    """Create or update the resources in files or folders (all or nothing)."""
+def apply(state: FlowctlState, paths: tuple[str, ...], plugins: tuple[str, ...]) -> None:
+    """Create or update the resources in files or folders, or a plugin's (all or nothing)."""
+    if not paths and not plugins:
+        raise click.UsageError("give -p PATH or --plugin NAME")
+    if plugins:
+        from flowdapt.plugins import plugin_resources_path
+
+        paths = (*paths, *(str(plugin_resources_path(name)) for name in plugins))
     resources = _paths_resources(paths)  # every file is validated before anything is stored
     for resource, outcome in state.backend().apply(resources):
         click.echo(f"[{resource.kind}/{resource.name}] {outcome}")
@@ -108,6 +115,12 @@ def get(state: FlowctlState, kind: str, name: str | None, run_state: str | None,
     """List resources of KIND, or show one by NAME. `get runs [WORKFLOW]` lists runs."""
     resolved = kind_of(kind)
     backend = state.backend()
+    if resolved == "plugin":  # read-only, from where the workflows run (a server's, or this environment's)
+        plugins = [plugin for plugin in backend.plugins() if name in (None, plugin.name)]
+        if name and not plugins:
+            raise FlowdaptError(f"plugin '{name}' is not installed")
+        print_items(plugins, "plugin", fmt)
+        return
     if resolved == RUN_KIND:
         plural = kind.lower().endswith("s")
         if name and not plural:

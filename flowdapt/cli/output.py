@@ -9,6 +9,7 @@ import sys
 from datetime import datetime
 from typing import Any, Callable, Iterator, Sequence
 
+import click
 import yaml
 from rich.console import Console
 from rich.table import Table
@@ -16,6 +17,8 @@ from rich.table import Table
 from flowdapt.resources.models import Resource, WorkflowRun
 
 FORMATS = ("table", "json", "yaml")
+output_option = click.option("-o", "--output", "-f", "--format", "fmt", type=click.Choice(FORMATS),
+                             default="table", show_default=True, help="Output format.")
 
 
 def _when(value: datetime | None) -> str:
@@ -29,6 +32,11 @@ def _seconds(value: float | None) -> str:
 def _selector(resource: Any) -> str:
     selector = resource.spec.selector
     return "-" if selector is None else f"{selector.type}={selector.value}"
+
+
+def _counts(names: list[str]) -> str:
+    counts = {name: names.count(name) for name in dict.fromkeys(names)}
+    return ", ".join(f"{count} {name}" for name, count in counts.items()) or "-"
 
 
 def _outcome(firing: dict[str, Any]) -> str:
@@ -49,6 +57,10 @@ COLUMNS: dict[str, list[tuple[str, Callable[[Any], str]]]] = {
                      ("DURATION", lambda r: _seconds(r.duration))],
     "trigger_firing": [("FIRED", lambda f: f["fired_at"][:19].replace("T", " ")), ("OUTCOME", _outcome),
                        ("RUN", lambda f: f["run_uid"] or "-"), ("ACTION", lambda f: f["action"])],
+    "plugin": [("NAME", lambda p: p.name), ("PACKAGE", lambda p: p.package), ("VERSION", lambda p: p.version),
+               ("STAGES", lambda p: str(len(p.stages))), ("RESOURCES", lambda p: _counts([r.kind for r in p.resources])),
+               ("EXTENSIONS", lambda p: "; ".join(f"{group}: {', '.join(names)}" for group, names in p.extensions.items())
+                or "-")],
     "stage": [("STAGE", lambda s: s.name), ("TYPE", lambda s: s.type), ("STATE", lambda s: s.state),
               ("ATTEMPTS", lambda s: str(s.attempts)), ("DURATION", lambda s: _seconds(s.duration)),
               ("ITEMS", lambda s: "-" if s.items_total is None else f"{s.items_done}/{s.items_total}"
@@ -58,7 +70,9 @@ COLUMNS: dict[str, list[tuple[str, Callable[[Any], str]]]] = {
 
 def document(item: Resource | WorkflowRun | dict) -> dict[str, Any]:
     """The JSON-safe document of a resource, run or plain mapping."""
-    return item.to_document() if hasattr(item, "to_document") else item
+    if hasattr(item, "to_document"):
+        return item.to_document()
+    return item.model_dump(mode="json") if hasattr(item, "model_dump") else item
 
 
 def dumps(data: Any, fmt: str) -> str:

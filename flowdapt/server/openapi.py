@@ -16,6 +16,7 @@ from flowdapt import __version__
 from flowdapt.compute.inputs import WorkflowInputs
 from flowdapt.history.models import LogLine, StageAttempt, TriggerFiring
 from flowdapt.history.stats import VIEWS
+from flowdapt.plugins import Plugin
 from flowdapt.resources.models import Config, TriggerRule, Workflow, WorkflowRun
 
 COLLECTIONS = {"workflows": "Workflow", "configs": "Config", "triggers": "TriggerRule"}
@@ -112,6 +113,10 @@ def _paths() -> dict[str, dict[str, Any]]:
             params=[_param("module", where="path", description="workflow__stage_<12 hex digits of the source hash>")],
             body=_ref("StageModuleIn"), response={"type": "object"}, errors=(400, 422))},
         "/status": {"get": _op("status", "Services, executor, database and counts", response={"type": "object"})},
+        "/plugins": {"get": _op("list_plugins", "Plugin packages installed on the server and what each ships",
+                                response={"type": "array", "items": _ref("Plugin")})},
+        "/plugins/{identifier}": {"get": _op("get_plugin", "One installed plugin by name", params=[ID],
+                                             response=_ref("Plugin"), errors=(404,))},
         "/drain": {
             "post": _op("drain", "Stop accepting runs and wait for the running ones", params=[
                 _param("timeout", "number", description="seconds to wait at most")], response={"type": "object"}),
@@ -218,7 +223,8 @@ def _schemas() -> dict[str, Any]:
     models = [(Workflow, "validation"), (Config, "validation"), (TriggerRule, "validation"),
               (WorkflowRun, "serialization"), (StageAttempt, "serialization"), (TriggerFiring, "serialization"),
               (EventIn, "validation"), (StageModuleIn, "validation"), (NotebookIn, "validation"),
-              (WorkflowInputs, "serialization"), (LogLine, "serialization"), (BackfillIn, "validation")]
+              (WorkflowInputs, "serialization"), (LogLine, "serialization"), (BackfillIn, "validation"),
+              (Plugin, "serialization")]
     answers = [get_args(spec.answer)[0] if get_origin(spec.answer) is list else spec.answer for spec in VIEWS.values()]
     models += [(model, "serialization") for model in dict.fromkeys(answers)]
     # Field names, not aliases: the server writes names and accepts both (``populate_by_name``).
