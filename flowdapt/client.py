@@ -192,7 +192,6 @@ class Client:
         ``seq``), those after line ``after``; with ``follow`` an iterator of the lines as they come, which
         ends once the run has ended."""
         from flowdapt.history.models import LogLine
-    from flowdapt.plugins import Plugin
 
         params = _params({"stage": stage, "attempt": attempt, "after": after, "limit": limit})
         path = f"runs/{_part(identifier)}/logs"
@@ -203,7 +202,6 @@ class Client:
 
     def _follow_logs(self, path: str, params: dict[str, Any], identifier: str) -> "Iterator[LogLine]":
         from flowdapt.history.models import LogLine
-    from flowdapt.plugins import Plugin
 
         try:
             with self._http.stream("GET", path, params={**params, "follow": "true"}, timeout=None) as response:

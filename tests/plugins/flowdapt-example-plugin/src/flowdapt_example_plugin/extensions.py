@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from flowdapt.compute import object_store
 from flowdapt.compute.executors.local import LocalExecutor
 from flowdapt.compute.stages import SimpleStage, StageDefinitionError
 from flowdapt.compute.targets import resolve_target
@@ -22,10 +23,17 @@ class DocumentedStage(SimpleStage):
 
 
 class SerialExecutor(LocalExecutor):
-    """``example-serial``: one stage at a time, in a thread of this process."""
+    """``example-serial``: one stage at a time, in a thread of this process; the object store keeps values
+    in this process's memory, as the local executor's threads do."""
+
+    kind = "example-serial"
 
     def __init__(self, **options) -> None:
         super().__init__(mode="threads", cpus=1, **options)
+
+    def start(self) -> None:
+        object_store.register_cluster_memory(self.kind, object_store.LOCAL_MEMORY)
+        super().start()
 
 
 async def record(context, parameters: dict) -> None:
