@@ -16,25 +16,23 @@ cluster memories       (set by executors at start)   :class:`~flowdapt.compute.o
 plugin packages        ``flowdapt.plugins``          :class:`~flowdapt.plugins.Plugin`
 =====================  ============================  =================================================
 
-A broken entry point (its package fails to import) is a one-line warning naming the package, and the
-name is then unknown; everything else keeps working.
+A broken entry point (its package fails to import) is a one-line warning (logger ``flowdapt.plugins``)
+naming the package, and the name is then unknown; everything else keeps working.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
-import warnings
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Callable, Generic, Iterator, TypeVar
 
 from flowdapt.errors import FlowdaptError, UnknownNameError
 
 T = TypeVar("T")
-
-
-class PluginWarning(UserWarning):
-    """An extension from an installed package could not be loaded."""
+_log = logging.getLogger("flowdapt.plugins")
 
 
 class ExtensionLoadError(FlowdaptError):
@@ -65,6 +63,14 @@ def load_path(path: str) -> object:
     return target
 
 
+@dataclass(frozen=True)
+class _Unloaded:
+    """An extension known by where it is (a built-in's path or an entry point), not imported yet."""
+
+    path: str
+    entry: EntryPoint | None = None
+
+
 class Registry(Generic[T]):
     """Names to extensions of one kind (``what``), with third-party ones from entry-point ``group``.
 
@@ -78,14 +84,14 @@ class Registry(Generic[T]):
         self.what = what
         self.group = group
         self._adapt = adapt
-        self._items: dict[str, T | str | EntryPoint] = {}
+        self._items: dict[str, T | _Unloaded] = {}
         self._discovered = group is None
         self._lock = threading.RLock()
 
     def register(self, name: str, extension: T | str) -> None:
         """Register ``extension`` (or its ``"module:attribute"`` path, imported on first use) as ``name``."""
         with self._lock:
-            self._items[name] = extension
+            self._items[name] = _Unloaded(extension) if isinstance(extension, str) else extension
 
     def unregister(self, name: str) -> None:
         """Forget ``name`` (no error when it is not registered)."""
@@ -107,7 +113,7 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The extension registered as ``name``; an unknown name's error lists the known ones."""
         item = self._items.get(name)
-        if item is None or isinstance(item, (str, EntryPoint)):
+        if item is None or isinstance(item, _Unloaded):
             return self._resolve(name)
         return item
 
@@ -115,32 +121,27 @@ class Registry(Generic[T]):
         """The extension registered as ``name``, or ``None`` when there is none."""
         return self.get(name) if name in self else None
 
-    def entry_point(self, name: str) -> EntryPoint | None:
-        """The entry point ``name`` comes from, while it is not loaded yet."""
-        item = self._items.get(name)
-        return item if isinstance(item, EntryPoint) else None
-
     def _resolve(self, name: str) -> T:
         self._discover()
         with self._lock:
             if name not in self._items:
                 raise UnknownNameError(self.what, name, list(self._items))
             item = self._items[name]
-            if isinstance(item, EntryPoint):
+            if not isinstance(item, _Unloaded):
+                return item
+            if item.entry is not None:
                 try:
-                    value = self._adapted(item.load(), item)
+                    value = self._adapted(item.entry.load(), item.entry)
                 except Exception as exc:  # noqa: BLE001 - any failure of third-party code: warn, forget the name
                     del self._items[name]
-                    warnings.warn(f"flowdapt: {self.what} '{name}' from package '{entry_point_package(item)}' "
-                                  f"cannot be loaded: {type(exc).__name__}: {exc}", PluginWarning, stacklevel=3)
+                    _log.warning("flowdapt: %s '%s' from package '%s' cannot be loaded: %s: %s", self.what, name,
+                                 entry_point_package(item.entry), type(exc).__name__, exc)
                     raise UnknownNameError(self.what, name, list(self._items)) from None
-            elif isinstance(item, str):
+            else:
                 try:
-                    value = self._adapted(load_path(item), None)
+                    value = self._adapted(load_path(item.path), None)
                 except ImportError as exc:
                     raise ExtensionLoadError(self.what, name, str(exc)) from exc
-            else:
-                return item
             self._items[name] = value
             return value
 
@@ -155,7 +156,7 @@ class Registry(Generic[T]):
                 return
             self._discovered = True
             for entry in entry_points(group=self.group):
-                self._items.setdefault(entry.name, entry)  # built-ins keep their names
+                self._items.setdefault(entry.name, _Unloaded(entry.value, entry))  # built-ins keep their names
 
 
 def instance_of_class(loaded: object, entry: EntryPoint | None = None) -> object:
