@@ -41,8 +41,9 @@ DEFAULT_RESOURCES = "resources"
 class PluginSpec:
     """What a plugin ships, when its package's defaults do not fit.
 
-    ``stages``: modules holding its stage functions (default: the package itself); ``resources``: the
-    folder of its resource files, relative to the package folder (default ``resources``, if it exists).
+    ``stages``: modules holding its stage functions (default: the module the entry point names);
+    ``resources``: the folder of its resource files, relative to its top-level package's folder
+    (default ``resources``, if it exists).
     """
 
     stages: Sequence[str] = ()
@@ -82,8 +83,8 @@ def _describe(loaded: object, entry: EntryPoint | None) -> Plugin:
     spec = loaded if isinstance(loaded, PluginSpec) else getattr(loaded, "flowdapt_plugin", None) or PluginSpec()
     module = loaded if isinstance(loaded, ModuleType) else importlib.import_module(entry.module)
     top = importlib.import_module(module.__name__.partition(".")[0])
-    folder = Path(top.__file__).parent if top.__file__ else Path(next(iter(top.__path__)))
-    resources_path = _resources_path(folder if top is module else Path(module.__file__).parent, spec)
+    folder = Path(next(iter(top.__path__))) if hasattr(top, "__path__") else None  # None: a single module
+    resources_path = _resources_path(folder, spec) if folder is not None else None
     dist = entry.dist
     return Plugin(
         name=entry.name,
@@ -91,7 +92,7 @@ def _describe(loaded: object, entry: EntryPoint | None) -> Plugin:
         version=dist.version if dist is not None else "",
         summary=(dist.metadata.get("Summary") or "") if dist is not None else "",
         module=top.__name__,
-        path=str(folder if hasattr(top, "__path__") else Path(top.__file__)),
+        path=str(folder) if folder is not None else str(top.__file__),
         stages=[target for name in (spec.stages or [module.__name__]) for target in _stage_functions(name)],
         resources=_resources(resources_path) if resources_path else [],
         resources_path=str(resources_path) if resources_path else None,

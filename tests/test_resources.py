@@ -128,7 +128,7 @@ def test_flowdapt_resource_files_keep_working(tmp_path):
     ("stages", "expected"),
     [
         ("- {name: a, target: tests.stages.noop, type: magic}",
-         "workflow/wf: stage 'a': type: unknown stage type 'magic' (known: notebook, parameterized, simple)"),
+         "workflow/wf: stage 'a': type: unknown stage type 'magic' (known: documented, notebook, parameterized, simple)"),
         ("- {name: a, target: tests.stages.noop}\n- {name: a, target: tests.stages.noop}",
          "workflow/wf: stage 'a': name: duplicate stage name 'a'"),
         ("- {name: a, target: tests.stages.square, depends_on: [nope]}",

@@ -1,8 +1,9 @@
 """Stage types, chosen by the stage's ``type`` from a registry: ``simple`` and ``parameterized``.
 
 A stage type validates a stage definition when it is applied and starts the stage on an executor
-when it runs. Others (e.g. ``notebook``) register with :func:`register_stage_type`, or come from the
-``flowdapt.stage_types`` entry-point group (a :class:`StageType` class or instance).
+when it runs. ``notebook`` (:mod:`flowdapt.notebook.stage`) is registered by path; others register with
+:func:`register_stage_type`, or come from the ``flowdapt.stage_types`` entry-point group (a
+:class:`StageType` class or instance).
 """
 
 from __future__ import annotations
@@ -168,3 +169,4 @@ def stage_type_names() -> list[str]:
 
 register_stage_type(SimpleStage())
 register_stage_type(ParameterizedStage())
+STAGE_TYPES.register("notebook", "flowdapt.notebook.stage:NotebookStage")  # papermill is imported when used
