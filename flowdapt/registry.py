@@ -5,16 +5,12 @@ defined (by object, or by ``"module:attribute"`` path so a heavy library is impo
 extension is used), third-party ones come from an entry-point group, discovered on the first lookup
 and loaded when first asked for. The registries:
 
-=====================  ============================  =================================================
-registry               entry-point group             holds
-=====================  ============================  =================================================
-executors              ``flowdapt.executors``        :class:`~flowdapt.compute.executors.BaseExecutor`
-stage types            ``flowdapt.stage_types``      :class:`~flowdapt.compute.stages.StageType`
-trigger actions        ``flowdapt.trigger_actions``  ``async def action(context, parameters)``
-history backends       ``flowdapt.history_backends`` :class:`~flowdapt.history.backends.HistoryBackend`
-cluster memories       (set by executors at start)   :class:`~flowdapt.compute.object_store.ClusterMemory`
-plugin packages        ``flowdapt.plugins``          :class:`~flowdapt.plugins.Plugin`
-=====================  ============================  =================================================
+- executors (``flowdapt.executors``): :class:`~flowdapt.compute.executors.BaseExecutor` classes;
+- stage types (``flowdapt.stage_types``): :class:`~flowdapt.compute.stages.StageType` instances;
+- trigger actions (``flowdapt.trigger_actions``): ``async def action(context, parameters)``;
+- history backends (``flowdapt.history_backends``): :class:`~flowdapt.history.backends.HistoryBackend`;
+- cluster memories (no group: executors set theirs as they start): the object store's backends;
+- plugin packages (``flowdapt.plugins``): :class:`~flowdapt.plugins.Plugin` descriptions.
 
 A broken entry point (its package fails to import) is a one-line warning (logger ``flowdapt.plugins``)
 naming the package, and the name is then unknown; everything else keeps working.

@@ -44,6 +44,10 @@ def test_flowdapt_plugins_list_shows_the_plugin_and_what_it_ships(flowdapt_cli):
     as_yaml = yaml.safe_load(flowdapt_cli("flowdapt", "plugins", "list", "-o", "yaml").stdout)
     assert [item["name"] for item in as_yaml] == [item["name"] for item in json.loads(
         flowdapt_cli("flowctl", "get", "plugins", "-o", "json").stdout)]
+    inspected = yaml.safe_load(flowdapt_cli("flowctl", "inspect", "plugin", "example").stdout)
+    assert inspected["extensions"]["stage_types"] == ["documented"] and inspected["version"] == "0.3.1"
+    assert flowdapt_cli("flowctl", "get", "plugin", "nope", check=1).stderr.strip() == \
+        "error: plugin 'nope' is not installed"
 
 
 def test_the_plugins_workflow_applies_and_runs_its_stage_functions_on_its_executor(flowdapt_cli):

@@ -115,11 +115,8 @@ def get(state: FlowctlState, kind: str, name: str | None, run_state: str | None,
     """List resources of KIND, or show one by NAME. `get runs [WORKFLOW]` lists runs."""
     resolved = kind_of(kind)
     backend = state.backend()
-    if resolved == "plugin":  # read-only, from where the workflows run (a server's, or this environment's)
-        plugins = [plugin for plugin in backend.plugins() if name in (None, plugin.name)]
-        if name and not plugins:
-            raise FlowdaptError(f"plugin '{name}' is not installed")
-        print_items(plugins, "plugin", fmt)
+    if resolved == "plugin":
+        print_items(_plugins(backend, name), "plugin", fmt)
         return
     if resolved == RUN_KIND:
         plural = kind.lower().endswith("s")
@@ -146,8 +143,19 @@ def inspect(state: FlowctlState, kind: str, name: str, fmt: str) -> None:
     """Show one resource or run in full (YAML unless -o json)."""
     resolved = kind_of(kind)
     backend = state.backend()
-    item = backend.get_run(name) if resolved == RUN_KIND else backend.get(resolved, name)
+    if resolved == "plugin":
+        item = _plugins(backend, name)[0]
+    else:
+        item = backend.get_run(name) if resolved == RUN_KIND else backend.get(resolved, name)
     print_document(item, fmt)
+
+
+def _plugins(backend: Backend, name: str | None) -> list[Any]:
+    """The plugins installed where the workflows run (a server's, or this environment's), or the one named."""
+    plugins = [plugin for plugin in backend.plugins() if name in (None, plugin.name)]
+    if name and not plugins:
+        raise FlowdaptError(f"plugin '{name}' is not installed")
+    return plugins
 
 
 @flowctl.command()
@@ -172,6 +180,8 @@ def delete(state: FlowctlState, kind: str | None, name: str | None, paths: tuple
         resolved = kind_of(kind or "")
         if resolved == RUN_KIND:
             raise click.UsageError("runs are deleted through the server's API or by retention")
+        if resolved == "plugin":
+            raise click.UsageError("plugins are packages: uninstall them with pip")
         deleted = backend.delete(resolved, [name or ""])
     for resource in deleted:
         click.echo(f"[{resource.kind}/{resource.name}] deleted")
