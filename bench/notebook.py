@@ -54,7 +54,7 @@ def main() -> None:
     import papermill
 
     import flowdapt
-    from flowdapt.notebook.kernels import close_kernel_pool
+    from flowdapt.notebook.warm_kernels import close_kernel_pool
     from flowdapt.notebook.paths import set_workbench_root
     from flowdapt.settings import Settings, set_settings
 

@@ -95,7 +95,7 @@ class LoggingSettings(BaseModel):
 
 
 class NotebookSettings(BaseModel):
-    """Kernels of notebook stages (see :mod:`flowdapt.notebook.kernels`): ``warm_kernels`` started ahead
+    """Kernels of notebook stages (see :mod:`flowdapt.notebook.warm_kernels`): ``warm_kernels`` started ahead
     per kernel name in each process running notebook stages (0: one started per run, as papermill
     does), ``kernel_runs`` notebooks one kernel runs before it is replaced (1: a fresh kernel per run)."""
 

@@ -1,6 +1,7 @@
 """Stage functions used by the tests (importable by process and cluster workers)."""
 
 import asyncio
+import logging
 import os
 import time
 
@@ -25,6 +26,13 @@ def total(values):
 
 def fail(*args, **kwargs):
     raise ValueError("stage exploded: bad value 42")
+
+
+def counted_numbers(n: int = 10):
+    """``numbers``, saying what it does: a line on stdout and a warning through ``logging``."""
+    print(f"counting to {n}")
+    logging.getLogger("tests.stages").warning("odd numbers will fail")
+    return list(range(n))
 
 
 def fail_on_odd(x):

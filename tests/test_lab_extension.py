@@ -131,7 +131,7 @@ def test_run_from_the_sidebar_with_a_form_value_then_run_view_and_dag(lab, flowd
 
 def test_run_view_shows_the_error_its_traceback_and_failed_items(lab, flowdapt_page):
     page = flowdapt_page
-    apply(lab, workflow("partial", {"name": "numbers", "target": "tests.stages.numbers"},
+    apply(lab, workflow("partial", {"name": "numbers", "target": "tests.stages.counted_numbers"},
                         {"name": "odd", "target": "tests.stages.fail_on_odd", "type": "parameterized",
                          "depends_on": ["numbers"]},
                         {"name": "boom", "target": "tests.stages.fail", "depends_on": ["odd"]}))
@@ -150,6 +150,19 @@ def test_run_view_shows_the_error_its_traceback_and_failed_items(lab, flowdapt_p
     assert [row.inner_text().split("\t") for row in failures.locator("tbody tr").all()] == [
         ["#1", "ValueError: odd item 1"], ["#3", "ValueError: odd item 3"], ["#5", "ValueError: odd item 5"]]
     assert view.locator(".jp-flowdapt-stage[data-stage='odd'][data-state='finished']").count() == 1
+    # What the stages printed and logged, with their stage and level.
+    logs = view.locator(".jp-flowdapt-logs .jp-flowdapt-log-line[data-stage='numbers']")
+    logs.first.wait_for(timeout=WAIT)
+    assert [" ".join(line.split()[1:]) for line in logs.all_inner_texts()] == [
+        "numbers stdout counting to 6", "numbers WARNING odd numbers will fail"]
+    page.shot("run-view-logs")
+    # Resume: a new run of what failed, which says which run it resumes (boom fails again).
+    view.locator(".jp-flowdapt-resume-run").click()
+    resumed = page.page.locator(".jp-flowdapt-runview .jp-flowdapt-page[data-state='failed']",
+                                has=page.page.locator(f".jp-flowdapt-resumed-from:text-is('{run['uid']}')"))
+    resumed.wait_for(timeout=WAIT)
+    recorded = lab.api("GET", f"runs/{resumed.get_attribute('data-run')}").json()
+    assert (recorded["resumed_from"], recorded["source"]) == (run["uid"], "manual")
     assert not page.errors
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import flowdapt
-from flowdapt.notebook import kernels
+from flowdapt.notebook import warm_kernels
 from flowdapt.settings import Settings, get_settings, set_settings
 
 from tests.test_notebook_stage import flowdapt_workbench, stage_workflow, write_notebook  # noqa: F401 - a fixture
@@ -31,9 +31,9 @@ PROBE = (
 def probe(flowdapt_workbench):
     """``sub/probe.ipynb`` in the workbench; the pool starts and ends empty."""
     write_notebook(flowdapt_workbench / "sub" / "probe.ipynb", PROBE, parameters="n = 0\nfail = False")
-    kernels.close_kernel_pool()
+    warm_kernels.close_kernel_pool()
     yield flowdapt_workbench
-    kernels.close_kernel_pool()
+    warm_kernels.close_kernel_pool()
 
 
 def use_kernels(warm: int, runs: int) -> None:
@@ -52,8 +52,8 @@ def test_each_run_gets_a_fresh_kernel_started_ahead_in_the_notebook_folder(probe
     assert len({result["pid"] for result in results}) == 3  # a kernel no notebook ran in, every time
     assert all(result["cwd"] == str(probe / "sub") for result in results)
     assert not any(result["survived"] or result["module_state"] is not None for result in results)
-    ready = kernels.kernel_pool()._ready["python3"]
-    pending = kernels.kernel_pool()._unclaimed["python3"]
+    ready = warm_kernels.kernel_pool()._ready["python3"]
+    pending = warm_kernels.kernel_pool()._unclaimed["python3"]
     assert len(ready) + pending == 1  # the next run's kernel is ready or starting
 
 
@@ -91,7 +91,7 @@ def test_without_warm_kernels_each_run_starts_its_own_as_papermill_does(probe):
     use_kernels(warm=0, runs=1)
     results = [run_probe(n).result for n in range(2)]
     assert results[0]["pid"] != results[1]["pid"] and results[0]["cwd"] == str(probe / "sub")
-    assert kernels._pool is None  # no pool was made
+    assert warm_kernels._pool is None  # no pool was made
 
 
 def test_an_unknown_kernel_fails_the_stage_with_its_name(probe):
@@ -124,7 +124,7 @@ def test_bad_kernel_settings_are_rejected(flowdapt_app_dir):
 def test_a_kernel_that_died_while_waiting_in_the_pool_is_replaced(probe):
     use_kernels(warm=1, runs=1)
     first = run_probe(1)
-    pool = kernels.kernel_pool()
+    pool = warm_kernels.kernel_pool()
     deadline = time.monotonic() + 60
     while not pool._ready["python3"] and time.monotonic() < deadline:
         time.sleep(0.05)

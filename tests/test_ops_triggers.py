@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 
-from flowdapt.cli.backend import LocalBackend
+from flowdapt.workspace import LocalBackend
 from flowdapt.events.bus import MemoryEventBus
 from flowdapt.history.models import RunQuery
 from flowdapt.history.triggers import TriggerLedger

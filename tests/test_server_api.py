@@ -275,7 +275,7 @@ async def test_status_runtime_file_and_kernel_environment(jp_flowdapt_api, jp_fl
 
 
 async def test_a_kernel_sends_a_stage_module_the_servers_runs_import(jp_flowdapt_api, flowdapt_app_dir):
-    from flowdapt.notebook.cellstage import stage_module
+    from flowdapt.notebook.cell_stage import stage_module
 
     source = "def triple(x: int = 2):\n    return 3 * x\n"
     module, target, _ = stage_module("cells", "triple", source)

@@ -11,7 +11,7 @@ import pytest
 
 from flowdapt.events.bus import MemoryEventBus
 from flowdapt.history.store import HistoryStore
-from flowdapt.history.triggers import TriggerLedger
+from flowdapt.history.triggers import Outcome, ScheduleClaim, TriggerLedger
 from flowdapt.resources.loading import parse_resource
 from flowdapt.triggers.service import FineSwitching, TriggerService
 from tests.flowdapt_server import (  # noqa: F401 - fixtures
@@ -216,4 +216,36 @@ def test_a_schedule_that_fails_stops_alone_and_is_recorded_against_its_trigger(t
     assert not failed.ok and failed.error.startswith("schedule stopped: CroniterBadDateError")
     assert statuses["broken"]["next_fire_time"] is None and "CroniterBadDateError" in statuses["broken"]["error"]
     assert statuses["every-second"]["next_fire_time"] is not None
+    store.close()
+
+
+def test_two_hundred_schedules_due_in_the_same_second_fire_each_time_exactly_once(tmp_path):
+    first, second = _store(tmp_path), _store(tmp_path)
+    for index in range(200):
+        _apply_schedule(first, ["* * * * * *"], name=f"every-{index}")
+    asyncio.run(_run_services([first, second], 2.6, ["host:1", "host:2"]))
+    firings = first.trigger_firings(limit=10_000)
+    times = Counter((firing.trigger, firing.scheduled_at) for firing in firings)
+    assert max(times.values()) == 1  # no time fired twice, by either server
+    assert {firing.trigger for firing in firings} == {f"every-{index}" for index in range(200)}
+    assert all(firing.ok for firing in firings)
+    # Every second both servers ran through fired all 200 triggers (the claims of a second commit together).
+    per_second = Counter(firing.scheduled_at for firing in firings)
+    assert sorted(per_second.values())[1:-1] == [200] * (len(per_second) - 2)
+    first.close(), second.close()
+
+
+def test_claiming_times_together_leaves_out_a_time_a_backfill_fired_and_claims_the_others(tmp_path):
+    store = _store(tmp_path)
+    triggers = [_apply_schedule(store, ["0 * * * *"], name=f"hourly-{index}") for index in range(3)]
+    ledger = TriggerLedger(store, "host:1")
+    due = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    assert ledger.claim_backfill(triggers[1].uid, triggers[1].name, "tests.stages.noop", due) is not None
+    claims = [ScheduleClaim(trigger.uid, trigger.name, "tests.stages.noop", due) for trigger in triggers]
+    won = ledger.claim_schedules(claims)
+    assert [firing is not None for firing in won] == [True, False, True]
+    assert ledger.claim_schedules(claims) == [None, None, None]  # each time fires once
+    ledger.record_outcomes([Outcome(won[0], "run-1", None), Outcome(won[2], None, "RuntimeError: no")])
+    outcomes = {f.trigger: (f.run_uid, f.ok, f.error) for f in store.trigger_firings() if not f.backfill}
+    assert outcomes == {"hourly-0": ("run-1", True, None), "hourly-2": (None, False, "RuntimeError: no")}
     store.close()

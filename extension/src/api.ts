@@ -21,6 +21,8 @@ export type ErrorInfo = Schemas['ErrorInfo'];
 export type WorkflowInputs = Schemas['WorkflowInputs'];
 export type InputField = Schemas['InputField'];
 export type EventIn = Schemas['EventIn'];
+export type LogLine = Schemas['LogLine'];
+export type BackfillIn = Schemas['BackfillIn'];
 export type RunState = WorkflowRun['state'];
 export type RunSource = WorkflowRun['source'];
 
@@ -82,6 +84,14 @@ export interface IRunsQuery {
   until?: string;
   limit?: number;
   offset?: number;
+}
+
+/** Which of a run's log lines to read: of one stage or attempt, numbered after `after`. */
+export interface ILogsQuery {
+  stage?: string;
+  attempt?: number;
+  after?: number;
+  limit?: number;
 }
 
 export interface IRunOptions {
@@ -184,6 +194,11 @@ export class FlowdaptAPI {
     return this.request('POST', `triggers/${enc(trigger)}/${enabled ? 'enable' : 'disable'}`);
   }
 
+  /** Fire a schedule's action for each of its due times in [start, end] that has not fired yet. */
+  backfill(trigger: string, request: BackfillIn): Promise<Record<string, unknown>> {
+    return this.request('POST', `triggers/${enc(trigger)}/backfill`, { body: request });
+  }
+
   triggerFirings(trigger: string, page: { limit?: number; offset?: number; since?: string } = {}): Promise<TriggerFiring[]> {
     return this.request('GET', `triggers/${enc(trigger)}/firings`, { query: page });
   }
@@ -219,6 +234,31 @@ export class FlowdaptAPI {
     return this.request('PUT', `runs/${enc(run.uid)}`, { body: run });
   }
 
+  /** What a run's stages printed and logged, oldest first (`after`: the last `seq` already read). */
+  runLogs(id: string, query: ILogsQuery = {}): Promise<LogLine[]> {
+    return this.request('GET', `runs/${enc(id)}/logs`, { query });
+  }
+
+  /** Record log lines of a run another process runs (a kernel's `flowdapt.run_workflow`). */
+  recordRunLogs(id: string, lines: LogLine[]): Promise<{ recorded: number }> {
+    return this.request('POST', `runs/${enc(id)}/logs`, { body: lines });
+  }
+
+  /** Run a run again: its input and the workflow version it ran. */
+  rerun(id: string, options: Omit<IRunOptions, 'namespace'> = {}): Promise<WorkflowRun> {
+    return this.request('POST', `runs/${enc(id)}/rerun`, { query: options });
+  }
+
+  /** Resume a failed or cancelled run: the stages it finished are reused where their output was kept. */
+  resume(id: string, options: Omit<IRunOptions, 'namespace'> = {}): Promise<WorkflowRun> {
+    return this.request('POST', `runs/${enc(id)}/resume`, { query: options });
+  }
+
+  /** Record the workflow version a reported run ran, so the server can run it again. */
+  recordWorkflowVersion(version: string, workflow: Workflow): Promise<{ version: string }> {
+    return this.request('PUT', `workflow-versions/${enc(version)}`, { body: workflow });
+  }
+
   stageAttempts(id: string): Promise<StageAttempt[]> {
     return this.request('GET', `runs/${enc(id)}/stages`);
   }
@@ -241,6 +281,11 @@ export class FlowdaptAPI {
   // -- events and the server -------------------------------------------------------------------
   publish(event: EventIn): Promise<Record<string, unknown>> {
     return this.request('POST', 'events', { body: event });
+  }
+
+  /** Clear the result cache: of one workflow (and stage), or all. */
+  clearCache(scope: { workflow?: string; stage?: string } = {}): Promise<Record<string, unknown>> {
+    return this.request('DELETE', 'cache', { query: scope });
   }
 
   drain(timeout?: number): Promise<Record<string, unknown>> {
@@ -311,6 +356,7 @@ export const OPERATIONS: Record<string, keyof FlowdaptAPI> = {
   enable_trigger: 'setTriggerEnabled',
   disable_trigger: 'setTriggerEnabled',
   list_trigger_firings: 'triggerFirings',
+  backfill_trigger: 'backfill',
   run_workflow: 'run',
   list_runs: 'listRuns',
   list_latest_runs: 'latestRuns',
@@ -320,6 +366,11 @@ export const OPERATIONS: Record<string, keyof FlowdaptAPI> = {
   list_run_stages: 'stageAttempts',
   get_output_notebook: 'outputNotebook',
   record_run: 'recordRun',
+  get_run_logs: 'runLogs',
+  record_run_logs: 'recordRunLogs',
+  rerun_run: 'rerun',
+  resume_run: 'resume',
+  record_workflow_version: 'recordWorkflowVersion',
   save_stage_module: 'saveStageModule',
   stats_summary: 'stats',
   stats_timeline: 'stats',
@@ -332,6 +383,7 @@ export const OPERATIONS: Record<string, keyof FlowdaptAPI> = {
   stats_triggers: 'stats',
   stats_version: 'stats',
   publish_event: 'publish',
+  clear_cache: 'clearCache',
   drain: 'drain',
   undrain: 'undrain'
 };

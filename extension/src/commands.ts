@@ -175,6 +175,20 @@ export function addCommands(context: ICommandContext): void {
     }
   });
 
+  commands.addCommand(CommandIDs.resumeRun, {
+    label: 'Resume the run (reuse the stages it finished)',
+    icon: runIcon,
+    execute: async args => {
+      try {
+        const row = await model.resume(text(args, 'run'));
+        announce(row);
+        return commands.execute(CommandIDs.openRun, { run: row.uid });
+      } catch (error) {
+        fail(error);
+      }
+    }
+  });
+
   commands.addCommand(CommandIDs.cancelRun, {
     label: 'Cancel the run',
     icon: stopIcon,

@@ -38,6 +38,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/cache": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete result-cache entries (of a workflow, one of its stages, or all); answers {deleted} */
+        delete: operations["clear_cache"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/configs": {
         parameters: {
             query?: never;
@@ -208,6 +225,58 @@ export interface paths {
         put?: never;
         /** Cancel a queued or running run */
         post: operations["cancel_run"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/runs/{identifier}/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What a run's stages printed and logged, numbered; follow=true streams the lines as NDJSON (application/x-ndjson) until the run has ended */
+        get: operations["get_run_logs"];
+        put?: never;
+        /** Record lines of a run that another process runs (a kernel under this server); the identifier is its uid */
+        post: operations["record_run_logs"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/runs/{identifier}/rerun": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Run a run's workflow version again with its input; the new run records rerun_of */
+        post: operations["rerun_run"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/runs/{identifier}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resume a failed or cancelled run: stages it finished are reused where their outputs were kept, the rest run again; the new run records resumed_from */
+        post: operations["resume_run"];
         delete?: never;
         options?: never;
         head?: never;
@@ -489,6 +558,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/triggers/{identifier}/backfill": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Fire a schedule trigger's action once for each of its due times in a range that has not fired yet (runs tagged with their logical time); wait=false answers at once */
+        post: operations["backfill_trigger"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/triggers/{identifier}/disable": {
         parameters: {
             query?: never;
@@ -533,6 +619,23 @@ export interface paths {
         /** Firings of a trigger with their outcome, newest first */
         get: operations["list_trigger_firings"];
         put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/workflow-versions/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Record the document of a workflow version a reported run ran */
+        put: operations["record_workflow_version"];
         post?: never;
         delete?: never;
         options?: never;
@@ -634,6 +737,34 @@ export interface components {
             uid: string;
             /** Workflow */
             workflow: string;
+        };
+        /**
+         * BackfillIn
+         * @description Body of ``POST triggers/{id}/backfill``: the range of schedule times (naive times are UTC).
+         */
+        BackfillIn: {
+            /**
+             * Concurrency
+             * @description runs of the backfill going on at once
+             * @default 4
+             */
+            concurrency: number;
+            /**
+             * End
+             * @description last schedule time to fire (inclusive; times after now are left out)
+             */
+            end: string | null;
+            /**
+             * Start
+             * @description first schedule time to fire (inclusive)
+             */
+            start: string | null;
+            /**
+             * Wait
+             * @description answer once every run has ended
+             * @default false
+             */
+            wait: boolean;
         };
         /** Config */
         Config: {
@@ -785,6 +916,11 @@ export interface components {
             /** Action */
             action: string;
             /**
+             * Backfill
+             * @default null
+             */
+            backfill: boolean | null;
+            /**
              * Error
              * @default null
              */
@@ -922,6 +1058,41 @@ export interface components {
             type: string | null;
             /** Workflow */
             workflow: string;
+        };
+        /**
+         * LogLine
+         * @description One line a stage attempt printed (``stdout``, ``stderr``) or logged (``log``, with level and logger);
+         *     ``flowdapt`` lines count what went over the attempt's cap. ``seq`` numbers the lines of a run.
+         */
+        LogLine: {
+            /** Attempt */
+            attempt: number;
+            /**
+             * Level
+             * @default null
+             */
+            level: string | null;
+            /**
+             * Logger
+             * @default null
+             */
+            logger: string | null;
+            /** Message */
+            message: string;
+            /** Seq */
+            seq: number;
+            /** Stage */
+            stage: string;
+            /**
+             * Stream
+             * @enum {string}
+             */
+            stream: "stdout" | "stderr" | "log" | "flowdapt";
+            /**
+             * Time
+             * Format: date-time
+             */
+            time: string;
         };
         /**
          * Metadata
@@ -1112,6 +1283,26 @@ export interface components {
              */
             allow_partial_failure: boolean;
             /**
+             * Cache
+             * @default false
+             */
+            cache: boolean;
+            /**
+             * Cache Key
+             * @default null
+             */
+            cache_key: string | null;
+            /**
+             * Cache Ttl
+             * @default null
+             */
+            cache_ttl: number | null;
+            /**
+             * Keep Output
+             * @default false
+             */
+            keep_output: boolean | ("memory" | "artifact");
+            /**
              * Map On
              * @default null
              */
@@ -1167,6 +1358,11 @@ export interface components {
              * @default 0
              */
             attempts: number;
+            /**
+             * Cached From
+             * @default null
+             */
+            cached_from: string | null;
             /** @default null */
             error: components["schemas"]["ErrorInfo"] | null;
             /**
@@ -1208,7 +1404,7 @@ export interface components {
              * @default pending
              * @enum {string}
              */
-            state: "pending" | "running" | "finished" | "failed" | "cancelled" | "skipped";
+            state: "pending" | "running" | "finished" | "cached" | "failed" | "cancelled" | "skipped";
             /**
              * Type
              * @default simple
@@ -1294,6 +1490,11 @@ export interface components {
             /** Action */
             action: string;
             /**
+             * Backfill
+             * @default null
+             */
+            backfill: boolean | null;
+            /**
              * Error
              * @default null
              */
@@ -1378,6 +1579,11 @@ export interface components {
                 [key: string]: unknown;
             };
             /**
+             * Sla
+             * @default null
+             */
+            sla: number | null;
+            /**
              * Timezone
              * @default UTC
              */
@@ -1452,6 +1658,11 @@ export interface components {
              */
             kind: "workflow_run";
             /**
+             * Logical Time
+             * @default null
+             */
+            logical_time: string | null;
+            /**
              * Name
              * @default
              */
@@ -1462,10 +1673,20 @@ export interface components {
              */
             namespace: string;
             /**
+             * Rerun Of
+             * @default null
+             */
+            rerun_of: string | null;
+            /**
              * Result
              * @default null
              */
             result: unknown;
+            /**
+             * Resumed From
+             * @default null
+             */
+            resumed_from: string | null;
             /**
              * Source
              * @default manual
@@ -1489,6 +1710,11 @@ export interface components {
             uid: string;
             /** Workflow */
             workflow: string;
+            /**
+             * Workflow Version
+             * @default null
+             */
+            workflow_version: string | null;
         };
         /** WorkflowSpec */
         WorkflowSpec: {
@@ -1647,6 +1873,47 @@ export interface operations {
             };
             /** @description Error */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    clear_cache: {
+        parameters: {
+            query?: {
+                workflow?: string;
+                stage?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2365,6 +2632,287 @@ export interface operations {
             };
             /** @description Error */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_run_logs: {
+        parameters: {
+            query?: {
+                stage?: string;
+                attempt?: number;
+                after?: number;
+                limit?: number;
+                follow?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description name or uid */
+                identifier: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LogLine"][];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    record_run_logs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description name or uid */
+                identifier: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LogLine"][];
+            };
+        };
+        responses: {
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    rerun_run: {
+        parameters: {
+            query?: {
+                wait?: boolean;
+                executor?: string;
+                source?: "api" | "manual" | "notebook";
+            };
+            header?: never;
+            path: {
+                /** @description name or uid */
+                identifier: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowRun"];
+                };
+            };
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowRun"];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    resume_run: {
+        parameters: {
+            query?: {
+                wait?: boolean;
+                executor?: string;
+                source?: "api" | "manual" | "notebook";
+            };
+            header?: never;
+            path: {
+                /** @description name or uid */
+                identifier: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowRun"];
+                };
+            };
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowRun"];
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3227,6 +3775,87 @@ export interface operations {
             };
         };
     };
+    backfill_trigger: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description name or uid */
+                identifier: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BackfillIn"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     disable_trigger: {
         parameters: {
             query?: never;
@@ -3356,6 +3985,60 @@ export interface operations {
             };
             /** @description Error */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    record_workflow_version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description 16 hex digits (runs.workflow_version) */
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Workflow"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description Error */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -12,6 +12,7 @@ export namespace CommandIDs {
   export const deleteWorkflow = 'flowdapt:delete-workflow';
   export const cancelRun = 'flowdapt:cancel-run';
   export const rerun = 'flowdapt:rerun';
+  export const resumeRun = 'flowdapt:resume-run';
   export const toggleTrigger = 'flowdapt:toggle-trigger';
   export const deleteTrigger = 'flowdapt:delete-trigger';
   export const applyFile = 'flowdapt:apply-file';

@@ -112,6 +112,28 @@ describe.skipIf(!SERVER)('the client against a server', () => {
     expect((await client.deleteRun(run.uid)).uid).toBe(run.uid);
   });
 
+  it('runs a run again and resumes one; reads and records log lines; clears the cache', async () => {
+    await client.create('workflows', workflow('chatty', [{ name: 'count', target: 'tests.stages.counted_numbers' },
+      { name: 'odd', target: 'tests.stages.fail_on_odd', type: 'parameterized', depends_on: ['count'] },
+      { name: 'boom', target: 'tests.stages.fail', depends_on: ['odd'] }]));
+    const run = await client.run('chatty', { n: 2 });
+    expect(run.state).toBe('failed');
+    const lines = await client.runLogs(run.uid, { stage: 'count' });
+    expect(lines.map(line => [line.stream, line.level, line.message])).toEqual([
+      ['stdout', null, 'counting to 2'], ['log', 'WARNING', 'odd numbers will fail']]);
+    expect(await client.runLogs(run.uid, { after: lines[lines.length - 1].seq, stage: 'count' })).toEqual([]);
+    const again = await client.rerun(run.uid);
+    expect([again.state, again.rerun_of, again.input]).toEqual(['failed', run.uid, { n: 2 }]);
+    const resumed = await client.resume(again.uid);
+    expect([resumed.state, resumed.resumed_from]).toEqual(['failed', again.uid]);
+    expect((await client.rerun('no-such-run').catch(e => e)).status).toBe(404);
+    // A run another process runs (a kernel's) is reported with its lines.
+    const reported = await client.recordRun({ ...run, uid: crypto.randomUUID().replace(/-/g, ''), name: '', source: 'notebook' });
+    expect(await client.recordRunLogs(reported.uid, [{ ...lines[0], message: 'from a kernel' }])).toEqual({ recorded: 1 });
+    expect((await client.runLogs(reported.uid)).map(line => [line.stage, line.message])).toEqual([['count', 'from a kernel']]);
+    expect(await client.clearCache({ workflow: 'chatty' })).toBeTypeOf('object');
+  });
+
   it('cancels a running run', async () => {
     await client.create('workflows', workflow('nap', [{ name: 'nap', target: 'tests.stages.sleep_for' }]));
     const run = await client.run('nap', { seconds: 3 }, { wait: false }); // its thread sleeps on after the cancel

@@ -3,7 +3,7 @@
 The command starts ``flowctl run --wait`` detached (a new session, its output in
 ``<app dir>/logs/<run uid>.log``), waits until that process has started the run, prints it and
 returns. The background process holds the embedded store until the run ends and serves it to other
-flowctl commands meanwhile (:mod:`flowdapt.cli.sharing`), so they can list, inspect and cancel it.
+flowctl commands meanwhile (:mod:`flowdapt.workspace.sharing`), so they can list, inspect and cancel it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from flowdapt.errors import FlowdaptError, ResourceNotFoundError
 from flowdapt.resources.models import WorkflowRun
 
 if TYPE_CHECKING:
-    from flowdapt.cli.backend import LocalBackend
+    from flowdapt.workspace import LocalBackend
 
 START_TIMEOUT = 120.0  # seconds for the background process to start the run (imports, a cluster start)
 
@@ -28,8 +28,8 @@ def run_detached(state: Any, backend: "LocalBackend", workflow: str, input_args:
                  namespace: str | None, command: str = "run") -> tuple[WorkflowRun, int, Path]:
     """Start ``workflow`` in a background ``flowctl run`` (or ``command``: ``rerun`` and ``retry`` name a run
     instead); (the run as it started, its pid, its log file)."""
-    from flowdapt.cli.backend import connect
-    from flowdapt.cli.sharing import shared_store
+    from flowdapt.workspace import connect
+    from flowdapt.workspace.sharing import shared_store
 
     settings = state.settings
     state.close()  # the background process opens the store

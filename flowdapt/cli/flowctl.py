@@ -1,6 +1,6 @@
 """``flowctl``: apply, get, inspect, delete, run and cancel workflows, configs, triggers and runs.
 
-Every command goes through a :class:`~flowdapt.cli.backend.Backend`: a running server when one is
+Every command goes through a :class:`~flowdapt.workspace.Backend`: a running server when one is
 named (``--server``, ``FLOWDAPT_URL``), else the embedded store with workflows run in this process.
 """
 
@@ -14,23 +14,15 @@ from typing import Any
 
 import click
 
-from flowdapt.cli.backend import Backend, LocalBackend, connect
-from flowdapt.cli.detach import run_detached
 from flowdapt.cli.common import CliState, global_options, run_cli
-from flowdapt.cli.inputs import InputError, parse_input
+from flowdapt.cli.detach import run_detached
 from flowdapt.cli.output import dumps, output_option, print_document, print_items, print_mapping, stdout_kept_for_the_document
 from flowdapt.errors import FlowdaptError
 from flowdapt.history.models import RunQuery
 from flowdapt.resources.loading import load
-
-RUN_KIND = "workflow_run"
-KIND_NAMES = {
-    **{name: "workflow" for name in ("workflow", "workflows")},
-    **{name: "config" for name in ("config", "configs")},
-    **{name: "trigger_rule" for name in ("trigger", "triggers", "trigger_rule", "trigger_rules")},
-    **{name: RUN_KIND for name in ("run", "runs", "workflow_run", "workflow_runs")},
-    **{name: "plugin" for name in ("plugin", "plugins")},
-}
+from flowdapt.workspace import Backend, LocalBackend, connect
+from flowdapt.workspace.inputs import InputError, parse_input
+from flowdapt.workspace.tables import KIND_NAMES, RUN_KIND
 
 FOLLOW_SECONDS = 0.5  # how often `logs --follow` asks for new lines
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S%z"]
@@ -52,7 +44,7 @@ class FlowctlState(CliState):
 
     def backend(self, share: str | None = None) -> Backend:
         """The backend, opened on first use; ``share`` names this command if it holds the embedded store
-        for a while (it is then served to other processes, see :mod:`flowdapt.cli.sharing`)."""
+        for a while (it is then served to other processes, see :mod:`flowdapt.workspace.sharing`)."""
         if self._backend is None:
             self._backend = connect(self.settings, self.server, share=share)
             click.get_current_context().call_on_close(self.close)

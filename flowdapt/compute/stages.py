@@ -1,7 +1,7 @@
 """Stage types, chosen by the stage's ``type`` from a registry: ``simple`` and ``parameterized``.
 
 A stage type validates a stage definition when it is applied and starts the stage on an executor
-when it runs. ``notebook`` (:mod:`flowdapt.notebook.stage`) is registered by path; others register with
+when it runs. ``notebook`` (:mod:`flowdapt.notebook.notebook_stage`) is registered by path; others register with
 :func:`register_stage_type`, or come from the ``flowdapt.stage_types`` entry-point group (a
 :class:`StageType` class or instance).
 """
@@ -169,4 +169,4 @@ def stage_type_names() -> list[str]:
 
 register_stage_type(SimpleStage())
 register_stage_type(ParameterizedStage())
-STAGE_TYPES.register("notebook", "flowdapt.notebook.stage:NotebookStage")  # papermill is imported when used
+STAGE_TYPES.register("notebook", "flowdapt.notebook.notebook_stage:NotebookStage")  # papermill is imported when used

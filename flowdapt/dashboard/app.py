@@ -67,16 +67,16 @@ class Dashboard:
     # -- layout --------------------------------------------------------------------------------------
     def _sidebar(self) -> pn.Column:
         filters = self.filters
-        self.workflow = pn.widgets.Select(name="Workflow", options=self._workflow_options([]), value=filters.workflow)
-        state = pn.widgets.Select(name="State", options={"all states": "", **{s: s for s in STATES}}, value=filters.state)
-        source = pn.widgets.Select(name="Source", options={"all sources": "", **{s: s for s in SOURCES}},
+        self.workflow = pn.widgets.Select(label="Workflow", options=self._workflow_options([]), value=filters.workflow)
+        state = pn.widgets.Select(label="State", options={"all states": "", **{s: s for s in STATES}}, value=filters.state)
+        source = pn.widgets.Select(label="Source", options={"all sources": "", **{s: s for s in SOURCES}},
                                    value=filters.source)
-        window = pn.widgets.Select(name="Time range", options={label: key for key, label in RANGE_LABELS.items()},
+        window = pn.widgets.Select(label="Time range", options={label: key for key, label in RANGE_LABELS.items()},
                                    value=filters.range)
-        custom = pn.widgets.DatetimeRangePicker(name="From – to (UTC)", visible=filters.range == "custom",
+        custom = pn.widgets.DatetimeRangePicker(label="From – to (UTC)", visible=filters.range == "custom",
                                                 value=self._custom_value())
-        bucket = pn.widgets.RadioButtonGroup(name="Buckets", options=["auto", "hour", "day"], value=filters.bucket,
-                                             button_type="light")
+        bucket = pn.widgets.RadioButtonGroup(label="Buckets", options=["auto", "hour", "day"], value=filters.bucket,
+                                             color="light")
         for widget, name in ((self.workflow, "workflow"), (state, "state"), (source, "source"), (window, "range"),
                              (bucket, "bucket")):
             widget.param.watch(lambda event, name=name: self.navigate(**{name: event.new}), "value")
@@ -85,7 +85,7 @@ class Dashboard:
         for name, widget in (("workflow", self.workflow), ("state", state), ("source", source), ("range", window),
                              ("bucket", bucket)):
             filters.param.watch(lambda event, widget=widget: setattr(widget, "value", event.new), name)
-        self.auto = pn.widgets.Checkbox(name="refresh when runs change", value=self.refresh_seconds > 0)
+        self.auto = pn.widgets.Checkbox(label="refresh when runs change", value=self.refresh_seconds > 0)
         for widget in (self.workflow, state, source, window, custom):
             widget.sizing_mode = "stretch_width"
         return pn.Column(self.workflow, state, source, window, custom, pn.pane.Markdown("Timeline buckets"), bucket,

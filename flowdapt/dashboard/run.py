@@ -24,7 +24,7 @@ class RunView:
     def __init__(self, navigate: Callable[..., None], links: Links) -> None:
         self.links = links
         self.live = False
-        self.entry = pn.widgets.TextInput(placeholder="run uid or name", width=320, name="Run")
+        self.entry = pn.widgets.TextInput(placeholder="run uid or name", width=320, label="Run")
         self.entry.param.watch(lambda event: event.new and navigate(run=event.new.strip(), tab="run"), "value")
         self.heading = pn.pane.HTML(PROMPT, sizing_mode="stretch_width")
         self.gantt = GanttChart()

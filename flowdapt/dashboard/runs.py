@@ -39,14 +39,14 @@ class RunsView:
     title = "Runs"
 
     def __init__(self, navigate: Callable[..., None], links: Links) -> None:
-        self.limit = pn.widgets.Select(name="Show", options={f"newest {limit:,}": limit for limit in LIMITS},
+        self.limit = pn.widgets.Select(label="Show", options={f"newest {limit:,}": limit for limit in LIMITS},
                                        value=1000, width=160)
         self.frame = runs_frame([])
         self.count = pn.pane.Markdown("", margin=(18, 10))
         self.csv = pn.widgets.FileDownload(callback=self._csv, filename="flowdapt-runs.csv", label="Download CSV",
-                                           button_type="primary", width=160, margin=(20, 5))
+                                           color="primary", width=160, margin=(20, 5))
         self.parquet = pn.widgets.FileDownload(callback=self._parquet, filename="flowdapt-runs.parquet",
-                                               label="Download Parquet", button_type="primary", width=170,
+                                               label="Download Parquet", color="primary", width=170,
                                                margin=(20, 5))
         self.table = pn.widgets.Tabulator(_shown(self.frame), show_index=False, disabled=True,
                                           sizing_mode="stretch_width", pagination="remote", page_size=25,

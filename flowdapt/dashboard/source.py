@@ -113,7 +113,7 @@ class StoreSource(HistorySource):
 def connect_source(settings: Settings, server: str | None = None, token: str | None = None) -> HistorySource:
     """The server's history when one is named (``server``, ``FLOWDAPT_URL``) or running for the app dir,
     else the local store of ``settings`` (opened read-only: it records no runs itself)."""
-    from flowdapt.cli.backend import server_url
+    from flowdapt.workspace import server_url
 
     url = server_url(server, settings)
     if url is not None:

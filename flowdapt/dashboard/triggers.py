@@ -26,7 +26,7 @@ class TriggersView:
     title = "Triggers"
 
     def __init__(self, navigate: Callable[..., None], links: Links) -> None:
-        self.late_after = pn.widgets.FloatInput(name="Late after (seconds)", value=1.0, start=0, step=0.5, width=180)
+        self.late_after = pn.widgets.FloatInput(label="Late after (seconds)", value=1.0, start=0, step=0.5, width=180)
         self.late_after.param.watch(lambda event: navigate(late_after=event.new), "value")
         self.summary = table("trigger-summary", {"trigger": "Trigger", "firings": "Firings", "failed": "Failed", "late": "Late",
                               "missed": "Missed", "p50": "p50 late by", "p95": "p95 late by", "max": "max late by",

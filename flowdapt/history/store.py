@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from flowdapt import events
-from flowdapt.history import catalog, migrations, orm, queries
+from flowdapt.history import migrations, orm, queries, sql_catalog
 from flowdapt.history.backends import HISTORY_BACKENDS
 from flowdapt.history.errors import DatabaseLockedError, HistoryError
 from flowdapt.history.models import (
@@ -199,22 +199,22 @@ class HistoryStore:
     def get(self, kind: str, identifier: str) -> Resource:
         """The resource of ``kind`` with this name or uid."""
         with self._engine.connect() as conn:
-            return catalog.get_resource(conn, kind, identifier)
+            return sql_catalog.get_resource(conn, kind, identifier)
 
     def list(self, kind: str) -> list[Resource]:
         """Every resource of ``kind``, by name."""
         with self._engine.connect() as conn:
-            return catalog.list_resources(conn, kind)
+            return sql_catalog.list_resources(conn, kind)
 
     def apply(self, resources: Iterable[Resource]) -> list[tuple[Resource, str]]:
         """Create or update all resources in one transaction (all or nothing)."""
         with self._engine.begin() as conn:
-            return catalog.apply_resources(conn, resources)
+            return sql_catalog.apply_resources(conn, resources)
 
     def delete(self, kind: str, identifier: str) -> Resource:
         """Delete a resource by name or uid and return it."""
         with self._engine.begin() as conn:
-            return catalog.delete_resource(conn, kind, identifier)
+            return sql_catalog.delete_resource(conn, kind, identifier)
 
     # -- runs ---------------------------------------------------------------------------------------------
     def list_runs(self, query: RunQuery | None = None, **filters: Any) -> list[WorkflowRun]:

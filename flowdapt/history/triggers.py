@@ -6,16 +6,19 @@ record in ONE transaction, and only if the time is newer than the last one and n
 holds the trigger's lease (the lease of a dead process on this host is void). The conditional
 ``UPDATE ... RETURNING`` is atomic on every backend
 (PostgreSQL re-checks the row after a concurrent update, SQLite serialises writers, DuckDB aborts
-one of two conflicting transactions), so exactly one claimant wins.
+one of two conflicting transactions), so exactly one claimant wins. The times due at one wake-up
+are claimed together (:meth:`TriggerLedger.claim_schedules`): one transaction for all of them, so
+200 schedules due in the same second cost one commit, not 200.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple, Sequence
 from uuid import uuid4
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import case, delete, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from flowdapt.history import orm
@@ -25,6 +28,23 @@ from flowdapt.history.store import HistoryStore, owner_alive
 _log = logging.getLogger("flowdapt.triggers")
 _s = orm.trigger_state.c
 _f = orm.trigger_firings.c
+
+
+class ScheduleClaim(NamedTuple):
+    """A schedule time a trigger is due to fire."""
+
+    trigger_uid: str
+    trigger_name: str
+    action: str
+    scheduled: datetime
+
+
+class Outcome(NamedTuple):
+    """What a firing's action did: the run it started, or why it failed."""
+
+    firing_id: str
+    run_uid: str | None
+    error: str | None
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -80,6 +100,60 @@ class TriggerLedger:
             return None
         return firing_id
 
+    def claim_schedules(self, claims: Sequence[ScheduleClaim]) -> list[str | None]:
+        """:meth:`claim` for many schedule times at once, in one transaction: the firing id of each, or ``None``.
+
+        A batch that cannot commit as a whole (a time a backfill fired, a conflict with another server,
+        a trigger twice) is claimed one time at a time instead, so one claim never costs the others.
+        """
+        if len(claims) < 2 or len({claim.trigger_uid for claim in claims}) < len(claims):
+            return [self.claim(*claim) for claim in claims]
+        now = datetime.now(timezone.utc)
+        try:
+            with self.store._engine.begin() as conn:
+                won = self._advance_many(conn, claims, naive_utc(now))
+                ids = [uuid4().hex if claim.trigger_uid in won else None for claim in claims]
+                fired = [(claim, firing_id) for claim, firing_id in zip(claims, ids) if firing_id is not None]
+                if fired:
+                    conn.execute(insert(orm.schedule_claims).values([
+                        {"trigger_uid": claim.trigger_uid, "scheduled_at": naive_utc(claim.scheduled),
+                         "claimed_at": naive_utc(now)} for claim, _ in fired]))
+                    conn.execute(insert(orm.trigger_firings).values([
+                        {"id": firing_id, "trigger": claim.trigger_name, "fired_at": naive_utc(now),
+                         "action": claim.action, "run_uid": None, "ok": True, "error": None,
+                         "scheduled_at": naive_utc(claim.scheduled)} for claim, firing_id in fired]))
+        except (IntegrityError, DBAPIError) as exc:
+            _log.debug("claiming %d schedule times together failed (%s): claiming them one by one", len(claims), exc)
+            return [self.claim(*claim) for claim in claims]
+        return ids
+
+    def _advance_many(self, conn, claims: Sequence[ScheduleClaim], now: datetime) -> set[str]:
+        """:meth:`_advance` for triggers claimed together; the uids of those whose time this server won."""
+        uids = [claim.trigger_uid for claim in claims]
+        owners = dict(conn.execute(select(_s.trigger_uid, _s.lease_owner).where(_s.trigger_uid.in_(uids))).all())
+        missing = [uid for uid in uids if uid not in owners]
+        if missing:
+            conn.execute(insert(orm.trigger_state).values([{"trigger_uid": uid} for uid in missing]))
+        for uid, owner in owners.items():
+            if owner not in (None, self.owner) and not owner_alive(owner):
+                conn.execute(update(orm.trigger_state).where(_s.trigger_uid == uid, _s.lease_owner == owner)
+                             .values(lease_owner=None, lease_until=None))
+        by_time: dict[datetime, list[str]] = {}
+        for claim in claims:
+            by_time.setdefault(naive_utc(claim.scheduled), []).append(claim.trigger_uid)
+        won: set[str] = set()
+        for scheduled, group in by_time.items():
+            rows = conn.execute(
+                update(orm.trigger_state)
+                .where(_s.trigger_uid.in_(group),
+                       or_(_s.last_fire_time.is_(None), _s.last_fire_time < scheduled),
+                       or_(_s.lease_owner.is_(None), _s.lease_owner == self.owner, _s.lease_until < now))
+                .values(last_fire_time=scheduled, lease_owner=self.owner,
+                        lease_until=now + timedelta(seconds=self.lease_seconds))
+                .returning(_s.trigger_uid))
+            won.update(uid for (uid,) in rows)
+        return won
+
     def _advance(self, conn, trigger_uid: str, scheduled: datetime, now: datetime) -> bool:
         state = conn.execute(select(_s.lease_owner).where(_s.trigger_uid == trigger_uid)).first()
         if state is None:
@@ -132,6 +206,19 @@ class TriggerLedger:
         with self.store._engine.begin() as conn:
             conn.execute(update(orm.trigger_firings).where(_f.id == firing_id)
                          .values(run_uid=run_uid, ok=error is None, error=error))
+
+    def record_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """:meth:`record_outcome` for many firings, in one statement. A firing is claimed as ``ok`` with no run:
+        outcomes that say just that change nothing and are not written."""
+        changed = [outcome for outcome in outcomes if outcome.run_uid is not None or outcome.error is not None]
+        if not changed:
+            return
+        by_id = {outcome.firing_id: outcome for outcome in changed}
+        with self.store._engine.begin() as conn:
+            conn.execute(update(orm.trigger_firings).where(_f.id.in_(list(by_id))).values(
+                run_uid=case({key: outcome.run_uid for key, outcome in by_id.items()}, value=_f.id),
+                ok=case({key: outcome.error is None for key, outcome in by_id.items()}, value=_f.id),
+                error=case({key: outcome.error for key, outcome in by_id.items()}, value=_f.id)))
 
     def release(self) -> None:
         """Give up every lease this owner holds (on shutdown), so another server can take over at once."""

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any
 
-from flowdapt.notebook.kernel import fetch, get_run_context, set_result
+from flowdapt.notebook.stage_api import fetch, get_run_context, set_result
 
 __all__ = ["set_result", "fetch", "get_run_context", "load_ipython_extension",
            "unload_ipython_extension", "run_notebook"]

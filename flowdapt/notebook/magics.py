@@ -23,18 +23,17 @@ from typing import Any, Callable, Sequence
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from flowdapt.cli.backend import Backend, LocalBackend, connect
-from flowdapt.cli.flowctl import KIND_NAMES, RUN_KIND
-from flowdapt.cli.inputs import InputError, coerce, parse_input
-from flowdapt.cli.output import COLUMNS
 from flowdapt.errors import FlowdaptError
 from flowdapt.history.models import RunQuery
 from flowdapt.notebook import display
-from flowdapt.notebook.cellstage import StageCell, apply_stage_cell, cell_function
+from flowdapt.notebook.cell_stage import StageCell, apply_stage_cell, cell_function
 from flowdapt.notebook.reporting import flush_reported_runs
 from flowdapt.resources.loading import load as load_resources
 from flowdapt.resources.models import WorkflowRun
 from flowdapt.settings import get_settings
+from flowdapt.workspace import Backend, LocalBackend, connect
+from flowdapt.workspace.inputs import InputError, coerce, parse_input
+from flowdapt.workspace.tables import COLUMNS, KIND_NAMES, RUN_KIND
 
 COMMANDS = ("apply", "run", "runs", "get", "status", "cancel", "stage", "dashboard", "logs", "rerun", "retry")
 Column = tuple[str, Callable[[Any], str]]

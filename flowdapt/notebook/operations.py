@@ -43,7 +43,7 @@ def logs_command(magics: Any, argv: list[str]) -> LogLines:
 def run_again_command(magics: Any, operation: str, argv: list[str]) -> WorkflowRun:
     """``%flowdapt rerun RUN`` (same input, same workflow version) and ``%flowdapt retry RUN`` (resume a
     failed or cancelled run), with ``--executor`` and ``--no-wait``."""
-    from flowdapt.cli.backend import LocalBackend
+    from flowdapt.workspace import LocalBackend
     from flowdapt.notebook import display
     from flowdapt.notebook.magics import MagicError, RunEndedError, _new_view, _parser
 

@@ -15,6 +15,8 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from flowdapt.resources.naming import run_name
+
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 # Resource and stage names become parts of file names (output notebooks, stage modules), which most
 # file systems cap at 255 bytes.
@@ -431,8 +433,6 @@ class WorkflowRun(BaseModel):
 
     def model_post_init(self, __context: Any) -> None:
         if not self.name:
-            from flowdapt.compute.naming import run_name
-
             self.name = run_name(self.uid)
 
     @property

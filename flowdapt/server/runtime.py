@@ -1,7 +1,7 @@
 """Runtime files in the app dir: how clients on this machine find the process that serves it.
 
 ``server.json`` is the server's (its URL with its base URL, its token and its pid); ``store.json``
-is that of a process sharing the embedded store it holds (:mod:`flowdapt.cli.sharing`). They are
+is that of a process sharing the embedded store it holds (:mod:`flowdapt.workspace.sharing`). They are
 readable by the owner only, written when serving starts and removed when it stops. A file left by
 a killed process is ignored once its pid is gone.
 """

@@ -261,7 +261,7 @@ class Services:
 
     async def save_stage_module(self, module: str, source: str) -> dict[str, str]:
         """Write a ``%%flowdapt stage`` module into this server's stage folder."""
-        from flowdapt.notebook.cellstage import CellStageError, save_stage_module
+        from flowdapt.notebook.cell_stage import CellStageError, save_stage_module
 
         try:
             path = await asyncio.to_thread(save_stage_module, module, source)

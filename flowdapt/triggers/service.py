@@ -49,10 +49,11 @@ from flowdapt.events.models import Event, RunFinished
 from flowdapt.history.models import TriggerFiring
 from flowdapt.history.recorder import TRIGGER_FIRED
 from flowdapt.history.store import HistoryStore
-from flowdapt.history.triggers import TriggerLedger
+from flowdapt.history.triggers import Outcome, ScheduleClaim, TriggerLedger
 from flowdapt.resources.models import TriggerRule, WorkflowRun
 from flowdapt.triggers.actions import ActionContext, Submit, get_action
 from flowdapt.triggers.backfill import Backfill, Wait, plan_backfill, run_backfill
+from flowdapt.triggers.batching import ThreadBatcher
 from flowdapt.triggers.conditions import evaluate
 from flowdapt.triggers.schedule import due_times_before
 
@@ -162,6 +163,9 @@ class TriggerService:
         self.submit = submit
         self.wait = wait  # the compute service's ``wait``: a backfill waits for its runs (its concurrency)
         self.ledger = TriggerLedger(store, owner, lease_seconds)
+        # Times due together are claimed, and their outcomes recorded, in one transaction each.
+        self._claims = ThreadBatcher(self.ledger.claim_schedules)
+        self._outcomes = ThreadBatcher(self.ledger.record_outcomes)
         self.refresh_seconds = refresh_seconds
         self.schedules: dict[str, Schedule] = {}
         self.conditions: list[TriggerRule] = []
@@ -328,7 +332,7 @@ class TriggerService:
             return await asyncio.to_thread(self.ledger.claim_backfill, trigger.uid, trigger.name, action, when)
 
         async def record(firing: str, run_uid: str | None, error: str | None) -> None:
-            await asyncio.to_thread(self.ledger.record_outcome, firing, run_uid=run_uid, error=error)
+            await self._outcomes.submit(Outcome(firing, run_uid, error))
 
         def announce(outcome: dict[str, Any]) -> None:
             self.fired += 1
@@ -422,7 +426,7 @@ class TriggerService:
         action = trigger.spec.action
         firing = None
         if scheduled is not None:  # schedules claim the time first: it must fire exactly once
-            firing = await asyncio.to_thread(self.ledger.claim, trigger.uid, trigger.name, action.target, scheduled)
+            firing = await self._claims.submit(ScheduleClaim(trigger.uid, trigger.name, action.target, scheduled))
             if firing is None:
                 return
             self._last_fire[trigger.uid] = scheduled
@@ -442,7 +446,7 @@ class TriggerService:
             await asyncio.to_thread(self.ledger.claim, trigger.uid, trigger.name, action.target, None,
                                     fired_at=fired_at, run_uid=run_uid, error=error)
         else:
-            await asyncio.to_thread(self.ledger.record_outcome, firing, run_uid=run_uid, error=error)
+            await self._outcomes.submit(Outcome(firing, run_uid, error))
         self.bus.publish(Event(type=TRIGGER_FIRED, source="triggers", channel="triggers", data={
             "trigger": trigger.name, "action": action.target, "run_uid": run_uid, "ok": error is None,
             "error": error, "scheduled_for": scheduled and scheduled.isoformat(), "caused_by": sorted(causes)}))

@@ -1,14 +1,15 @@
 /**
  * A run in the main area: its state and timing, the stage timeline, each stage's error with its
- * traceback, per-item failures, output notebooks (opened in Lab), the result and the input; with
- * Cancel and Run again. Kept current by live events; read again from the server when the run ends.
+ * traceback, per-item failures, output notebooks (opened in Lab), what the stages printed and logged,
+ * the result and the input; with Cancel, Run again and Resume. Kept current by live events (log lines are read
+ * every second while the run goes on); read again from the server when the run ends.
  */
 import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
 import type { CommandRegistry } from '@lumino/commands';
 import { Signal } from '@lumino/signaling';
 import * as React from 'react';
 
-import { FlowdaptAPIError, StageRun, WorkflowRun } from '../api';
+import { FlowdaptAPIError, LogLine, StageRun, WorkflowRun } from '../api';
 import type { ILiveEvent } from '../live';
 import { ACTIVE_STATES, TERMINAL_STATES } from '../model/runs';
 import type { WorkbenchModel } from '../model/workbench';
@@ -16,6 +17,8 @@ import { CommandIDs } from '../tokens';
 import { formatDuration, formatTime, ProgressBar, secondsBetween, StateBadge, useTick } from './common';
 
 const RESULT_PREVIEW_CHARS = 20_000;
+const LOG_LINES_SHOWN = 5_000;
+const LOG_POLL_MS = 1_000;
 
 export class RunView extends ReactWidget {
   constructor(
@@ -29,6 +32,11 @@ export class RunView extends ReactWidget {
     this.title.label = runId;
     model.runChanged.connect(this._onRunChanged, this);
     void this.reload();
+    this._logTimer = window.setInterval(() => {
+      if (this._run && ACTIVE_STATES.has(this._run.state)) {
+        void this._readLogs();
+      }
+    }, LOG_POLL_MS);
   }
 
   /** The run as last read or updated, once loaded. */
@@ -45,17 +53,41 @@ export class RunView extends ReactWidget {
       this._error = error instanceof FlowdaptAPIError ? error.detail : String(error);
     }
     this._changed.emit();
+    if (this._run) {
+      await this._readLogs();
+    }
   }
 
   dispose(): void {
+    window.clearInterval(this._logTimer);
     this.model.runChanged.disconnect(this._onRunChanged, this);
     super.dispose();
+  }
+
+  /** Read the log lines recorded since the last one read. */
+  private async _readLogs(): Promise<void> {
+    if (this._readingLogs || this.isDisposed || !this._run) {
+      return;
+    }
+    this._readingLogs = true;
+    try {
+      const lines = await this.model.api.runLogs(this._run.uid, { after: this._lastSeq });
+      if (lines.length) {
+        this._lastSeq = lines[lines.length - 1].seq;
+        this._logs = [...this._logs, ...lines].slice(-LOG_LINES_SHOWN);
+        this._changed.emit();
+      }
+    } catch {
+      // The log is an extra: a run deleted meanwhile keeps its view, without new lines.
+    } finally {
+      this._readingLogs = false;
+    }
   }
 
   protected render(): JSX.Element {
     return (
       <UseSignal signal={this._changed}>
-        {() => <RunPage run={this._run} error={this._error} commands={this.commands} />}
+        {() => <RunPage run={this._run} error={this._error} logs={this._logs} commands={this.commands} />}
       </UseSignal>
     );
   }
@@ -82,11 +114,15 @@ export class RunView extends ReactWidget {
 
   private _run: WorkflowRun | null = null;
   private _error: string | null = null;
+  private _logs: LogLine[] = [];
+  private _lastSeq = -1;
+  private _readingLogs = false;
+  private _logTimer: number;
   private _changed = new Signal<this, void>(this);
 }
 
-function RunPage(props: { run: WorkflowRun | null; error: string | null; commands: CommandRegistry }): JSX.Element {
-  const { run, error, commands } = props;
+function RunPage(props: { run: WorkflowRun | null; error: string | null; logs: LogLine[]; commands: CommandRegistry }): JSX.Element {
+  const { run, error, logs, commands } = props;
   useTick(1000);
   if (error) {
     return <div className="jp-flowdapt-page"><div className="jp-flowdapt-error-box">{error}</div></div>;
@@ -105,6 +141,10 @@ function RunPage(props: { run: WorkflowRun | null; error: string | null; command
         <div className="jp-flowdapt-page-actions">
           {active && <button className="jp-mod-styled jp-mod-warn jp-flowdapt-cancel-run" onClick={run_(CommandIDs.cancelRun, { run: run.uid })}>Cancel</button>}
           <button className="jp-mod-styled jp-mod-accept jp-flowdapt-rerun" onClick={run_(CommandIDs.rerun, { run: run.uid })}>Run again</button>
+          {(run.state === 'failed' || run.state === 'cancelled') && (
+            <button className="jp-mod-styled jp-flowdapt-resume-run" title="Run what failed again, reusing the stages that finished where their output was kept"
+              onClick={run_(CommandIDs.resumeRun, { run: run.uid })}>Resume</button>
+          )}
           <button className="jp-mod-styled" onClick={run_(CommandIDs.openDag, { workflow: run.workflow, run: run.uid })}>DAG</button>
           <button className="jp-mod-styled" onClick={run_(CommandIDs.openDashboard, { run: run.uid })}>Dashboard</button>
         </div>
@@ -117,6 +157,8 @@ function RunPage(props: { run: WorkflowRun | null; error: string | null; command
         <dt>started</dt><dd>{formatTime(run.started_at)}</dd>
         <dt>{active ? 'running for' : 'took'}</dt><dd>{formatDuration(secondsBetween(run.started_at, run.finished_at))}</dd>
         <dt>uid</dt><dd className="jp-flowdapt-mono">{run.uid}</dd>
+        {run.rerun_of && <><dt>runs again</dt><dd className="jp-flowdapt-mono jp-flowdapt-rerun-of">{run.rerun_of}</dd></>}
+        {run.resumed_from && <><dt>resumes</dt><dd className="jp-flowdapt-mono jp-flowdapt-resumed-from">{run.resumed_from}</dd></>}
       </dl>
       {run.error && <ErrorBlock error={run.error} title={`${run.error.type}${run.error.stage ? ` in stage '${run.error.stage}'` : ''}`} />}
       <h3>Stages</h3>
@@ -127,9 +169,31 @@ function RunPage(props: { run: WorkflowRun | null; error: string | null; command
           <pre className="jp-flowdapt-result">{preview(run.result)}</pre>
         </>
       )}
+      <h3>Logs</h3>
+      <Logs lines={logs} />
       <h3>Input</h3>
       <pre className="jp-flowdapt-result">{preview(run.input)}</pre>
     </div>
+  );
+}
+
+/** What the stages printed and logged: time, stage (and attempt after the first), level or stream, message. */
+function Logs(props: { lines: LogLine[] }): JSX.Element {
+  const { lines } = props;
+  if (!lines.length) {
+    return <div className="jp-flowdapt-empty">No stage has printed or logged anything.</div>;
+  }
+  return (
+    <pre className="jp-flowdapt-logs">
+      {lines.map(line => (
+        <div key={line.seq} className={`jp-flowdapt-log-line jp-flowdapt-log-${line.stream}`} data-stage={line.stage}>
+          <span className="jp-flowdapt-log-time">{line.time.slice(11, 23)}</span>{' '}
+          <span className="jp-flowdapt-log-stage">{line.stage}{line.attempt > 1 ? `#${line.attempt}` : ''}</span>{' '}
+          <span className="jp-flowdapt-log-level">{line.level ?? line.stream}</span>{' '}
+          {line.message}
+        </div>
+      ))}
+    </pre>
   );
 }
 

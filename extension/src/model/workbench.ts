@@ -6,7 +6,7 @@
 import type { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { FlowdaptAPI, IServerStatus, Trigger, TriggerFiring, Workflow } from '../api';
+import { FlowdaptAPI, IServerStatus, Trigger, TriggerFiring, Workflow, WorkflowRun } from '../api';
 import { IEventSource, ILiveEvent, LiveStream } from '../live';
 import { ACTIVE_STATES, applyEvent, IRunFilters, IRunRow, rowOf, RunsModel, TERMINAL_STATES } from './runs';
 
@@ -138,7 +138,20 @@ export class WorkbenchModel implements IDisposable {
 
   /** Start a run of `workflow` from this page (on `executor`, else the server's); `ownRunEnded` tells its end. */
   async startRun(workflow: string, input: Record<string, unknown>, executor = ''): Promise<IRunRow> {
-    const run = await this.api.run(workflow, input, { wait: false, source: 'manual', executor: executor || undefined });
+    return this._started(await this.api.run(workflow, input, { wait: false, source: 'manual', executor: executor || undefined }));
+  }
+
+  /** Run a run again: its input and the workflow version it ran; the new run records which run it repeats. */
+  async rerun(uid: string): Promise<IRunRow> {
+    return this._started(await this.api.rerun(uid, { wait: false, source: 'manual' }));
+  }
+
+  /** Resume a failed or cancelled run: stages it finished are reused where their output was kept. */
+  async resume(uid: string): Promise<IRunRow> {
+    return this._started(await this.api.resume(uid, { wait: false, source: 'manual' }));
+  }
+
+  private _started(run: WorkflowRun): IRunRow {
     const row = rowOf(run);
     // A short run may have ended, its event handled, before the answer to the POST came back.
     const ended = TERMINAL_STATES.has(row.state) ? row : this._recentlyEnded.get(run.uid);
@@ -148,12 +161,6 @@ export class WorkbenchModel implements IDisposable {
       this._own.add(run.uid);
     }
     return row;
-  }
-
-  /** Run again with the same input, on the same executor. */
-  async rerun(uid: string): Promise<IRunRow> {
-    const run = await this.api.getRun(uid);
-    return this.startRun(run.workflow, run.input ?? {}, run.executor);
   }
 
   private async _load(): Promise<void> {

@@ -17,7 +17,7 @@ import cloudpickle
 
 from flowdapt.compute.context import RunContext, get_run_context
 from flowdapt.errors import FlowdaptError
-from flowdapt.notebook.kernel import CONTEXT_ENV
+from flowdapt.notebook.stage_api import CONTEXT_ENV
 from flowdapt.settings import get_settings
 
 # Parameters larger than this (as Python source) travel through the object store.
@@ -136,7 +136,7 @@ class NotebookTask:
         from papermill.iorw import load_notebook_node
         from papermill.parameterize import parameterize_notebook
 
-        from flowdapt.notebook import kernels  # with it, papermill's warm-kernel engine
+        from flowdapt.notebook import warm_kernels  # with it, papermill's warm-kernel engine
 
         nb = load_notebook_node(self.path)
         spec = nb.metadata.get("kernelspec", {})
@@ -149,7 +149,7 @@ class NotebookTask:
         lines += [f"{name} = __import__('flowdapt.notebook').notebook.fetch({key!r})" for name, key in keys.items()]
         injected.source = injected.source.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
         kernel = _warm_kernel(kernel_name)
-        engine = {"engine_name": kernels.ENGINE, "kernel": kernel} if kernel is not None else {}
+        engine = {"engine_name": warm_kernels.ENGINE, "kernel": kernel} if kernel is not None else {}
         succeeded = False
         try:
             if kernel is not None:
@@ -171,20 +171,20 @@ class NotebookTask:
             ).with_traceback(None) from _CellTraceback(_ANSI.sub("", "\n".join(exc.traceback)))
         finally:
             if kernel is not None:
-                kernels.kernel_pool().give_back(kernel, reusable=succeeded)
+                warm_kernels.kernel_pool().give_back(kernel, reusable=succeeded)
             _record_input_path(self.output_path, self.path, nbformat)
             _capture_cell_outputs(self.output_path, nbformat)
 
 
 def _warm_kernel(kernel_name: str) -> Any:
-    """A :class:`~flowdapt.notebook.kernels.WarmKernel` from this process's pool, or None when the
+    """A :class:`~flowdapt.notebook.warm_kernels.WarmKernel` from this process's pool, or None when the
     settings ask for a kernel started per run (papermill's own way)."""
-    from flowdapt.notebook import kernels
+    from flowdapt.notebook import warm_kernels
 
     settings = get_settings().notebook
     if settings.warm_kernels == 0 and settings.kernel_runs == 1:
         return None
-    pool = kernels.kernel_pool()
+    pool = warm_kernels.kernel_pool()
     pool.configure(settings.warm_kernels, settings.kernel_runs)
     return pool.take(kernel_name)
 

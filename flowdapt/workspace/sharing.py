@@ -7,7 +7,7 @@ runs (list, get, apply, delete, cancel, status), so a second shell can list and 
 a running ``flowctl run``. Starting runs is refused there: the holder ends when its own work ends.
 
 While it serves, the holder writes ``store.json`` in the app dir (URL, token, pid, database; mode
-0600) and :func:`flowdapt.cli.backend.connect` sends other processes there. Requests need the token.
+0600) and :func:`flowdapt.workspace.connect` sends other processes there. Requests need the token.
 SQLite and PostgreSQL take several processes, so a store on them is never served.
 """
 
@@ -32,7 +32,7 @@ from flowdapt.resources.loading import parse_resource
 from flowdapt.server.runtime import read_runtime_file, remove_runtime_file, write_runtime_file
 
 if TYPE_CHECKING:
-    from flowdapt.cli.backend import LocalBackend
+    from flowdapt.workspace.local import LocalBackend
 
 STORE_FILE = "store.json"
 API = "/flowdapt/api/v1/"

@@ -13,7 +13,7 @@ from typing import Any
 from flowdapt.compute.executors.base import Outcome
 from flowdapt.compute.stages import StageDefinitionError, StageType
 from flowdapt.notebook.paths import NotebookPathError, resolve_notebook, run_output_dir
-from flowdapt.notebook.runner import NotebookTask
+from flowdapt.notebook.notebook_task import NotebookTask
 
 
 def _options(stage: Any) -> tuple[dict[str, Any], str | None, float | None]:

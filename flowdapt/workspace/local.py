@@ -1,17 +1,8 @@
-"""What the command lines act on: a backend with one method per operation.
-
-:class:`LocalBackend` works on the embedded store and runs workflows in this process. The
-server brings an HTTP backend with the same methods; :func:`connect` picks one, so the commands
-never change: a server when one is named or running, else the process that holds (and shares, see
-:mod:`flowdapt.cli.sharing`) the embedded DuckDB store, else the store itself. A backend for a
-server URL is registered with :func:`register_remote_backend`.
-"""
+"""The backend on the embedded store: runs workflows in this process and shares the store it holds
+with other processes while it lives (:mod:`flowdapt.workspace.sharing`)."""
 
 from __future__ import annotations
 
-import os
-import time
-from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Any, Callable
 
@@ -22,111 +13,14 @@ from flowdapt.resources.models import Resource, WorkflowRun
 from flowdapt.settings import Settings
 
 
-class Backend(ABC):
-    """The operations behind ``flowctl`` (and ``%flowdapt``), local or remote."""
-
-    mode: str = ""
-
-    @abstractmethod
-    def apply(self, resources: list[Resource]) -> list[tuple[Resource, str]]:
-        """Create or update all resources at once; (resource, created|updated|unchanged) each."""
-
-    @abstractmethod
-    def get(self, kind: str, identifier: str) -> Resource:
-        """One resource by name or uid."""
-
-    @abstractmethod
-    def list(self, kind: str) -> list[Resource]:
-        """Every resource of a kind."""
-
-    @abstractmethod
-    def delete(self, kind: str, identifiers: list[str]) -> list[Resource]:
-        """Delete resources by name or uid, all or none."""
-
-    @abstractmethod
-    def list_runs(self, query: RunQuery) -> list[WorkflowRun]:
-        """Runs newest first."""
-
-    @abstractmethod
-    def get_run(self, identifier: str) -> WorkflowRun:
-        """One run with its stages."""
-
-    @abstractmethod
-    def run(self, workflow: str, input: dict[str, Any], *, wait: bool, executor: str | None,
-            namespace: str | None, on_event: Callable[[Event], None] | None = None,
-            source: str = "manual", uid: str | None = None) -> WorkflowRun:
-        """Start a workflow by name or uid; with ``wait``, return once it has ended. ``on_event`` sees the
-        events of a run in this process; ``uid`` is the run's when the caller chose it (local runs)."""
-
-    @abstractmethod
-    def cancel(self, identifier: str) -> WorkflowRun:
-        """Ask a running run to stop."""
-
-    @abstractmethod
-    def set_trigger_enabled(self, identifier: str, enabled: bool) -> Resource:
-        """Enable or disable a trigger."""
-
-    @abstractmethod
-    def trigger_status(self, identifier: str) -> dict[str, Any]:
-        """``enabled``, ``last_fire_time``, ``next_fire_time`` of a trigger."""
-
-    @abstractmethod
-    def trigger_firings(self, identifier: str, limit: int) -> list[dict[str, Any]]:
-        """The latest firings of a trigger, newest first."""
-
-    @abstractmethod
-    def follow(self, run: WorkflowRun, timeout: float) -> WorkflowRun:
-        """``run`` as it is after at most ``timeout`` seconds, sooner if it ends (to wait interruptibly)."""
-
-    @abstractmethod
-    def status(self) -> dict[str, Any]:
-        """What is configured and how much is stored."""
-
-    def plugins(self) -> list[Any]:
-        """The plugin packages installed where the workflows run (here, for the local backend)."""
-        from flowdapt.plugins import installed_plugins
-
-        return installed_plugins()
-
-    @abstractmethod
-    def logs(self, identifier: str, *, stage: str | None = None, attempt: int | None = None, after: int = -1,
-             limit: int = 10_000) -> list[LogLine]:
-        """What a run's stages printed and logged so far: the lines numbered after ``after``."""
-
-    @abstractmethod
-    def rerun(self, identifier: str, *, wait: bool, executor: str | None,
-              on_event: Callable[[Event], None] | None = None, uid: str | None = None) -> WorkflowRun:
-        """Run a run's workflow version again with its input (recorded as ``rerun_of``)."""
-
-    @abstractmethod
-    def resume(self, identifier: str, *, wait: bool, executor: str | None,
-               on_event: Callable[[Event], None] | None = None, uid: str | None = None) -> WorkflowRun:
-        """Resume a failed or cancelled run: stages it finished reused where their outputs were kept."""
-
-    @abstractmethod
-    def backfill(self, trigger: str, start: datetime, end: datetime, *, concurrency: int,
-                 wait: bool) -> dict[str, Any]:
-        """Fire a schedule's action once for each of its due times in ``[start, end]`` not fired yet."""
-
-    @abstractmethod
-    def clear_cache(self, workflow: str | None, stage: str | None) -> int:
-        """Delete result-cache entries; how many."""
-
-    def save_stage_module(self, module: str, source: str) -> None:
-        """Store a ``%%flowdapt stage`` cell's module where this backend's runs import it."""
-        from flowdapt.notebook.cellstage import save_stage_module
-
-        save_stage_module(module, source)
-
-    def close(self) -> None:
-        """Release what the backend holds (the local one writes out the history)."""
+from flowdapt.workspace.base import Backend
 
 
 class LocalBackend(Backend):
     """The embedded history store, with workflows run in this process.
 
     ``share`` names this process (``flowctl run``) when it holds a DuckDB store for a while: the
-    store is then served to other processes until :meth:`close` (:mod:`flowdapt.cli.sharing`).
+    store is then served to other processes until :meth:`close` (:mod:`flowdapt.workspace.sharing`).
     """
 
     mode = "local"
@@ -140,7 +34,7 @@ class LocalBackend(Backend):
         set_catalog(self.store)
         self.sharing = None
         if share and settings.database_url().startswith("duckdb"):
-            from flowdapt.cli.sharing import StoreServer
+            from flowdapt.workspace.sharing import StoreServer
 
             self.sharing = StoreServer(self, share)
 
@@ -293,60 +187,3 @@ class LocalBackend(Backend):
             self.sharing.close()
             self.sharing = None
         self.store.close()
-
-
-_remote_backend: Callable[..., Backend] | None = None
-
-
-def register_remote_backend(factory: Callable[..., Backend]) -> None:
-    """Let :func:`connect` reach servers: ``factory(url, settings, token=None)`` returns the HTTP backend."""
-    global _remote_backend
-    _remote_backend = factory
-
-
-def server_url(explicit: str | None, settings: Settings | None = None) -> str | None:
-    """The server to talk to: ``--server``, else ``FLOWDAPT_URL``, else the server running for the
-    app dir (its runtime file); ``None`` means work locally."""
-    url = explicit or os.environ.get("FLOWDAPT_URL") or None
-    if url is None and settings is not None:
-        from flowdapt.server.runtime import read_runtime_file
-
-        info = read_runtime_file(settings.app_dir)
-        url = info["url"] if info else None
-    return url
-
-
-LOCK_WAIT_SECONDS = 10.0  # how long to retry a DuckDB file another (short) command holds
-
-
-def _local_or_holder(settings: Settings, share: str | None) -> "Backend | dict[str, Any]":
-    """The local backend, or the runtime info of the process that holds and shares the store. A file held
-    by a process that does not share it (a short command) is tried again for a few seconds."""
-    from flowdapt.cli.sharing import shared_store
-    from flowdapt.history.errors import DatabaseLockedError
-
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    while True:
-        holder = shared_store(settings.app_dir, settings.database_url())
-        if holder is not None:
-            return holder
-        try:
-            return LocalBackend(settings, share=share)
-        except DatabaseLockedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def connect(settings: Settings, server: str | None = None, *, share: str | None = None) -> Backend:
-    """The backend for these settings: a server's if one is named or running, else that of the process
-    sharing the embedded store it holds, else the local one (shared as ``share`` when it is given)."""
-    url, token = server_url(server, settings), None
-    if url is None:
-        local = _local_or_holder(settings, share)
-        if isinstance(local, Backend):
-            return local
-        url, token = local["url"], local["token"]
-    if _remote_backend is None:
-        import flowdapt.cli.http  # noqa: F401 - registers the HTTP backend
-    return _remote_backend(url, settings, token=token)  # type: ignore[misc]

@@ -1,4 +1,4 @@
-"""The HTTP backend of ``flowctl``: the same operations as the local one, through a server's REST API."""
+"""The HTTP backend of ``flowctl`` and the magics: the same operations as the local one, through a server's REST API."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import time
 from datetime import datetime
 from typing import Any, Callable
 
-from flowdapt.cli.backend import Backend, register_remote_backend
 from flowdapt.client import Client, ServerCatalog
 from flowdapt.errors import FlowdaptError
 from flowdapt.events import Event
@@ -14,6 +13,7 @@ from flowdapt.history.models import LogLine, RunQuery
 from flowdapt.resources import catalog
 from flowdapt.resources.models import Resource, WorkflowRun
 from flowdapt.settings import Settings
+from flowdapt.workspace.base import Backend
 
 
 POLL_SECONDS = 0.1  # how often a run followed over HTTP is read again
@@ -102,6 +102,3 @@ class HttpBackend(Backend):
 
     def close(self) -> None:
         self.client.close()
-
-
-register_remote_backend(HttpBackend)
