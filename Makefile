@@ -14,10 +14,12 @@ JLPM := PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/jlpm
 
 install: $(STAMP) $(LABEXT)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/plugins/flowdapt-example-plugin/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[all,test]"
+	# The plugin package the tests install and use like any other (tests/test_plugins.py).
+	$(BIN)/python -m pip install -q -e tests/plugins/flowdapt-example-plugin
 	# Editable installs skip shared-data: put the file that enables the server extension in place.
 	install -D -m 644 jupyter-config/jupyter_server_config.d/flowdapt.json \
 		$(VENV)/etc/jupyter/jupyter_server_config.d/flowdapt.json

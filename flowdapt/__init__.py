@@ -5,7 +5,6 @@ from flowdapt.compute.api import run_workflow
 from flowdapt.compute.context import get_run_context
 from flowdapt.resources import load
 from flowdapt.notebook import load_ipython_extension, unload_ipython_extension
-import flowdapt.notebook.notebook_stage  # noqa: F401,E402 - registers the ``notebook`` stage type
 from flowdapt.notebook import install_in_kernel
 
 install_in_kernel()

@@ -23,6 +23,7 @@ from flowdapt.resources.models import RESOURCE_KINDS, Resource, WorkflowRun
 
 if TYPE_CHECKING:
     from flowdapt.history.models import LogLine
+    from flowdapt.plugins import Plugin
 
 API_PATH = "flowdapt/api/v1/"
 COLLECTIONS = {"workflow": "workflows", "config": "configs", "trigger_rule": "triggers"}
@@ -280,6 +281,12 @@ class Client:
 
     def status(self) -> dict[str, Any]:
         return self._call("GET", "status")
+
+    def plugins(self) -> list["Plugin"]:
+        """The plugin packages installed on the server and what each ships."""
+        from flowdapt.plugins import Plugin
+
+        return [Plugin.model_validate(item) for item in self._call("GET", "plugins")]
 
 
 class ServerCatalog:

@@ -67,9 +67,16 @@ class DatabaseSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if value and not re.match(r"^(duckdb|sqlite|postgresql(\+\w+)?)://", value):
+        if value and not re.match(r"^(duckdb|sqlite|postgresql(\+\w+)?)://", value) and not _plugin_backend(value):
             raise ValueError(f"unsupported database URL '{value}' (use duckdb:///, sqlite:/// or postgresql+psycopg://)")
         return value
+
+
+def _plugin_backend(url: str) -> bool:
+    """Whether a history backend from a plugin serves ``url`` (imported only for such URLs)."""
+    from flowdapt.history.backends import HISTORY_BACKENDS
+
+    return re.split(r"[+:]", url, maxsplit=1)[0] in HISTORY_BACKENDS
 
 
 class LoggingSettings(BaseModel):

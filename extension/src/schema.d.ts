@@ -170,6 +170,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/plugins": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Plugin packages installed on the server and what each ships */
+        get: operations["list_plugins"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/plugins/{identifier}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One installed plugin by name */
+        get: operations["get_plugin"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/runs": {
         parameters: {
             query?: never;
@@ -1417,6 +1451,46 @@ export interface components {
             notebook: string;
         };
         /**
+         * Plugin
+         * @description An installed plugin package, as ``flowdapt plugins list`` and ``GET plugins`` describe it.
+         */
+        Plugin: {
+            /** Extensions */
+            extensions: {
+                [key: string]: string[];
+            };
+            /** Module */
+            module: string;
+            /** Name */
+            name: string;
+            /** Package */
+            package: string;
+            /** Path */
+            path: string;
+            /** Resources */
+            resources: components["schemas"]["PluginResource"][];
+            /** Resources Path */
+            resources_path: string | null;
+            /** Stages */
+            stages: string[];
+            /** Summary */
+            summary: string;
+            /** Version */
+            version: string;
+        };
+        /**
+         * PluginResource
+         * @description One resource a plugin ships.
+         */
+        PluginResource: {
+            /** File */
+            file: string;
+            /** Kind */
+            kind: string;
+            /** Name */
+            name: string;
+        };
+        /**
          * PublishedEvent
          * @description ``POST events``: the event as published (``time`` in seconds since the epoch).
          */
@@ -1910,7 +1984,8 @@ export interface components {
         };
         /**
          * TriggerAction
-         * @description What a trigger does: ``run_workflow``, ``run_notebook`` or an import path ``pkg.mod.func``.
+         * @description What a trigger does: a registered action (``run_workflow``, ``run_notebook``, ``notify``, plugins' ones)
+         *     or an import path ``pkg.mod.func``.
          */
         TriggerAction: {
             /** Parameters */
@@ -3111,6 +3186,94 @@ export interface operations {
             };
             /** @description Error */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    list_plugins: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Plugin"][];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_plugin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description name or uid */
+                identifier: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Plugin"];
+                };
+            };
+            /** @description Error */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Error */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -55,6 +55,13 @@ describe.skipIf(!SERVER)('the client against a server', () => {
     }
   });
 
+  it('lists the plugins installed on the server', async () => {
+    expect((await client.plugins()).map(plugin => plugin.name)).toContain('example');
+    const plugin = await client.plugin('example');
+    expect(plugin.extensions.executors).toEqual(['example-serial']);
+    expect(plugin.stages).toContain('flowdapt_example_plugin.stages.forecast');
+  });
+
   it('is served the document its types come from, under the base URL', async () => {
     const served = await client.openapi();
     expect(served.servers).toEqual([{ url: new URL(client.apiUrl).pathname }]);

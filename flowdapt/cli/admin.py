@@ -1,4 +1,5 @@
-"""``flowdapt``: configuration (``config show|get|set``) and the history database (``db upgrade|current``).
+"""``flowdapt``: configuration (``config show|get|set``), the history database (``db upgrade|current``)
+and the installed plugins (``plugins list``).
 
 ``serve`` runs the services headless, ``lab`` starts JupyterLab with them loaded.
 """
@@ -10,7 +11,7 @@ import os
 import click
 
 from flowdapt.cli.common import CliState, global_options, run_cli
-from flowdapt.cli.output import dumps
+from flowdapt.cli.output import dumps, output_option, print_items
 from flowdapt.history import migrations, orm
 from flowdapt.history.store import make_engine, safe_url
 from flowdapt.settings import lookup, write_setting
@@ -99,6 +100,20 @@ def db_upgrade(state: CliState) -> None:
         click.echo(f"already at version {head}")
     else:
         click.echo(f"upgraded from {'an empty database' if found is None else f'version {found}'} to version {head}")
+
+
+@flowdapt.group()
+def plugins() -> None:
+    """The plugin packages installed next to flowdapt."""
+
+
+@plugins.command("list")
+@output_option
+def plugins_list(fmt: str) -> None:
+    """Installed plugins and what each ships: stage functions, resource files, extensions."""
+    from flowdapt.plugins import installed_plugins
+
+    print_items(installed_plugins(), "plugin", fmt)
 
 
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}

@@ -16,7 +16,7 @@ import click
 
 from flowdapt.cli.common import CliState, global_options, run_cli
 from flowdapt.cli.detach import run_detached
-from flowdapt.cli.output import FORMATS, dumps, print_document, print_items, print_mapping, stdout_kept_for_the_document
+from flowdapt.cli.output import dumps, output_option, print_document, print_items, print_mapping, stdout_kept_for_the_document
 from flowdapt.errors import FlowdaptError
 from flowdapt.history.models import RunQuery
 from flowdapt.resources.loading import load
@@ -26,8 +26,6 @@ from flowdapt.workspace.tables import KIND_NAMES, RUN_KIND
 
 FOLLOW_SECONDS = 0.5  # how often `logs --follow` asks for new lines
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S%z"]
-output_option = click.option("-o", "--output", "-f", "--format", "fmt", type=click.Choice(FORMATS),
-                             default="table", show_default=True, help="Output format.")
 
 
 def kind_of(name: str) -> str:
@@ -35,7 +33,7 @@ def kind_of(name: str) -> str:
     try:
         return KIND_NAMES[name.lower()]
     except KeyError:
-        raise click.BadParameter(f"unknown kind '{name}' (known: workflows, runs, triggers, configs)",
+        raise click.BadParameter(f"unknown kind '{name}' (known: workflows, runs, triggers, configs, plugins)",
                                  param_hint="KIND") from None
 
 
@@ -77,10 +75,18 @@ def _paths_resources(paths: tuple[str, ...]) -> list[Any]:
 
 
 @flowctl.command()
-@click.option("-p", "--path", "paths", multiple=True, required=True, help="Resource file or folder (repeatable).")
+@click.option("-p", "--path", "paths", multiple=True, help="Resource file or folder (repeatable).")
+@click.option("--plugin", "plugins", multiple=True, metavar="NAME",
+              help="The resource files an installed plugin ships (repeatable; see `flowdapt plugins list`).")
 @click.pass_obj
-def apply(state: FlowctlState, paths: tuple[str, ...]) -> None:
-    """Create or update the resources in files or folders (all or nothing)."""
+def apply(state: FlowctlState, paths: tuple[str, ...], plugins: tuple[str, ...]) -> None:
+    """Create or update the resources in files or folders, or a plugin's (all or nothing)."""
+    if not paths and not plugins:
+        raise click.UsageError("give -p PATH or --plugin NAME")
+    if plugins:
+        from flowdapt.plugins import plugin_resources_path
+
+        paths = (*paths, *(str(plugin_resources_path(name)) for name in plugins))
     resources = _paths_resources(paths)  # every file is validated before anything is stored
     for resource, outcome in state.backend().apply(resources):
         click.echo(f"[{resource.kind}/{resource.name}] {outcome}")
@@ -101,6 +107,9 @@ def get(state: FlowctlState, kind: str, name: str | None, run_state: str | None,
     """List resources of KIND, or show one by NAME. `get runs [WORKFLOW]` lists runs."""
     resolved = kind_of(kind)
     backend = state.backend()
+    if resolved == "plugin":
+        print_items(_plugins(backend, name), "plugin", fmt)
+        return
     if resolved == RUN_KIND:
         plural = kind.lower().endswith("s")
         if name and not plural:
@@ -126,8 +135,19 @@ def inspect(state: FlowctlState, kind: str, name: str, fmt: str) -> None:
     """Show one resource or run in full (YAML unless -o json)."""
     resolved = kind_of(kind)
     backend = state.backend()
-    item = backend.get_run(name) if resolved == RUN_KIND else backend.get(resolved, name)
+    if resolved == "plugin":
+        item = _plugins(backend, name)[0]
+    else:
+        item = backend.get_run(name) if resolved == RUN_KIND else backend.get(resolved, name)
     print_document(item, fmt)
+
+
+def _plugins(backend: Backend, name: str | None) -> list[Any]:
+    """The plugins installed where the workflows run (a server's, or this environment's), or the one named."""
+    plugins = [plugin for plugin in backend.plugins() if name in (None, plugin.name)]
+    if name and not plugins:
+        raise FlowdaptError(f"plugin '{name}' is not installed")
+    return plugins
 
 
 @flowctl.command()
@@ -152,6 +172,8 @@ def delete(state: FlowctlState, kind: str | None, name: str | None, paths: tuple
         resolved = kind_of(kind or "")
         if resolved == RUN_KIND:
             raise click.UsageError("runs are deleted through the server's API or by retention")
+        if resolved == "plugin":
+            raise click.UsageError("plugins are packages: uninstall them with pip")
         deleted = backend.delete(resolved, [name or ""])
     for resource in deleted:
         click.echo(f"[{resource.kind}/{resource.name}] deleted")

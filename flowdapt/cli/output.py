@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any, Iterator, Sequence
 
+import click
 import yaml
 from rich.console import Console
 from rich.table import Table
@@ -16,11 +17,15 @@ from flowdapt.resources.models import Resource, WorkflowRun
 from flowdapt.workspace.tables import COLUMNS
 
 FORMATS = ("table", "json", "yaml")
+output_option = click.option("-o", "--output", "-f", "--format", "fmt", type=click.Choice(FORMATS),
+                             default="table", show_default=True, help="Output format.")
 
 
 def document(item: Resource | WorkflowRun | dict) -> dict[str, Any]:
     """The JSON-safe document of a resource, run or plain mapping."""
-    return item.to_document() if hasattr(item, "to_document") else item
+    if hasattr(item, "to_document"):
+        return item.to_document()
+    return item.model_dump(mode="json") if hasattr(item, "model_dump") else item
 
 
 def dumps(data: Any, fmt: str) -> str:

@@ -24,6 +24,7 @@ from urllib.parse import quote, unquote
 import cloudpickle
 
 from flowdapt.compute.context import current_run_context
+from flowdapt.registry import Registry
 
 Strategy = Literal["fallback", "cluster_memory", "artifact"]
 _MISSING = object()
@@ -260,22 +261,24 @@ def _component(name: str) -> str:
 
 
 LOCAL_MEMORY = LocalMemory()
-_memories: dict[str, ClusterMemory] = {"local": LOCAL_MEMORY}
+# Set by executors as they start and close (the local one serves its process workers over a socket).
+CLUSTER_MEMORIES: Registry[ClusterMemory] = Registry("cluster memory")
+CLUSTER_MEMORIES.register("local", LOCAL_MEMORY)
 
 
 def register_cluster_memory(executor_kind: str, memory: ClusterMemory | None) -> None:
     """Make ``memory`` the cluster memory used by runs on executors of ``executor_kind``."""
-    if memory is None:
-        _memories.pop(executor_kind, None)
-        if executor_kind == "local":
-            _memories["local"] = LOCAL_MEMORY
+    if memory is not None:
+        CLUSTER_MEMORIES.register(executor_kind, memory)
+    elif executor_kind == "local":
+        CLUSTER_MEMORIES.register("local", LOCAL_MEMORY)
     else:
-        _memories[executor_kind] = memory
+        CLUSTER_MEMORIES.unregister(executor_kind)
 
 
 def cluster_memory(executor_kind: str) -> ClusterMemory | None:
     """The cluster memory registered for ``executor_kind``, if any."""
-    return _memories.get(executor_kind)
+    return CLUSTER_MEMORIES.find(executor_kind)
 
 
 def artifact_store() -> ArtifactStore:
@@ -300,7 +303,7 @@ def _where(namespace: str | None, executor: str | None) -> tuple[str, ClusterMem
 
             namespace = get_settings().default_namespace
     kind = executor or (context.executor if context is not None else "local")
-    return namespace, _memories.get(kind)
+    return namespace, CLUSTER_MEMORIES.find(kind)
 
 
 def put(key: str, value: Any, *, namespace: str | None = None, strategy: Strategy = "fallback",

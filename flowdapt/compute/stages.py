@@ -1,7 +1,9 @@
 """Stage types, chosen by the stage's ``type`` from a registry: ``simple`` and ``parameterized``.
 
 A stage type validates a stage definition when it is applied and starts the stage on an executor
-when it runs. Others (e.g. ``notebook``) register with :func:`register_stage_type`.
+when it runs. ``notebook`` (:mod:`flowdapt.notebook.notebook_stage`) is registered by path; others register with
+:func:`register_stage_type`, or come from the ``flowdapt.stage_types`` entry-point group (a
+:class:`StageType` class or instance).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowdapt.compute.invoke import StageCall, TaskError
 from flowdapt.compute.targets import TargetImportError, binding_for, resolve_target
-from flowdapt.errors import UnknownNameError
+from flowdapt.registry import Registry, instance_of_class
 
 if TYPE_CHECKING:
     from flowdapt.compute.executors.base import BaseExecutor, OnDone, OnProgress, TaskHandle
@@ -148,25 +150,23 @@ class ParameterizedStage(StageType):
         return fields, takes_any
 
 
-_registry: dict[str, StageType] = {}
+STAGE_TYPES: Registry[StageType] = Registry("stage type", "flowdapt.stage_types", adapt=instance_of_class)
 
 
 def register_stage_type(stage_type: StageType) -> None:
     """Make ``stage_type`` available as ``type: <stage_type.name>``."""
-    _registry[stage_type.name] = stage_type
+    STAGE_TYPES.register(stage_type.name, stage_type)
 
 
 def get_stage_type(name: str) -> StageType:
     """The stage type registered as ``name``; the error lists the known types."""
-    try:
-        return _registry[name]
-    except KeyError:
-        raise UnknownNameError("stage type", name, list(_registry)) from None
+    return STAGE_TYPES.get(name)
 
 
 def stage_type_names() -> list[str]:
-    return sorted(_registry)
+    return STAGE_TYPES.names()
 
 
 register_stage_type(SimpleStage())
 register_stage_type(ParameterizedStage())
+STAGE_TYPES.register("notebook", "flowdapt.notebook.notebook_stage:NotebookStage")  # papermill is imported when used

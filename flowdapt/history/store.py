@@ -12,12 +12,13 @@ import socket
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import Engine, case, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Engine, case, create_engine, delete, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from flowdapt import events
 from flowdapt.history import migrations, orm, queries, sql_catalog
+from flowdapt.history.backends import HISTORY_BACKENDS
 from flowdapt.history.errors import DatabaseLockedError, HistoryError
 from flowdapt.history.models import (
     DailyWorkflowStats,
@@ -29,7 +30,6 @@ from flowdapt.history.models import (
     TriggerFiring,
 )
 from flowdapt.history.recorder import HistoryRecorder
-from flowdapt.history.sqlfuncs import install_sqlite_functions
 from flowdapt.history.writer import HistoryWriter, prune
 from flowdapt.resources.models import Resource, WorkflowRun
 from flowdapt.settings import Settings
@@ -60,19 +60,12 @@ def owner_alive(owner: str | None) -> bool:
 def make_engine(url: str) -> Engine:
     """A SQLAlchemy engine for a history URL (``duckdb:///``, ``sqlite:///``, ``postgresql[+psycopg]://``)."""
     parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = HISTORY_BACKENDS.get(parsed.get_backend_name())
+    parsed = backend.url(parsed)
     if _database_file(parsed) is not None:
         os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), mode=0o700, exist_ok=True)
-    kwargs: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
-        kwargs["connect_args"] = {"timeout": 30}
-    elif parsed.get_backend_name() == "postgresql":
-        kwargs["pool_pre_ping"] = True  # a connection from before a restart is replaced, not used and failed
-    engine = create_engine(parsed, **kwargs)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", install_sqlite_functions)
-        event.listen(engine, "connect", _sqlite_wal)
+    engine = create_engine(parsed, **backend.engine_options(parsed))
+    backend.connected(engine)
     return engine
 
 
@@ -90,11 +83,6 @@ def _owner_only(url: str) -> None:
         for name in (path, f"{path}.wal", f"{path}-wal", f"{path}-shm"):
             if os.path.exists(name):
                 os.chmod(name, 0o600)
-
-
-def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets other processes read (flowctl get runs) while a run is being recorded.
-    dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
 
 def recording(engine: Engine, *, retention_seconds: float | None = None) -> tuple[HistoryWriter, HistoryRecorder]:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from flowdapt.compute.executors.base import Outcome
-from flowdapt.compute.stages import StageDefinitionError, StageType, register_stage_type
+from flowdapt.compute.stages import StageDefinitionError, StageType
 from flowdapt.notebook.paths import NotebookPathError, resolve_notebook, run_output_dir
 from flowdapt.notebook.notebook_task import NotebookTask
 
@@ -95,5 +95,3 @@ def notebook_parameters(path: Any, stage: str, fixed: dict[str, Any] | None = No
                                  stages=[stage]))
     return fields
 
-
-register_stage_type(NotebookStage())

@@ -236,7 +236,8 @@ class ConfigSpec(_Model):
 
 
 class TriggerAction(_Model):
-    """What a trigger does: ``run_workflow``, ``run_notebook`` or an import path ``pkg.mod.func``."""
+    """What a trigger does: a registered action (``run_workflow``, ``run_notebook``, ``notify``, plugins' ones)
+    or an import path ``pkg.mod.func``."""
 
     target: str
     parameters: dict[str, Any] = Field(default_factory=dict, alias="params")
@@ -251,8 +252,11 @@ class TriggerAction(_Model):
             from flowdapt.triggers.notify import validate_notify
 
             validate_notify(self.parameters)
-        if self.target not in ("run_workflow", "run_notebook", "notify") and "." not in self.target:
-            raise ValueError(f"unknown action '{self.target}' (use run_workflow, run_notebook, notify or an import path)")
+        if "." not in self.target:
+            from flowdapt.triggers.actions import ACTIONS
+
+            if self.target not in ACTIONS:
+                raise ValueError(f"unknown action '{self.target}' (use {', '.join(ACTIONS.names())} or an import path)")
         return self
 
 

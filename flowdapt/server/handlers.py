@@ -501,6 +501,16 @@ class StatusHandler(FlowdaptHandler):
         self.answer(await self.services.status())
 
 
+class PluginsHandler(FlowdaptHandler):
+    """``plugins``: the plugin packages installed on the server; ``plugins/{name}``: one of them."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, identifier: str | None = None) -> None:
+        plugins = self.services.plugins
+        self.answer(await (plugins.list() if identifier is None else plugins.get(identifier)))
+
+
 class DrainHandler(FlowdaptHandler):
     """``POST``: stop accepting runs and wait for the running ones; ``DELETE``: accept runs again."""
 
@@ -562,6 +572,8 @@ ROUTES: list[tuple[str, type[FlowdaptHandler]]] = [
     (rf"/{API}/events/?", EventsHandler),
     (rf"/{API}/stage-modules/(?P<module>[^/]+)/?", StageModuleHandler),
     (rf"/{API}/status/?", StatusHandler),
+    (rf"/{API}/plugins/?", PluginsHandler),
+    (rf"/{API}/plugins/{_ID}/?", PluginsHandler),
     (rf"/{API}/drain/?", DrainHandler),
     (rf"/{API}/stats/(?P<view>[^/]+)/?", StatsHandler),
     (rf"/{API}/runs/{_ID}/rerun/?", RerunHandler),

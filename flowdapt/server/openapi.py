@@ -27,6 +27,7 @@ from flowdapt import __version__
 from flowdapt.compute.inputs import WorkflowInputs
 from flowdapt.history.models import LogLine, StageAttempt, TriggerFiring
 from flowdapt.history.stats import VIEWS
+from flowdapt.plugins import Plugin
 from flowdapt.resources.models import Config, TriggerRule, Workflow, WorkflowRun
 from flowdapt.server.models import (
     ApiInfo,
@@ -69,7 +70,7 @@ REQUESTS: tuple[type[BaseModel], ...] = (Workflow, Config, TriggerRule, ServedTr
                                          NotebookIn, BackfillIn, WorkflowRun, LogLine)
 ANSWERS: tuple[type[BaseModel], ...] = (
     WorkflowRun, StageAttempt, TriggerFiring, WorkflowInputs, LogLine, ApiInfo, ServerStatus, DrainState,
-    PublishedEvent, SavedStageModule, CacheCleared, LogsRecorded, WorkflowVersionRecorded, BackfillAnswer)
+    PublishedEvent, SavedStageModule, CacheCleared, LogsRecorded, WorkflowVersionRecorded, BackfillAnswer, Plugin)
 
 
 def _ref(model: type[BaseModel] | str) -> dict[str, Any]:
@@ -207,6 +208,10 @@ def _paths() -> dict[str, dict[str, Any]]:
             params=[_path_param("module", "workflow__stage_<12 hex digits of the source hash>")],
             body=_ref(StageModuleIn), answer=_ref(SavedStageModule))},
         "/status": {"get": _op("status", "Services, executor, database and counts", answer=_ref(ServerStatus))},
+        "/plugins": {"get": _op("list_plugins", "Plugin packages installed on the server and what each ships",
+                                answer=_list_of(Plugin))},
+        "/plugins/{identifier}": {"get": _op("get_plugin", "One installed plugin by name", params=[ID],
+                                             answer=_ref(Plugin))},
         "/drain": {
             "post": _op("drain", "Stop accepting runs and wait for the running ones", query=DrainOptions,
                         answer=_ref(DrainState)),

@@ -18,6 +18,7 @@ from flowdapt.errors import ResourceConflictError, ResourceError, ResourceNotFou
 from flowdapt.events import Event
 from flowdapt.events.bus import BaseEventBus, bridge_engine_events, create_event_bus
 from flowdapt.history.store import HistoryStore, this_owner
+from flowdapt.plugins import installed_plugins
 from flowdapt.resources import catalog
 from flowdapt.compute.inputs import WorkflowInputs, workflow_inputs
 from flowdapt.resources.loading import dumps, loads, parse_resource
@@ -195,6 +196,20 @@ def parse(kind: str | None, document: Any) -> Resource:
     return parse_resource(document)
 
 
+class PluginService:
+    """The plugin packages installed where the server runs (listing imports them: done in a thread)."""
+
+    async def list(self) -> list[dict[str, Any]]:
+        plugins = await asyncio.to_thread(installed_plugins)
+        return [plugin.model_dump(mode="json") for plugin in plugins]
+
+    async def get(self, name: str) -> dict[str, Any]:
+        listed = {plugin["name"]: plugin for plugin in await self.list()}
+        if name not in listed:
+            raise ResourceNotFoundError("plugin", name)
+        return listed[name]
+
+
 class Services:
     """Everything the extension runs; :meth:`start` and :meth:`stop` follow the Jupyter server."""
 
@@ -214,6 +229,7 @@ class Services:
         self.resources = ResourceService(self.store, self.catalog, self._changed,
                                          {"trigger_rule": self.triggers.status})
         self.stats = StatsService(self.store)
+        self.plugins = PluginService()
         self._unbridge: Any = None
         #: Whether jupyter-server-proxy serves this server's ``proxy/<port>/`` routes (set by the app).
         self.proxy_dashboards = False

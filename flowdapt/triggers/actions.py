@@ -5,6 +5,7 @@ run it started, if any. Built in: ``run_workflow`` (``parameters.workflow`` and 
 ``run_notebook`` (``parameters.notebook`` and ``parameters``, run with papermill as a one-stage
 workflow) and ``notify`` (a webhook or an email, :mod:`flowdapt.triggers.notify`). Any other target
 is an import path ``pkg.mod.func``, called in a worker thread with the parameters as keyword arguments.
+Plugins add named actions through the ``flowdapt.trigger_actions`` entry-point group.
 Runs a schedule or a backfill starts carry the schedule time they are for (``logical_time``).
 """
 
@@ -17,6 +18,7 @@ from datetime import datetime
 from typing import Any, Awaitable, Callable
 
 from flowdapt.events.models import Event
+from flowdapt.registry import Registry
 from flowdapt.resources.models import TriggerRule, WorkflowRun
 
 Submit = Callable[..., Awaitable[WorkflowRun]]
@@ -33,18 +35,18 @@ class ActionContext:
 
 
 Action = Callable[[ActionContext, dict[str, Any]], Awaitable[str | None]]
-_ACTIONS: dict[str, Action] = {}
+ACTIONS: Registry[Action] = Registry("trigger action", "flowdapt.trigger_actions")
 
 
 def register_action(name: str, action: Action) -> None:
     """Make ``action`` available as ``spec.action.target: <name>``."""
-    _ACTIONS[name] = action
+    ACTIONS.register(name, action)
 
 
 def get_action(target: str) -> Action:
     """The action a trigger names: a registered one, else a callable imported from ``target``."""
-    if target in _ACTIONS:
-        return _ACTIONS[target]
+    if target in ACTIONS:
+        return ACTIONS.get(target)
     return _callable_action(target)
 
 

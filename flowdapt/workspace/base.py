@@ -71,6 +71,12 @@ class Backend(ABC):
     def status(self) -> dict[str, Any]:
         """What is configured and how much is stored."""
 
+    def plugins(self) -> list[Any]:
+        """The plugin packages installed where the workflows run (here, for the local backend)."""
+        from flowdapt.plugins import installed_plugins
+
+        return installed_plugins()
+
     @abstractmethod
     def logs(self, identifier: str, *, stage: str | None = None, attempt: int | None = None, after: int = -1,
              limit: int = 10_000) -> list[LogLine]:

@@ -74,6 +74,9 @@ class HttpBackend(Backend):
     def status(self) -> dict[str, Any]:
         return {"server": self.client.url, **self.client.status()}
 
+    def plugins(self) -> list[Any]:
+        return self.client.plugins()
+
     def logs(self, identifier: str, *, stage: str | None = None, attempt: int | None = None, after: int = -1,
              limit: int = 10_000) -> list[LogLine]:
         return self.client.logs(identifier, stage=stage, attempt=attempt, after=after, limit=limit)  # type: ignore[return-value]

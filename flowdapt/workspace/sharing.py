@@ -67,6 +67,7 @@ class StoreServer:
                            extra={"database": backend.settings.database_url(), "holder": holder})
         self.routes: list[Route] = [
             ("GET", re.compile(r"status"), self._status),
+            ("GET", re.compile(r"plugins"), self._plugins),
             ("GET", re.compile(r"(?P<collection>workflows|configs|triggers)"), self._list),
             ("GET", re.compile(r"(?P<collection>workflows|configs|triggers)/(?P<identifier>[^/]+)"), self._get),
             ("POST", re.compile(r"triggers/(?P<identifier>[^/]+)/(?P<switch>enable|disable)"), self._switch),
@@ -93,6 +94,9 @@ class StoreServer:
     def _status(self, query: dict[str, str], body: Any) -> dict[str, Any]:
         self.backend.store.flush()
         return {**self.backend.status(), "shared_by": f"{self.holder} (pid {os.getpid()})"}
+
+    def _plugins(self, query: dict[str, str], body: Any) -> list[dict[str, Any]]:
+        return [plugin.model_dump(mode="json") for plugin in self.backend.plugins()]
 
     def _list(self, query: dict[str, str], body: Any, collection: str) -> list[dict[str, Any]]:
         return [resource.to_document() for resource in self.backend.list(KINDS[collection])]

@@ -11,6 +11,7 @@ KIND_NAMES = {
     **{name: "config" for name in ("config", "configs")},
     **{name: "trigger_rule" for name in ("trigger", "triggers", "trigger_rule", "trigger_rules")},
     **{name: RUN_KIND for name in ("run", "runs", "workflow_run", "workflow_runs")},
+    **{name: "plugin" for name in ("plugin", "plugins")},
 }
 
 
@@ -25,6 +26,11 @@ def _seconds(value: float | None) -> str:
 def _selector(resource: Any) -> str:
     selector = resource.spec.selector
     return "-" if selector is None else f"{selector.type}={selector.value}"
+
+
+def _counts(names: list[str]) -> str:
+    counts = {name: names.count(name) for name in dict.fromkeys(names)}
+    return ", ".join(f"{count} {name}" for name, count in counts.items()) or "-"
 
 
 def _outcome(firing: dict[str, Any]) -> str:
@@ -45,6 +51,10 @@ COLUMNS: dict[str, list[tuple[str, Callable[[Any], str]]]] = {
                      ("DURATION", lambda r: _seconds(r.duration))],
     "trigger_firing": [("FIRED", lambda f: f["fired_at"][:19].replace("T", " ")), ("OUTCOME", _outcome),
                        ("RUN", lambda f: f["run_uid"] or "-"), ("ACTION", lambda f: f["action"])],
+    "plugin": [("NAME", lambda p: p.name), ("PACKAGE", lambda p: p.package), ("VERSION", lambda p: p.version),
+               ("STAGES", lambda p: str(len(p.stages))), ("RESOURCES", lambda p: _counts([r.kind for r in p.resources])),
+               ("EXTENSIONS", lambda p: "; ".join(f"{group}: {', '.join(names)}" for group, names in p.extensions.items())
+                or "-")],
     "stage": [("STAGE", lambda s: s.name), ("TYPE", lambda s: s.type), ("STATE", lambda s: s.state),
               ("ATTEMPTS", lambda s: str(s.attempts)), ("DURATION", lambda s: _seconds(s.duration)),
               ("ITEMS", lambda s: "-" if s.items_total is None else f"{s.items_done}/{s.items_total}"

@@ -7,58 +7,38 @@ Third-party executors register through the ``flowdapt.executors`` entry-point gr
 from __future__ import annotations
 
 import atexit
-import importlib
 import threading
-from importlib.metadata import entry_points
 from typing import Any
 
 from flowdapt.compute.executors.base import BaseExecutor, Outcome, TaskHandle
-from flowdapt.errors import ExecutorError, UnknownNameError
+from flowdapt.errors import ExecutorError
+from flowdapt.registry import ExtensionLoadError, Registry
 
-__all__ = ["BaseExecutor", "Outcome", "TaskHandle", "register_executor", "executor_class", "create_executor",
-           "shared_executor", "running_executors", "close_shared_executors", "available_executors"]
+__all__ = ["BaseExecutor", "Outcome", "TaskHandle", "EXECUTORS", "register_executor", "executor_class",
+           "create_executor", "shared_executor", "running_executors", "close_shared_executors", "available_executors"]
 
-_registry: dict[str, str | type[BaseExecutor]] = {
-    "local": "flowdapt.compute.executors.local:LocalExecutor",
-    "dask": "flowdapt.compute.executors.dask:DaskExecutor",
-    "ray": "flowdapt.compute.executors.ray:RayExecutor",
-}
-_entry_points_loaded = False
+EXECUTORS: Registry[type[BaseExecutor]] = Registry("executor", "flowdapt.executors")
+EXECUTORS.register("local", "flowdapt.compute.executors.local:LocalExecutor")
+EXECUTORS.register("dask", "flowdapt.compute.executors.dask:DaskExecutor")
+EXECUTORS.register("ray", "flowdapt.compute.executors.ray:RayExecutor")
 
 
 def register_executor(name: str, executor: str | type[BaseExecutor]) -> None:
     """Register an executor class (or its ``module:Class`` path) under ``name``."""
-    _registry[name] = executor
+    EXECUTORS.register(name, executor)
 
 
 def available_executors() -> list[str]:
-    _load_entry_points()
-    return sorted(_registry)
-
-
-def _load_entry_points() -> None:
-    global _entry_points_loaded
-    if not _entry_points_loaded:
-        _entry_points_loaded = True
-        for entry in entry_points(group="flowdapt.executors"):
-            _registry.setdefault(entry.name, entry.value)
+    """The names of every registered executor, entry points included."""
+    return EXECUTORS.names()
 
 
 def executor_class(name: str) -> type[BaseExecutor]:
     """The executor class registered as ``name``; the error lists the known names."""
-    _load_entry_points()
     try:
-        target = _registry[name]
-    except KeyError:
-        raise UnknownNameError("executor", name, list(_registry)) from None
-    if isinstance(target, str):
-        module, _, attribute = target.partition(":")
-        try:
-            target = getattr(importlib.import_module(module), attribute)
-        except ImportError as exc:
-            raise ExecutorError(f"executor '{name}' cannot be loaded: {exc} (is 'flowdapt[{name}]' installed?)") from exc
-        _registry[name] = target
-    return target
+        return EXECUTORS.get(name)
+    except ExtensionLoadError as exc:
+        raise ExecutorError(f"{exc} (is 'flowdapt[{name}]' installed?)") from exc
 
 
 def create_executor(name: str, **options: Any) -> BaseExecutor:

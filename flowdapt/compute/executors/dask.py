@@ -11,12 +11,15 @@ no worker can meet fails the stage at once. The object store keeps values as pub
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import io
 import logging
 import os
 import sys
 import threading
 import uuid
+import zipfile
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -107,6 +110,37 @@ def _run_chunk(call: StageCall, items: Any, start: int, stop: int, sliced: bool,
 
 def _length(items: Any) -> int:
     return len(as_sequence(items))
+
+
+class ShipPackages(WorkerPlugin):
+    """Dask worker plugin: Python packages (folders, or single modules) sent as one archive, unpacked into
+    each worker's local directory and put first on its ``sys.path`` (workers that join later get them too).
+    What ``upload_plugins`` sends a remote cluster: its workers need not have the plugins installed."""
+
+    name = "flowdapt-plugins"
+
+    def __init__(self, paths: list[str]) -> None:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in paths:
+                if os.path.isfile(path):
+                    archive.write(path, os.path.basename(path))
+                    continue
+                for folder, folders, files in os.walk(path):
+                    folders[:] = [name for name in folders if name != "__pycache__"]
+                    for file in files:
+                        archive.write(os.path.join(folder, file),
+                                      os.path.relpath(os.path.join(folder, file), os.path.dirname(path)))
+        self.data = buffer.getvalue()
+        self.folder = f"flowdapt-plugins-{hashlib.sha256(self.data).hexdigest()[:12]}"
+
+    def setup(self, worker: Any) -> None:
+        target = os.path.join(worker.local_directory, self.folder)
+        with zipfile.ZipFile(io.BytesIO(self.data)) as archive:
+            archive.extractall(target)
+        if target not in sys.path:
+            sys.path.insert(0, target)
+        importlib.invalidate_caches()
 
 
 class WorkerSetup(WorkerPlugin):
@@ -205,7 +239,8 @@ class DaskExecutor(ClusterExecutor):
     resources : custom resources declared per local worker, e.g. ``{"trainer": 1}``
     processes : local workers as processes (default) or threads of this process
     dashboard_address : local dashboard address (default ``":0"``, a free port)
-    upload : files or directories sent to the workers of a remote cluster (stage modules, plugins)
+    upload : files or directories sent to the workers of a remote cluster (stage modules)
+    upload_plugins : send the installed plugin packages (:mod:`flowdapt.plugins`) to a remote cluster's workers
     chunk_size : items per task of a parameterized stage (default: automatic)
     connect_timeout : seconds to wait for a remote scheduler
     """
@@ -223,11 +258,13 @@ class DaskExecutor(ClusterExecutor):
         processes: bool = True,
         dashboard_address: str = ":0",
         upload: list[str] | None = None,
+        upload_plugins: bool = True,
         chunk_size: int | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
         super().__init__()
         self.address = address
+        self.upload_plugins = upload_plugins
         self.workers = int(workers or os.cpu_count() or 1)
         self.threads = int(threads)
         self.memory = memory
@@ -298,6 +335,11 @@ class DaskExecutor(ClusterExecutor):
             self._running = True
 
     def _upload(self, client: Client) -> None:
+        if self.address and self.upload_plugins:
+            from flowdapt.plugins import plugin_code_paths
+
+            if paths := plugin_code_paths():
+                client.register_plugin(ShipPackages(paths), name=ShipPackages.name)
         for path in self.upload:
             if os.path.isdir(path):
                 client.register_plugin(UploadDirectory(path, update_path=True, restart_workers=False))

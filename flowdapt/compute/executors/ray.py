@@ -369,6 +369,7 @@ class RayExecutor(ClusterExecutor):
     dashboard_port : its port when started
     runtime_env : Ray runtime environment for the job (``working_dir``, ``py_modules``, ``pip``, ``env_vars``)
     upload : module or package directories shipped to a remote cluster (added to ``py_modules``)
+    upload_plugins : ship the installed plugin packages (:mod:`flowdapt.plugins`) to a remote cluster too
     chunk_size : items per task of a parameterized stage (default: automatic)
     connect_timeout : seconds to wait for a remote cluster's address to answer
     """
@@ -386,11 +387,13 @@ class RayExecutor(ClusterExecutor):
         dashboard_port: int = 8265,
         runtime_env: dict[str, Any] | None = None,
         upload: list[str] | None = None,
+        upload_plugins: bool = True,
         chunk_size: int | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
         super().__init__()
         self.address = address
+        self.upload_plugins = upload_plugins
         self.connect_timeout = connect_timeout
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
@@ -410,11 +413,16 @@ class RayExecutor(ClusterExecutor):
 
     def _runtime_env(self) -> dict[str, Any] | None:
         env = dict(self.runtime_env)
-        if self.upload:
-            missing = [path for path in self.upload if not os.path.exists(path)]
+        upload = list(self.upload)
+        if self.upload_plugins and self.address not in (None, "local"):  # local workers import what we do
+            from flowdapt.plugins import plugin_code_paths
+
+            upload += [path for path in plugin_code_paths() if path not in upload]
+        if upload:
+            missing = [path for path in upload if not os.path.exists(path)]
             if missing:
                 raise ExecutorError(f"ray executor: upload path '{missing[0]}' does not exist")
-            env["py_modules"] = [*env.get("py_modules", []), *self.upload]
+            env["py_modules"] = [*env.get("py_modules", []), *upload]
         return env or None
 
     # -- lifecycle ----------------------------------------------------------------------------------
