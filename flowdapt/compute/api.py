@@ -149,11 +149,11 @@ def run_workflow(
                       executor=running.kind, namespace=namespace or get_settings().default_namespace,
                       input=dict(input or {}), workflow_version=workflow_version(definition, graph),
                       logical_time=logical_time, rerun_of=rerun_of, resumed_from=resume.uid if resume else None)
-    run._definition = definition
     info = RunInfo(run.uid, run.name, run.workflow, logical_time.isoformat() if logical_time else None)
     context = RunContext(input=run.input, config=data, namespace=run.namespace, run=info, executor=running.kind)
     listeners = global_listeners() + ((on_event,) if on_event else ())
     runner = Runner(graph, running, run, context, listeners, extras=extras)
+    run.attach(runner.control, definition)
     if wait:
         return runner.execute()
     threading.Thread(target=runner.execute, name=f"flowdapt-run-{run.name}", daemon=True).start()
