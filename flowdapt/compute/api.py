@@ -50,8 +50,8 @@ def resolve_workflow(workflow: WorkflowLike) -> Workflow:
 
 def _parse_dict(definition: dict) -> Workflow:
     """The Workflow of a dict definition; the same dict run again unchanged (equal to a copy taken
-    when it was parsed) gives the same Workflow, so its validated graph is reused as well: parsing
-    and validating a 1000-stage dict costs ≈ 7 ms, comparing it ≈ 0.05 ms. The cache keeps the
+    when it was parsed) gives the same Workflow, so its validated graph is reused as well: comparing
+    a dict costs a small part of parsing and validating it (docs/performance.md). The cache keeps the
     dict alive (its id stays unique) and holds the latest 64."""
     cached = _parsed.get(definition)
     if cached is not None:

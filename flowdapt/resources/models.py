@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Iterable, Literal, Protocol, Union
+from typing import Any, Callable, ClassVar, Iterable, Literal, Union
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -416,15 +416,6 @@ _set_fields_set, _set_extra, _set_private = (
     getattr(BaseModel, slot).__set__ for slot in ("__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"))
 
 
-class RunHandle(Protocol):
-    """What executes a run in this process (the engine's ``RunControl``): :meth:`WorkflowRun.wait` and
-    :meth:`WorkflowRun.cancel` act on it."""
-
-    def wait(self, timeout: float | None = None) -> bool: ...
-
-    def cancel(self) -> None: ...
-
-
 class WorkflowRun(BaseModel):
     """One execution of a workflow (kind ``workflow_run``, read-only).
 
@@ -453,8 +444,8 @@ class WorkflowRun(BaseModel):
     rerun_of: str | None = None  # uid of the run this one runs again (same input, same workflow version)
     resumed_from: str | None = None  # uid of the failed or cancelled run this one resumes
 
-    _control: RunHandle | None = PrivateAttr(default=None)
-    _definition: Workflow | None = PrivateAttr(default=None)
+    _control: Any = PrivateAttr(default=None)
+    _definition: Any = PrivateAttr(default=None)  # the Workflow it runs (in the process that runs it)
 
     def model_post_init(self, __context: Any) -> None:
         if not self.name:
@@ -479,9 +470,10 @@ class WorkflowRun(BaseModel):
                 return record
         raise KeyError(f"run '{self.name}' has no stage '{name}'")
 
-    def attach(self, control: RunHandle, definition: Workflow) -> None:
+    def attach(self, control: Any, definition: Workflow) -> None:
         """Bind this record to its execution in this process (the engine calls it once, before the run
-        starts): :meth:`wait` and :meth:`cancel` act on ``control``, ``definition`` is the workflow run."""
+        starts): :meth:`wait` and :meth:`cancel` act on ``control`` (the engine's ``RunControl``: its
+        ``wait(timeout)`` and ``cancel()``), ``definition`` is the workflow run."""
         self._control = control
         self._definition = definition
 
