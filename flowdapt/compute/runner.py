@@ -28,25 +28,29 @@ Held by the runner and changed only by its transitions, under its lock:
 
 Reports and transitions
 -----------------------
-=================  ==========================================  ===================================
-report             sent by                                     transition
-=================  ==========================================  ===================================
-RunBegins          :meth:`Runner.execute`                      run ``running``, the roots start
-StageValue         a worker that continues calls (threads)     stage succeeded, dependents start
-StageDone          the executor's ``on_done``                  stage succeeded, or failed: a retry
-                                                               is due later, or the run fails
-StageProgress      a parameterized stage's ``on_progress``     item counts updated
-CancelRequested    :meth:`RunControl.cancel`                   run ``cancelled``
-DeadlinesDue       :meth:`Runner.execute`, woken at a deadline  each due deadline message handled
-LogsArrived        :meth:`Runner.execute`, woken by a capture  a log flush is due shortly
-StageTimedOut      a deadline                                  the attempt is cancelled and failed
-RetryDue           a deadline                                  the stage's next attempt starts
-FlushLogs          a deadline                                  captured lines emitted as events
-=================  ==========================================  ===================================
+Each report, who sends it, and its transition:
 
-After each report, a run with no stage active is finished (``running`` -> ``finished``, its result
-resolved) and closed: its end is recorded, its last log lines and ``RunFinished`` emitted, and
-:meth:`RunControl.wait` returns.
+- ``RunBegins`` (:meth:`Runner.execute`): the run ``pending`` -> ``running``; the roots start.
+- ``StageValue`` (a worker that continues calls, on local threads): the stage ``running`` ->
+  ``finished`` (or ``cached``); the dependents it made ready start, the first one possibly as the
+  worker's continuation.
+- ``StageDone`` (the executor's ``on_done``): the same on success; on failure the stage waits for a
+  ``RetryDue`` deadline if it has retries left, else ``running`` -> ``failed`` and the run fails.
+- ``StageProgress`` (a parameterized stage's ``on_progress``): its item counts.
+- ``CancelRequested`` (:meth:`RunControl.cancel`): the run ``running`` -> ``cancelled``.
+- ``LogsArrived`` (:meth:`Runner.execute`, woken by the capture): a ``FlushLogs`` deadline is set.
+- ``DeadlinesDue`` (:meth:`Runner.execute`, woken at the earliest deadline): each deadline that is
+  due is handled as the report it holds, one of
+
+  - ``StageTimedOut``: the attempt is cancelled on the executor and fails with ``StageTimeoutError``;
+  - ``RetryDue``: the stage's next attempt starts;
+  - ``FlushLogs``: the captured lines are emitted as ``StageLogs`` events.
+
+A report about an attempt that is no longer ``live`` (it timed out, was cancelled, or the run
+stopped) changes nothing. After each report, a run with no stage active is finished (``running``
+-> ``finished``, the sinks' outputs resolved as its result) and closed: its end is recorded, its
+last log lines and ``RunFinished`` emitted, and :meth:`RunControl.wait` returns. A transition that
+raises fails the run (``ErrorInfo`` of the exception) rather than leaving it hanging.
 
 Threads
 -------
