@@ -180,3 +180,16 @@ def write_pid_then_sleep(path: str, seconds: float = 30.0):
         handle.write(f"{os.getpid()}\n")
     time.sleep(seconds)
     return seconds
+
+
+def until_cancelled(marker: str, seconds: float = 10.0):
+    """Poll ``is_cancelled()`` for up to ``seconds``; write to ``marker`` when it says the run was cancelled."""
+    context = get_run_context()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if context.is_cancelled():
+            with open(marker, "w") as handle:
+                handle.write(f"{context.stage} saw the cancellation")
+            return "cancelled"
+        time.sleep(0.01)
+    return "timed out"

@@ -152,3 +152,22 @@ def test_a_stage_down_a_chain_holds_what_it_asks_for_not_what_its_dependency_hel
     assert overlaps([run.result for run in runs]) == 1, "two stages held the only GPU at once"
     assert (over_asking.state, over_asking.error.stage) == ("failed", "s1")
     assert over_asking.error.message == "stage 's1' needs gpus=2 but the local executor has gpus=1"
+
+
+def test_a_stage_on_threads_sees_its_run_cancelled_and_can_stop_early(tmp_path):
+    marker = tmp_path / "seen"
+    definition = {"metadata": {"name": "w"}, "spec": {"stages": [
+        {"name": "poll", "target": "tests.stages.until_cancelled"}]}}
+    with LocalExecutor(cpus=1) as executor:
+        run = flowdapt.run_workflow(definition, {"marker": str(marker)}, executor=executor, wait=False)
+        assert run.in_this_process and run.definition.metadata.name == "w"
+        deadline = time.monotonic() + 10
+        while run.stage("poll").state != "running" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        run.cancel()
+        run.wait(10)
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+    assert (run.state, run.stage("poll").state) == ("cancelled", "cancelled")
+    assert marker.read_text() == "poll saw the cancellation"
+    assert not flowdapt.resources.WorkflowRun.model_validate(run.to_document()).in_this_process

@@ -50,8 +50,8 @@ def resolve_workflow(workflow: WorkflowLike) -> Workflow:
 
 def _parse_dict(definition: dict) -> Workflow:
     """The Workflow of a dict definition; the same dict run again unchanged (equal to a copy taken
-    when it was parsed) gives the same Workflow, so its validated graph is reused as well: parsing
-    and validating a 1000-stage dict costs ≈ 7 ms, comparing it ≈ 0.05 ms. The cache keeps the
+    when it was parsed) gives the same Workflow, so its validated graph is reused as well: comparing
+    a dict costs a small part of parsing and validating it (docs/performance.md). The cache keeps the
     dict alive (its id stays unique) and holds the latest 64."""
     cached = _parsed.get(definition)
     if cached is not None:
@@ -149,11 +149,11 @@ def run_workflow(
                       executor=running.kind, namespace=namespace or get_settings().default_namespace,
                       input=dict(input or {}), workflow_version=workflow_version(definition, graph),
                       logical_time=logical_time, rerun_of=rerun_of, resumed_from=resume.uid if resume else None)
-    run._definition = definition
     info = RunInfo(run.uid, run.name, run.workflow, logical_time.isoformat() if logical_time else None)
     context = RunContext(input=run.input, config=data, namespace=run.namespace, run=info, executor=running.kind)
     listeners = global_listeners() + ((on_event,) if on_event else ())
     runner = Runner(graph, running, run, context, listeners, extras=extras)
+    run.attach(runner.control, definition)
     if wait:
         return runner.execute()
     threading.Thread(target=runner.execute, name=f"flowdapt-run-{run.name}", daemon=True).start()

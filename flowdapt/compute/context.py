@@ -31,6 +31,8 @@ class RunContext:
     run : name, uid and workflow of the run
     executor : kind of executor running the stage (``local``, ``dask``, ``ray``)
     stage : name of the stage being executed, when inside a stage
+    cancel_event : set once the run is cancelled (the runner's; None in worker processes, where
+        :meth:`is_cancelled` is always False)
     attempt : which attempt of the stage this is (1, then 2, ... on retries)
     logical_time : the schedule time the run is for (a datetime; None unless a schedule or a backfill
         started the run)
@@ -42,12 +44,12 @@ class RunContext:
     run: RunInfo
     executor: str
     stage: str | None = None
-    _cancelled: threading.Event | None = field(default=None, repr=False, compare=False)
+    cancel_event: threading.Event | None = field(default=None, repr=False, compare=False)
     attempt: int = 1
 
     def is_cancelled(self) -> bool:
         """True once the run was cancelled (threads only; a stage may poll this to stop early)."""
-        return self._cancelled is not None and self._cancelled.is_set()
+        return self.cancel_event is not None and self.cancel_event.is_set()
 
     @property
     def logical_time(self) -> datetime | None:
@@ -58,7 +60,7 @@ class RunContext:
 
     def __setstate__(self, state) -> None:
         self.input, self.config, self.namespace, self.run, self.executor, self.stage, self.attempt = state
-        self._cancelled = None
+        self.cancel_event = None  # an Event does not cross processes
 
 
 _current: ContextVar[RunContext | None] = ContextVar("flowdapt_run_context", default=None)

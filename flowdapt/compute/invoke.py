@@ -62,7 +62,7 @@ class StageCall:
 
     def to_wire(self) -> list[Any]:
         """The call as a list of plain values (str, bytes, numbers): its pickled state, and what Ray
-        packs with msgpack (a tuple would go through Ray's pickler: ≈ 18 µs more per task submitted).
+        packs with msgpack (a tuple would go through Ray's slower pickler, see docs/performance.md).
         The target, the settings, the extras and the run's shared context are pickled once and cached."""
         target = _pickled(self.target).payload if callable(self.target) else self.target
         settings = _pickled(self.settings).payload if self.settings is not None else None

@@ -83,8 +83,8 @@ class HistoryRecorder:
         elif kind is RunStarted or kind is RunFinished:
             run: WorkflowRun = event.run  # type: ignore[attr-defined]
             self.queue_live(run, run)
-            if kind is RunStarted and run.workflow_version not in self._versions and run._definition is not None:
-                self.workflow_version(run.workflow_version, run._definition.to_document())  # type: ignore[arg-type]
+            if kind is RunStarted and run.workflow_version not in self._versions and run.definition is not None:
+                self.workflow_version(run.workflow_version, run.definition.to_document())  # type: ignore[arg-type]
             if self.on_run is not None:
                 self.on_run(run)
         elif event.type == TRIGGER_FIRED:

@@ -44,7 +44,7 @@ def show_run(run: WorkflowRun, current: Callable[[], WorkflowRun] | None = None,
     from flowdapt.notebook.widget import RunView
 
     # A view made here for a run of this process hears its events (its log lines) until the run ends.
-    listening = view is None and run._control is not None
+    listening = view is None and run.in_this_process
     view = view or RunView(run)
     view.show(run)
     if not run.done:
@@ -58,7 +58,7 @@ def show_run(run: WorkflowRun, current: Callable[[], WorkflowRun] | None = None,
 def _server_logs(run: WorkflowRun) -> Callable[[int], list] | None:
     """Where a view reads the log lines of a run a server runs (a run of this process sends its lines as
     events instead): ``logs(after)``, or ``None``."""
-    if run._control is not None:
+    if run.in_this_process:
         return None
     from flowdapt.client import Client, find_server
 

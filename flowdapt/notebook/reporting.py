@@ -100,8 +100,8 @@ class RunReporter:
         try:
             client = self._client()
             version = run.workflow_version
-            if version and version not in self._versions and run._definition is not None:
-                client.record_workflow_version(version, run._definition.to_document())
+            if version and version not in self._versions and run.definition is not None:
+                client.record_workflow_version(version, run.definition.to_document())
                 self._versions.add(version)
             client.record_run(run)
             if lines:

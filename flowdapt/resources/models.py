@@ -415,14 +415,36 @@ class StageRun(BaseModel):
             return (self.finished_at - self.started_at).total_seconds()
         return None
 
+    # The engine's two transitions of a record on every stage, one call each. They write the fields
+    # straight into the record's storage: pydantic's __setattr__ is two Python calls per field (this model
+    # does not validate assignments either way, and the engine's values are typed), which on a chain of
+    # fast stages costs more than the rest of the runner's work (see docs/performance.md).
+    def attempt_started(self, attempt: int, at: datetime | None) -> None:
+        """``attempt`` runs (``pending``, or waiting for a retry, -> ``running``); ``at``, the stage's
+        start, is given on the first attempt."""
+        fields = self.__dict__
+        fields["attempts"] = attempt
+        fields["state"] = "running"
+        if at is not None:
+            fields["started_at"] = at
+
+    def succeeded(self, at: datetime, cached_from: str | None = None) -> None:
+        """``running`` -> ``finished``, or ``cached`` where ``cached_from`` says where the output came
+        from; an earlier attempt's error is cleared."""
+        fields = self.__dict__
+        if cached_from is None:
+            fields["state"] = "finished"
+        else:
+            fields["state"] = "cached"
+            fields["cached_from"] = cached_from
+        fields["error"] = None
+        fields["finished_at"] = at
+
     @classmethod
     def pending(cls, stages: Iterable[tuple[str, str]]) -> list["StageRun"]:
         """New pending records of ``(name, type)`` pairs, unvalidated: the runner's stage names and
-        types are already valid.
-
-        Built straight from the field defaults in one loop (about 1 µs a record; validating costs 3 µs,
-        ``model_construct`` far more), as the runner makes one per stage of every run before it starts.
-        """
+        types are already valid. Built straight from the field defaults (a copied template), as the
+        runner makes one per stage of every run before it starts (see docs/performance.md)."""
         new, copy, set_dict = object.__new__, _PENDING_STAGE.copy, object.__setattr__
         records = []
         for name, type in stages:
@@ -496,6 +518,24 @@ class WorkflowRun(BaseModel):
             if record.name == name:
                 return record
         raise KeyError(f"run '{self.name}' has no stage '{name}'")
+
+    def attach(self, control: Any, definition: Workflow) -> None:
+        """Bind this record to its execution in this process (the engine calls it once, before the run
+        starts): :meth:`wait` and :meth:`cancel` act on ``control`` (the engine's ``RunControl``: its
+        ``wait(timeout)`` and ``cancel()``), ``definition`` is the workflow run."""
+        self._control = control
+        self._definition = definition
+
+    @property
+    def in_this_process(self) -> bool:
+        """Whether this process executes the run (its events reach this process's listeners); False for
+        a record read from the history or a server."""
+        return self._control is not None
+
+    @property
+    def definition(self) -> Workflow | None:
+        """The workflow this run executes, in the process that executes it (see :meth:`attach`)."""
+        return self._definition
 
     def wait(self, timeout: float | None = None) -> "WorkflowRun":
         """Block until the run reaches a terminal state (or ``timeout`` seconds pass)."""

@@ -11,6 +11,29 @@ on a machine with none it stays undeclared, so a stage written for a GPU cluster
 Parameterized stages are cut into chunks (about eight per parallel lane, at most 1024 items) that
 run in parallel; process workers receive functions by cloudpickle and reach the object store over
 a Unix socket served from the driver.
+
+Continuations (threads)
+-----------------------
+In thread mode :meth:`LocalExecutor.submit` takes ``then`` (``BaseExecutor.continues_calls``), and
+a chain of stages goes on in the worker thread of its last stage:
+
+1. ``submit(call, upstream, resources, on_done, then)`` schedules a :class:`_Call`; once its
+   capacity is free it runs on a pool thread (:func:`_run_on_thread`).
+2. :meth:`_Call.run` calls the stage. A failure goes to ``on_done``; a value goes to ``then``,
+   which is the runner's ``StageValue`` report, handled at once on this thread.
+3. ``then`` returns the :data:`~flowdapt.compute.executors.base.Continuation` of a dependent the
+   value made ready, if any: the arguments ``submit`` would take.
+4. When that call asks for the same resources and no other call waits for capacity, the same
+   ``_Call`` object is reset to it and runs next on this thread, still holding the capacity (no
+   release, no queue, no thread switch). Otherwise the capacity is released and the continuation
+   is scheduled like any new call.
+5. Calls a worker's report makes ready otherwise (a fan-out, capacity given back) are launched
+   from that thread: the first waits in ``_worker.queue`` and runs on this thread once the current
+   call is over, the others go to pool threads; a thread that goes on with a continuation hands
+   the queued one to the pool too.
+
+Everything a continuation does is what ``submit`` would have done; only the hop through the pool's
+queue is saved.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the object store (numpy arrays are read zero-copy). The output comes first becau
 task's returns in order as its reply arrives, each store waking what waits on that object: the
 dependent stage queued on the output is sent to a worker before the runner's completion callback
 on the error object runs (the other order put that callback, and the GIL it waits for, between
-one stage's end and the next one's start: a 1000-stage chain ran 13-14 % slower). Dependent stages
+one stage's end and the next one's start; docs/performance.md has the cost). Dependent stages
 may be queued on the output before the stage finishes; the output of a failed stage is a marker on
 which they return without running. Parameterized stages run as chunks of items.
 Stage ``resources`` map to ``num_cpus``, ``num_gpus``, ``memory`` and custom resources; a request no
@@ -173,10 +173,9 @@ class _Awaited:
     which Ray completes on its core worker's I/O thread; it only queues the value (or the exception of
     a task that did not end normally), and the reporting thread calls :meth:`settle`.
 
-    One small object per ref, not closures: a settle function, its cells and a lambda for Ray made
-    ≈ 26 objects per queued stage for Python's cyclic garbage collector, and each 1000-stage run left
-    enough of them to older generations to set off a full collection every other run (≈ 100 ms
-    over Ray's heap, holding the GIL that Ray's I/O thread waits for to report the next task).
+    One small object per ref, not closures: closures left enough objects per queued stage for
+    Python's cyclic garbage collector to set off full collections over Ray's heap, holding the GIL
+    that Ray's I/O thread waits for to report the next task (docs/performance.md has the figures).
     """
 
     __slots__ = ("executor",)
