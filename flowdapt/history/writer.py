@@ -324,9 +324,10 @@ class HistoryWriter:
                     time.sleep(delay)
                     delay = min(delay * 2, 5.0)
                     continue
-                _log.exception("could not write %d history rows", count)
+                _log.exception("could not write %d history rows together: writing them one by one", count)
                 self.unreachable_since = None
-                return
+                count = self._write_one_by_one(batch)
+                break
         self.unreachable_since = None
         self.rows_written += count
         self._rows_since_checkpoint += count
@@ -337,6 +338,24 @@ class HistoryWriter:
             if rows.keys:
                 self._open.difference_update(rows.keys)
                 self._open.update(key for key, state in zip(rows.keys, rows.states) if state in _OPEN_STATES)
+
+    def _write_one_by_one(self, batch: Batch) -> int:
+        """Commit each row of a batch that failed as a whole on its own, so a row the database refuses costs
+        itself, not the rows batched with it; returns how many were written."""
+        empty = {table: TableRows([], None, batch_columns(table, ())) for table in _ORDER}
+        written = 0
+        for table in _ORDER:
+            rows = batch[table]
+            for index, key in enumerate(rows.keys):
+                mask = [position == index for position in range(len(rows.keys))]
+                states = None if rows.states is None else [rows.states[index]]
+                try:
+                    self._commit({**empty, table: TableRows([key], states, rows.where(mask, True))}, None)
+                    written += 1
+                except Exception as exc:  # noqa: BLE001 - the row is left out, the others are kept
+                    _log.error("history: left out a %s row the database refused (%r): %s", table.name, key,
+                               str(exc).splitlines()[0])
+        return written
 
     def _commit(self, batch: Batch, open_keys: set[Any] | None) -> None:
         """One transaction: keys in ``open_keys`` replace their rows, the others are inserted (``None``: all replace)."""
