@@ -115,12 +115,17 @@ export class LiveStream implements IDisposable {
   /** Why events were missed before `event`, if they were. */
   private _check(event: ILiveEvent): string | null {
     const { boot, seq } = event;
-    const wasSilent = !this._connected && this._boot !== null;
+    // Silent since the last message, or since the page loaded its state if none came yet: either way,
+    // what happened meanwhile is unknown.
+    const wasSilent = !this._connected;
     if (this._boot !== boot) {
       const first = this._boot === null;
       this._boot = boot;
       this._seq = seq;
-      return first ? null : 'the server restarted';
+      if (!first) {
+        return 'the server restarted';
+      }
+      return wasSilent ? 'the connection came back' : null;
     }
     // A heartbeat repeats the last number; an event takes the next one.
     const expected = event.kind === 'heartbeat' ? this._seq : this._seq + 1;

@@ -61,6 +61,15 @@ describe('the live stream', () => {
     expect(resyncs).toEqual(['the connection came back']);
   });
 
+  it('resyncs when the first message comes after a silence (the page loaded its state, then lost the socket)', () => {
+    const { events, live, resyncs } = open();
+    vi.advanceTimersByTime(60_000); // no message at all since the page loaded
+    expect(live.connected).toBe(false);
+    events.stream.emit(event(7, 'heartbeat'));
+    expect(live.connected).toBe(true);
+    expect(resyncs).toEqual(['the connection came back']);
+  });
+
   it('stops listening when disposed', () => {
     const { events, live, seen } = open();
     live.dispose();

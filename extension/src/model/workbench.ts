@@ -92,6 +92,8 @@ export class WorkbenchModel implements IDisposable {
   /** Load everything from the REST API; live events that arrive meanwhile are applied afterwards. */
   async refresh(): Promise<void> {
     if (this._refreshing) {
+      // The load under way may have read the server before what this refresh was asked for: load again after it.
+      this._refreshAgain = true;
       return this._refreshing;
     }
     this._buffer = [];
@@ -100,6 +102,10 @@ export class WorkbenchModel implements IDisposable {
       this._buffer = null;
       this._refreshing = null;
       buffered.forEach(event => this._onEvent(event));
+      if (this._refreshAgain) {
+        this._refreshAgain = false;
+        void this.refresh();
+      }
     });
     return this._refreshing;
   }
@@ -274,6 +280,7 @@ export class WorkbenchModel implements IDisposable {
   private _disposed = false;
   private _loadingMore = false;
   private _refreshing: Promise<void> | null = null;
+  private _refreshAgain = false;
   private _buffer: ILiveEvent[] | null = null;
   private _changed = new Signal<this, void>(this);
   private _runChanged = new Signal<this, { event: ILiveEvent; row: IRunRow }>(this);
