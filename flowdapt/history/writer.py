@@ -104,6 +104,14 @@ class TableRows:
 
         return self.data.filter(pa.array(mask if wanted else [not flag for flag in mask]))
 
+    def row(self, index: int) -> "TableRows":
+        """The row at ``index`` alone."""
+        states = None if self.states is None else [self.states[index]]
+        if isinstance(self.data, dict):
+            return TableRows([self.keys[index]], states, {name: values[index:index + 1]
+                                                          for name, values in self.data.items()})
+        return TableRows([self.keys[index]], states, self.data.slice(index, 1))
+
 
 Batch = dict[Any, TableRows]
 
@@ -347,10 +355,8 @@ class HistoryWriter:
         for table in _ORDER:
             rows = batch[table]
             for index, key in enumerate(rows.keys):
-                mask = [position == index for position in range(len(rows.keys))]
-                states = None if rows.states is None else [rows.states[index]]
                 try:
-                    self._commit({**empty, table: TableRows([key], states, rows.where(mask, True))}, None)
+                    self._commit({**empty, table: rows.row(index)}, None)
                     written += 1
                 except Exception as exc:  # noqa: BLE001 - the row is left out, the others are kept
                     _log.error("history: left out a %s row the database refused (%r): %s", table.name, key,
