@@ -161,32 +161,26 @@ export function addCommands(context: ICommandContext): void {
     }
   });
 
+  /** Start a new run from the run named in `args` and open its view. */
+  const startFromRun = (start: (uid: string) => Promise<IRunRow>) => async (args: Record<string, unknown>) => {
+    try {
+      const row = announce(await start(text(args, 'run')));
+      return commands.execute(CommandIDs.openRun, { run: row.uid });
+    } catch (error) {
+      fail(error);
+    }
+  };
+
   commands.addCommand(CommandIDs.rerun, {
     label: 'Run again with the same input',
     icon: runIcon,
-    execute: async args => {
-      try {
-        const row = await model.rerun(text(args, 'run'));
-        announce(row);
-        return commands.execute(CommandIDs.openRun, { run: row.uid });
-      } catch (error) {
-        fail(error);
-      }
-    }
+    execute: startFromRun(uid => model.rerun(uid))
   });
 
   commands.addCommand(CommandIDs.resumeRun, {
     label: 'Resume the run (reuse the stages it finished)',
     icon: runIcon,
-    execute: async args => {
-      try {
-        const row = await model.resume(text(args, 'run'));
-        announce(row);
-        return commands.execute(CommandIDs.openRun, { run: row.uid });
-      } catch (error) {
-        fail(error);
-      }
-    }
+    execute: startFromRun(uid => model.resume(uid))
   });
 
   commands.addCommand(CommandIDs.cancelRun, {
