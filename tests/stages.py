@@ -188,8 +188,11 @@ def until_cancelled(marker: str, seconds: float = 10.0):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if context.is_cancelled():
-            with open(marker, "w") as handle:
+            # Written whole under another name and renamed, so a test that waits for the file never reads it half-written.
+            partial = f"{marker}.partial"
+            with open(partial, "w") as handle:
                 handle.write(f"{context.stage} saw the cancellation")
+            os.replace(partial, marker)
             return "cancelled"
         time.sleep(0.01)
     return "timed out"
