@@ -1,5 +1,7 @@
 """flowdapt: a notebook-centric workbench for adaptive ML workflows."""
 
+import flowdapt.compute.validation  # noqa: F401 - registers the engine's checks of workflows
+import flowdapt.triggers.validation  # noqa: F401 - registers the trigger service's checks of trigger rules
 from flowdapt.compute import object_store
 from flowdapt.compute.api import run_workflow
 from flowdapt.compute.context import get_run_context

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flowdapt.errors import FlowdaptError
+from flowdapt.units import parse_bytes, parse_retention
 
 CONFIG_FILE = "flowdapt.yaml"
 ENV_PREFIX = "FLOWDAPT__"
@@ -117,8 +118,6 @@ class LogsSettings(BaseModel):
     @field_validator("max_bytes", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
-        from flowdapt.resources.models import parse_bytes
-
         return parse_bytes(value) if isinstance(value, str) else value
 
 
@@ -144,46 +143,6 @@ class NotifySettings(BaseModel):
 
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     timeout: float = Field(default=10.0, gt=0)  # seconds a webhook may take
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])")
-_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def parse_retention(value: int | float | str) -> float | None:
-    """Seconds to keep runs for: ``None`` keeps them forever (``-1``), ``0`` does not persist them.
-
-    Accepts a number of seconds or a duration such as ``"7d"``, ``"12h"``, ``"1d12h"``, ``"90s"``.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"invalid retention {value!r}")
-    if isinstance(value, (int, float)):
-        return None if value < 0 else float(value)
-    text = str(value).strip().lower()
-    if re.fullmatch(r"-?\d+(\.\d+)?", text):
-        return parse_retention(float(text))
-    if not text or _DURATION.sub("", text).strip():
-        raise ValueError(f"invalid retention '{value}' (use -1 to keep forever, 0, seconds, or e.g. '7d', '12h')")
-    return float(sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION.findall(text)))
-
-
-def parse_duration(value: int | float | str) -> float:
-    """Seconds of a duration: a positive number of seconds, or e.g. ``"1d"``, ``"12h"``, ``"1d12h"``, ``"90s"``."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = str(value).strip().lower()
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            seconds = float(text)
-        elif not text or _DURATION.sub("", text).strip():
-            raise ValueError(f"invalid duration '{value}' (use seconds, or e.g. '1d', '12h', '30m', '1d12h')")
-        else:
-            seconds = float(sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION.findall(text)))
-    if seconds <= 0:
-        raise ValueError(f"invalid duration {value!r}: must be positive")
-    return seconds
 
 
 class Settings(BaseModel):

@@ -11,7 +11,7 @@ import flowdapt
 from flowdapt.errors import ResourceError
 from flowdapt.resources import Config, TriggerRule, Workflow, load, loads, parse_bytes
 from flowdapt.resources.catalog import MemoryCatalog
-from flowdapt.resources.validation import workflow_graph
+from flowdapt.compute.validation import workflow_graph
 
 GOOD = """
 kind: workflow
@@ -206,19 +206,19 @@ def test_a_target_whose_module_fails_to_import_says_why(tmp_path):
          "config/c: spec.selector: an annotation selector needs value: {key: value}"),
         ("kind: config\nmetadata: {name: c}\nspec: {selector: {type: name, value: w}}", "config/c: spec.data: required field is missing"),
         ("kind: trigger_rule\nmetadata: {name: t}\nspec: {type: schedule, rule: ['61 * * * *'], action: {target: run_workflow, parameters: {workflow: w}}}",
-         "trigger_rule/t: spec: rule: malformed cron '61 * * * *'"),
+         "trigger_rule/t: spec.rule: malformed cron '61 * * * *'"),
         ("kind: trigger_rule\nmetadata: {name: t}\nspec: {type: schedule, rule: ['* * *'], action: {target: run_workflow, parameters: {workflow: w}}}",
          "malformed cron '* * *' (expected 5 fields, or 6 with seconds last)"),
         ("kind: trigger_rule\nmetadata: {name: t}\nspec: {type: schedule, rule: ['* * * * *'], timezone: Mars/Olympus, action: {target: run_workflow, parameters: {workflow: w}}}",
          "timezone: unknown time zone 'Mars/Olympus'"),
         ("kind: trigger_rule\nmetadata: {name: t}\nspec: {type: condition, rule: {equals: [1, 1]}, action: {target: run_workflow, parameters: {workflow: w}}}",
-         "trigger_rule/t: spec: rule: unknown operator 'equals'"),
+         "trigger_rule/t: spec.rule: unknown operator 'equals'"),
         ("kind: trigger_rule\nmetadata: {name: t}\nspec: {type: condition, rule: {and: [{eq: [1]}]}, action: {target: run_workflow, parameters: {workflow: w}}}",
          "rule.and[0].eq: expects 2 operands, got 1"),
         ("kind: trigger_rule\nmetadata: {name: t}\nspec: {type: condition, rule: {eq: [1, 1]}, action: {target: run_workflow}}",
          "trigger_rule/t: spec.action: run_workflow needs parameters.workflow"),
         ("kind: trigger_rule\nmetadata: {name: t}\nspec: {type: condition, rule: {eq: [1, 1]}, action: {target: explode}}",
-         "spec.action: unknown action 'explode' (use "),
+         "spec.action.target: unknown action 'explode' (use "),
         ("kind: workflow\nmetadata: {name: x\nspec: {}", "line 3: invalid YAML"),
         ("- 1\n- 2", "expected a mapping with kind, metadata and spec, got int"),
         ("", "no resources in this file"),

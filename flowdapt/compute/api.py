@@ -16,6 +16,7 @@ from flowdapt.compute.graph import WorkflowGraph
 from flowdapt.compute.outputs import stage_extras
 from flowdapt.compute.resume import plan_resume
 from flowdapt.compute.runner import Runner
+from flowdapt.compute.validation import workflow_graph
 from flowdapt.events import Event, listeners as global_listeners
 from flowdapt.errors import ResourceError
 from flowdapt.resources import catalog
@@ -23,7 +24,6 @@ from flowdapt.resources.configs import merged_config
 from flowdapt.resources.identity import ByIdentity
 from flowdapt.resources.loading import load, parse_resource
 from flowdapt.resources.models import Config, Workflow, WorkflowRun
-from flowdapt.resources.validation import workflow_graph
 from flowdapt.settings import get_settings
 
 WorkflowLike = Workflow | dict | str | Path

@@ -12,8 +12,8 @@ from flowdapt.resources.models import (
     Workflow,
     WorkflowRun,
     WorkflowStage,
-    parse_bytes,
 )
+from flowdapt.units import parse_bytes
 
 __all__ = ["load", "loads", "dumps", "parse_resource", "Resource", "Workflow", "WorkflowStage", "Config",
            "TriggerRule", "WorkflowRun", "StageRun", "ErrorInfo", "ItemFailure", "RESOURCE_KINDS", "parse_bytes"]

@@ -9,10 +9,9 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
-from flowdapt.compute.stages import get_stage_type
-from flowdapt.errors import ResourceError, UnknownNameError
-from flowdapt.resources.models import RESOURCE_KINDS, Resource, TriggerRule, Workflow
-from flowdapt.resources.validation import validate_resource
+from flowdapt.errors import ResourceError
+from flowdapt.resources.checks import check_resource, rebase_paths
+from flowdapt.resources.models import RESOURCE_KINDS, Resource
 
 RESOURCE_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -68,7 +67,7 @@ def parse_resource(document: Any, *, file: str | None = None, check_targets: boo
     """Turn one document (a dict) into a validated resource; relative file targets are read against
     ``base`` when given (the folder of the file the document came from)."""
     if isinstance(document, Resource):
-        validate_resource(document, file=file, check_targets=check_targets)
+        check_resource(document, file=file, check_targets=check_targets)
         return document
     if not isinstance(document, dict):
         raise ResourceError(f"expected a mapping with kind, metadata and spec, got {type(document).__name__}", file=file)
@@ -88,31 +87,9 @@ def parse_resource(document: Any, *, file: str | None = None, check_targets: boo
     except ValidationError as exc:
         raise _first_error(exc, document, file, kind, name) from None
     if base is not None:
-        _rebase_paths(resource, base)
-    validate_resource(resource, file=file, check_targets=check_targets)
+        rebase_paths(resource, base)
+    check_resource(resource, file=file, check_targets=check_targets)
     return resource
-
-
-def _rebase_paths(resource: Resource, base: Path) -> None:
-    """Make the relative file paths of ``resource`` absolute against ``base``: the targets of stage
-    types that read a file, and the notebook of a ``run_notebook`` trigger action."""
-
-    def rebased(path: Any) -> Any:
-        if not isinstance(path, str) or Path(path).expanduser().is_absolute():
-            return path
-        return str((base / path).resolve())
-
-    if isinstance(resource, Workflow):
-        for stage in resource.spec.stages:
-            try:
-                reads_a_path = get_stage_type(stage.type).target_is_path
-            except UnknownNameError:
-                continue  # validation names the unknown type
-            if reads_a_path:
-                stage.target = rebased(stage.target)
-    elif isinstance(resource, TriggerRule) and resource.spec.action.target == "run_notebook":
-        parameters = resource.spec.action.parameters
-        parameters["notebook"] = rebased(parameters["notebook"])
 
 
 def _first_error(exc: ValidationError, document: dict, file: str | None, kind: str, name: str | None) -> ResourceError:

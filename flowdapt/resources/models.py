@@ -1,14 +1,13 @@
 """Pydantic models of flowdapt's resources, in Flowdapt's kind/metadata/spec envelope.
 
-Structural checks (types, names, sizes, cron syntax, condition syntax) live on the models;
-checks that need the whole document (stage graph, importable targets) live in
-:mod:`flowdapt.resources.validation`.
+The models check a document's shape (types, names, sizes, which fields go together); what only the
+engine or the trigger service knows (stage graph and types, importable targets, cron and condition
+syntax, actions) is checked by the rules they register in :mod:`flowdapt.resources.checks`.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Callable, ClassVar, Iterable, Literal, Union
 from uuid import UUID, uuid4
@@ -25,6 +24,7 @@ from pydantic import (
 )
 
 from flowdapt.resources.naming import run_name
+from flowdapt.units import SIZE_PATTERN, parse_bytes, parse_duration
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 # Resource and stage names become parts of file names (output notebooks, stage modules), which most
@@ -48,27 +48,6 @@ def iso_time(value: Any) -> Any:
 Timestamp = Annotated[datetime, BeforeValidator(iso_time), Field(strict=False)]
 MAX_INT32 = 2**31 - 1
 Count = Annotated[int, Field(ge=0, le=MAX_INT32)]  # what the history stores in 32-bit integer columns
-
-
-SIZE_PATTERN = r"^[ \t\n\r]*([0-9]+(?:\.[0-9]+)?)[ \t\n\r]*([KkMmGgTtPp]?)([iI]?)[bB]?[ \t\n\r]*$"
-_SIZE = re.compile(SIZE_PATTERN)
-_SCALE = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
-
-
-def parse_bytes(value: str | int | float) -> int:
-    """Parse a size such as ``"8GB"`` (8·10⁹), ``"1GiB"`` (2³⁰), ``"100M"`` or ``512`` into bytes."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid size {value!r}")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"invalid size {value!r}: must not be negative")
-        return int(value)
-    match = _SIZE.match(str(value))
-    if not match:
-        raise ValueError(f"invalid size {value!r} (expected e.g. '512MB', '8GB', '1GiB' or a number of bytes)")
-    number, unit, binary = match.groups()
-    base = 1024 if binary else 1000
-    return int(float(number) * base ** _SCALE[unit.upper()])
 
 
 class _Model(BaseModel):
@@ -158,8 +137,6 @@ class StageOptions(BaseModel):
     @field_validator("cache_ttl", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        from flowdapt.settings import parse_duration
-
         return None if value is None else parse_duration(value)
 
     @field_validator("cache_key")
@@ -248,15 +225,6 @@ class TriggerAction(_Model):
             raise ValueError("run_workflow needs parameters.workflow")
         if self.target == "run_notebook" and not self.parameters.get("notebook"):
             raise ValueError("run_notebook needs parameters.notebook")
-        if self.target == "notify":
-            from flowdapt.triggers.notify import validate_notify
-
-            validate_notify(self.parameters)
-        if "." not in self.target:
-            from flowdapt.triggers.actions import ACTIONS
-
-            if self.target not in ACTIONS:
-                raise ValueError(f"unknown action '{self.target}' (use {', '.join(ACTIONS.names())} or an import path)")
         return self
 
 
@@ -272,27 +240,18 @@ class TriggerRuleSpec(_Model):
     @field_validator("sla", mode="before")
     @classmethod
     def _sla_duration(cls, value: Any) -> Any:
-        from flowdapt.settings import parse_duration
-
         return None if value is None else parse_duration(value)
 
     @model_validator(mode="after")
     def _rule_matches_type(self) -> "TriggerRuleSpec":
-        from flowdapt.triggers.conditions import validate_condition
-        from flowdapt.triggers.schedule import validate_cron, validate_timezone
-
         if self.type == "schedule":
             if isinstance(self.rule, str):
                 self.rule = [self.rule]
             if not isinstance(self.rule, list) or not self.rule:
                 raise ValueError("rule: a schedule needs a list of cron strings")
-            for expression in self.rule:
-                validate_cron(expression)
-            validate_timezone(self.timezone)
         else:
             if not isinstance(self.rule, dict) or not self.rule:
                 raise ValueError("rule: a condition needs a non-empty mapping such as {eq: [{var: type}, ...]}")
-            validate_condition(self.rule)
         return self
 
     @field_validator("rule", mode="before")

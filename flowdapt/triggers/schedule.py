@@ -11,14 +11,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 def validate_cron(expression: str) -> None:
     """Raise ``ValueError`` if ``expression`` is not a cron croniter can read."""
     if not isinstance(expression, str) or len(expression.split()) not in (5, 6):
-        raise ValueError(f"rule: malformed cron '{expression}' (expected 5 fields, or 6 with seconds last)")
+        raise ValueError(f"malformed cron '{expression}' (expected 5 fields, or 6 with seconds last)")
     if not _readable(expression):
-        raise ValueError(f"rule: malformed cron '{expression}'")
+        raise ValueError(f"malformed cron '{expression}'")
 
 
 @functools.lru_cache(maxsize=4096)
 def _readable(expression: str) -> bool:
-    # Remembered: every trigger read from the database is validated, and croniter's check is costly.
+    # Remembered: croniter's check is costly and a service reloading its triggers checks the same crons again.
     from croniter import croniter
 
     return croniter.is_valid(expression)
@@ -40,7 +40,7 @@ def validate_timezone(name: str) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"timezone: unknown time zone '{name}'") from None
+        raise ValueError(f"unknown time zone '{name}'") from None
 
 
 def next_fire_time(expression: str, after: datetime, timezone: str = "UTC") -> datetime:

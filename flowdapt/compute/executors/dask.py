@@ -37,7 +37,7 @@ from flowdapt.compute.executors.cluster import (
 from flowdapt.compute.executors.base import OnDone, TaskHandle
 from flowdapt.compute.invoke import ChunkResult, StageCall, TaskError, invoke, run_items
 from flowdapt.errors import ExecutorError
-from flowdapt.resources.models import parse_bytes
+from flowdapt.units import parse_bytes
 
 _DATASET_PREFIX = "flowdapt/"
 LOGS_TOPIC = "flowdapt-stage-logs"  # Dask events carrying what a stage printed back to the driver

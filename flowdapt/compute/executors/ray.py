@@ -40,7 +40,7 @@ from flowdapt.compute.executors.cluster import (
 )
 from flowdapt.compute.invoke import ChunkResult, Shipped, StageCall, TaskError, invoke, run_items
 from flowdapt.errors import ExecutorError
-from flowdapt.resources.models import parse_bytes
+from flowdapt.units import parse_bytes
 
 NAMESPACE = "flowdapt"
 STORE_ACTOR = "flowdapt-object-store"

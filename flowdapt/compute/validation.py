@@ -1,15 +1,19 @@
-"""Whole-document checks run when resources are applied: the stage graph, stage types, targets."""
+"""The engine's checks of a workflow, run when it is loaded or applied: stage types, the stage graph, targets.
+
+Registered with :mod:`flowdapt.resources.checks` (with the rebasing of stage targets that are file paths).
+"""
 
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, Callable
 
 from flowdapt.compute.graph import GraphError, WorkflowGraph
-from flowdapt.compute.stages import StageDefinitionError, get_stage_type
+from flowdapt.compute.stages import STAGE_TYPES, StageDefinitionError, get_stage_type
 from flowdapt.errors import ResourceError, UnknownNameError
+from flowdapt.resources.checks import register_rules
 from flowdapt.resources.identity import ByIdentity
-from flowdapt.resources.models import Resource, TriggerRule, Workflow
+from flowdapt.resources.models import Workflow
 
 
 def validate_workflow(workflow: Workflow, *, file: str | None = None, check_targets: bool = True) -> WorkflowGraph:
@@ -68,16 +72,13 @@ def workflow_graph(workflow: Workflow) -> WorkflowGraph:
     return graph
 
 
-def validate_resource(resource: Resource, *, file: str | None = None, check_targets: bool = True) -> None:
-    """Run the whole-document checks that apply to ``resource``'s kind."""
-    if isinstance(resource, Workflow):
-        validate_workflow(resource, file=file, check_targets=check_targets)
-    elif isinstance(resource, TriggerRule) and resource.spec.type == "schedule":
-        from flowdapt.triggers.schedule import check_fires
+def rebase_stage_targets(workflow: Workflow, rebased: Callable[[str], str]) -> None:
+    """Rebase the targets of stages whose type reads a file (notebook stages); unknown types are left to
+    :func:`validate_workflow`."""
+    for stage in workflow.spec.stages:
+        stage_type = STAGE_TYPES.find(stage.type)
+        if stage_type is not None and stage_type.target_is_path:
+            stage.target = rebased(stage.target)
 
-        for expression in resource.spec.rule:
-            try:
-                check_fires(expression)
-            except ValueError as exc:
-                raise ResourceError(str(exc), file=file, kind=resource.kind, resource=resource.name,
-                                    field="spec.rule") from None
+
+register_rules("workflow", check=validate_workflow, rebase_paths=rebase_stage_targets)
