@@ -9,7 +9,6 @@ and loaded when first asked for. The registries:
 - stage types (``flowdapt.stage_types``): :class:`~flowdapt.compute.stages.StageType` instances;
 - trigger actions (``flowdapt.trigger_actions``): ``async def action(context, parameters)``;
 - history backends (``flowdapt.history_backends``): :class:`~flowdapt.history.backends.HistoryBackend`;
-- cluster memories (no group: executors set theirs as they start): the object store's backends;
 - plugin packages (``flowdapt.plugins``): :class:`~flowdapt.plugins.Plugin` descriptions.
 
 A broken entry point (its package fails to import) is a one-line warning (logger ``flowdapt.plugins``)

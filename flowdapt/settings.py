@@ -19,6 +19,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from flowdapt import process
 from flowdapt.errors import FlowdaptError
 from flowdapt.units import parse_bytes, parse_retention
 
@@ -325,18 +326,16 @@ def write_setting(app_dir: str | Path, key: str, text: str) -> Settings:
     return settings
 
 
-_settings: Settings | None = None
-
-
 def get_settings() -> Settings:
-    """The settings in force (loaded from the app dir and environment on first use)."""
-    global _settings
-    if _settings is None:
-        _settings = load_settings()
-    return _settings
+    """The settings in force (:func:`flowdapt.process.current`; loaded from the app dir and environment on first use)."""
+    state = process.current()
+    if state.settings is None:
+        with state.lock:
+            if state.settings is None:
+                state.settings = load_settings()
+    return state.settings
 
 
 def set_settings(settings: Settings | None) -> None:
-    """Replace the settings in force (``None`` rebuilds them on next use)."""
-    global _settings
-    _settings = settings
+    """Replace the settings in force (``None`` loads them again on next use)."""
+    process.current().settings = settings

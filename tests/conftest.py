@@ -9,11 +9,10 @@ import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-from flowdapt.compute import object_store  # noqa: E402
+from flowdapt import process  # noqa: E402
 from flowdapt.compute.executors import BaseExecutor, close_shared_executors  # noqa: E402
 from flowdapt.compute.executors.local import LocalExecutor  # noqa: E402
-from flowdapt.resources import catalog  # noqa: E402
-from flowdapt.settings import Settings, set_settings  # noqa: E402
+from flowdapt.settings import Settings  # noqa: E402
 
 # Options of the test clusters: small, no dashboard, one custom resource to place stages on.
 DASK_TEST_OPTIONS = {"workers": 2, "threads": 4, "memory": "2GB", "resources": {"trainer": 1}}
@@ -97,14 +96,12 @@ def _warm_up(instance: BaseExecutor) -> None:
 
 @pytest.fixture(autouse=True)
 def flowdapt_app_dir(tmp_path, monkeypatch):
-    """Every test gets its own app dir, settings, catalog and empty local cluster memory."""
+    """Every test gets its own app dir, and a fresh process state: its settings, an empty catalog and an
+    empty local cluster memory (the session's executors are kept)."""
     app_dir = tmp_path / "app"
     monkeypatch.setenv("FLOWDAPT_APP_DIR", str(app_dir))
-    set_settings(Settings(app_dir=app_dir))
-    catalog.set_catalog(catalog.MemoryCatalog())
-    object_store.LOCAL_MEMORY.clear()
-    yield app_dir
-    set_settings(None)
+    with process.use(process.current().fresh(settings=Settings(app_dir=app_dir))):
+        yield app_dir
 
 
 def pytest_sessionfinish(session, exitstatus):

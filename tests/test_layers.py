@@ -68,8 +68,8 @@ for text in sys.argv[1:]:
     except ResourceError as exc:
         print(exc)
 """
-    cycle = ("kind: workflow\nmetadata: {name: w}\nspec: {stages: [{name: a, target: tests.stages.identity, "
-             "depends_on: [b]}, {name: b, target: tests.stages.identity, depends_on: [a]}]}")
+    cycle = ("kind: workflow\nmetadata: {name: w}\nspec: {stages: [{name: a, target: tests.stages.numbers, "
+             "depends_on: [b]}, {name: b, target: tests.stages.numbers, depends_on: [a]}]}")
     never = ("kind: trigger_rule\nmetadata: {name: t}\nspec: {type: schedule, rule: ['0 0 30 2 *'], "
              "action: {target: run_workflow, params: {workflow: w}}}")
     out = subprocess.run([sys.executable, "-c", program, cycle, never], capture_output=True, text=True, check=True,

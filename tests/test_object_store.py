@@ -87,7 +87,7 @@ def _child_put(path: str) -> None:
 
 
 def test_process_workers_share_the_drivers_cluster_memory(tmp_path):
-    server = MemoryServer(object_store.LOCAL_MEMORY)
+    server = MemoryServer(object_store.local_memory())
     try:
         # It unpickles what reaches it: only this user may reach the socket, whatever the umask.
         assert stat.S_IMODE(os.stat(os.path.dirname(server.path)).st_mode) == 0o700

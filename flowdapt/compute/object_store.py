@@ -23,8 +23,8 @@ from urllib.parse import quote, unquote
 
 import cloudpickle
 
+from flowdapt import process
 from flowdapt.compute.context import current_run_context
-from flowdapt.registry import Registry
 
 Strategy = Literal["fallback", "cluster_memory", "artifact"]
 _MISSING = object()
@@ -260,25 +260,52 @@ def _component(name: str) -> str:
     return quote(name, safe="").replace(".", "%2E")
 
 
-LOCAL_MEMORY = LocalMemory()
-# Set by executors as they start and close (the local one serves its process workers over a socket).
-CLUSTER_MEMORIES: Registry[ClusterMemory] = Registry("cluster memory")
-CLUSTER_MEMORIES.register("local", LOCAL_MEMORY)
+def local_memory() -> LocalMemory:
+    """This process's local cluster memory (:func:`flowdapt.process.current`)."""
+    state = process.current()
+    if state.local_memory is None:
+        with state.lock:
+            if state.local_memory is None:
+                state.local_memory = LocalMemory()
+    return state.local_memory
+
+
+class CurrentLocalMemory(ClusterMemory):
+    """The local cluster memory in force when each call is made: what the local executor serves its process
+    workers, so a state put in force after the executor started (a test's) is the one they see."""
+
+    def put(self, key: str, value: Any, namespace: str) -> None:
+        local_memory().put(key, value, namespace)
+
+    def get(self, key: str, namespace: str) -> Any:
+        return local_memory().get(key, namespace)
+
+    def delete(self, key: str, namespace: str) -> bool:
+        return local_memory().delete(key, namespace)
+
+    def exists(self, key: str, namespace: str) -> bool:
+        return local_memory().exists(key, namespace)
+
+    def clear(self, namespace: str | None = None) -> None:
+        local_memory().clear(namespace)
 
 
 def register_cluster_memory(executor_kind: str, memory: ClusterMemory | None) -> None:
-    """Make ``memory`` the cluster memory used by runs on executors of ``executor_kind``."""
+    """Make ``memory`` the cluster memory used by runs on executors of ``executor_kind`` (``None``: none, or
+    for ``local`` this process's own local memory again)."""
+    memories = process.current().cluster_memories
     if memory is not None:
-        CLUSTER_MEMORIES.register(executor_kind, memory)
-    elif executor_kind == "local":
-        CLUSTER_MEMORIES.register("local", LOCAL_MEMORY)
+        memories[executor_kind] = memory
     else:
-        CLUSTER_MEMORIES.unregister(executor_kind)
+        memories.pop(executor_kind, None)
 
 
 def cluster_memory(executor_kind: str) -> ClusterMemory | None:
-    """The cluster memory registered for ``executor_kind``, if any."""
-    return CLUSTER_MEMORIES.find(executor_kind)
+    """The cluster memory registered for ``executor_kind``, if any (``local`` always has one)."""
+    memory = process.current().cluster_memories.get(executor_kind)
+    if memory is None and executor_kind == "local":
+        return local_memory()
+    return memory
 
 
 def artifact_store() -> ArtifactStore:
@@ -303,7 +330,7 @@ def _where(namespace: str | None, executor: str | None) -> tuple[str, ClusterMem
 
             namespace = get_settings().default_namespace
     kind = executor or (context.executor if context is not None else "local")
-    return namespace, CLUSTER_MEMORIES.find(kind)
+    return namespace, cluster_memory(kind)
 
 
 def put(key: str, value: Any, *, namespace: str | None = None, strategy: Strategy = "fallback",

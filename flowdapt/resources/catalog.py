@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Iterable, Protocol, TypeVar
 
+from flowdapt import process
 from flowdapt.errors import ResourceNotFoundError
 from flowdapt.resources.models import Config, Resource, TriggerRule, Workflow
 
@@ -73,17 +74,19 @@ class MemoryCatalog:
         return resource
 
 
-_catalog: Catalog = MemoryCatalog()
-
-
 def get_catalog() -> Catalog:
-    return _catalog
+    """The catalog in force (:func:`flowdapt.process.current`; an in-memory one until another is set)."""
+    state = process.current()
+    if state.catalog is None:
+        with state.lock:
+            if state.catalog is None:
+                state.catalog = MemoryCatalog()
+    return state.catalog
 
 
 def set_catalog(catalog: Catalog) -> None:
     """Make ``catalog`` the place names are looked up (e.g. the SQL store)."""
-    global _catalog
-    _catalog = catalog
+    process.current().catalog = catalog
 
 
 def get_workflow(identifier: str) -> Workflow:

@@ -7,9 +7,9 @@ Third-party executors register through the ``flowdapt.executors`` entry-point gr
 from __future__ import annotations
 
 import atexit
-import threading
 from typing import Any
 
+from flowdapt import process
 from flowdapt.compute.executors.base import BaseExecutor, Outcome, TaskHandle
 from flowdapt.errors import ExecutorError
 from flowdapt.registry import ExtensionLoadError, Registry
@@ -46,37 +46,36 @@ def create_executor(name: str, **options: Any) -> BaseExecutor:
     return executor_class(name)(**options)
 
 
-_shared: dict[tuple[str, str], BaseExecutor] = {}
-_shared_lock = threading.Lock()
-
-
 def shared_executor(name: str, **options: Any) -> BaseExecutor:
     """A started executor shared by every run in this process that asks for the same name and options.
 
-    Pools and clusters are costly to start (a Ray cluster takes seconds), so they are kept until
-    the process exits or :func:`close_shared_executors` is called.
+    Pools and clusters are costly to start (a Ray cluster takes seconds), so they are kept (in
+    :func:`flowdapt.process.current`) until the process exits or :func:`close_shared_executors` is called.
     """
     key = (name, repr(sorted(options.items())))
-    with _shared_lock:
-        executor = _shared.get(key)
+    state = process.current()
+    with state.lock:
+        executor = state.executors.get(key)
         if executor is None or not executor.running:
             executor = create_executor(name, **options)
             executor.start()
-            _shared[key] = executor
+            state.executors[key] = executor
         return executor
 
 
 def running_executors() -> list[BaseExecutor]:
     """The executors :func:`shared_executor` started that still run."""
-    with _shared_lock:
-        return [executor for executor in _shared.values() if executor.running]
+    state = process.current()
+    with state.lock:
+        return [executor for executor in state.executors.values() if executor.running]
 
 
 @atexit.register
 def close_shared_executors() -> None:
     """Close every executor :func:`shared_executor` started."""
-    with _shared_lock:
-        executors = list(_shared.values())
-        _shared.clear()
+    state = process.current()
+    with state.lock:
+        executors = list(state.executors.values())
+        state.executors.clear()
     for executor in executors:
         executor.close()

@@ -301,7 +301,7 @@ class LocalExecutor(BaseExecutor):
             if self.mode == "threads":
                 self._pool = ThreadPoolExecutor(max_workers=max(32, self.workers * 4), thread_name_prefix="flowdapt")
             else:
-                self._memory_server = object_store.MemoryServer(object_store.LOCAL_MEMORY)
+                self._memory_server = object_store.MemoryServer(object_store.CurrentLocalMemory())
                 path = self._memory_server.path
                 context = multiprocessing.get_context(self.start_method)
                 if self.start_method == "forkserver":

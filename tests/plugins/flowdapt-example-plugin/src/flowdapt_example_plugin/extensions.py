@@ -32,7 +32,7 @@ class SerialExecutor(LocalExecutor):
         super().__init__(mode="threads", cpus=1, **options)
 
     def start(self) -> None:
-        object_store.register_cluster_memory(self.kind, object_store.LOCAL_MEMORY)
+        object_store.register_cluster_memory(self.kind, object_store.local_memory())
         super().start()
 
 
