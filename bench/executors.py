@@ -9,9 +9,13 @@
   ``client.submit`` takes the previous future; raw Ray: each ``.remote`` call the previous ObjectRef;
   both submitted at once, then the last result fetched.
 
-Both run on one 2-worker cluster per engine (Dask ``LocalCluster`` 2×1 processes, Ray ``num_cpus=2``);
-start-up excluded. Each repetition runs flowdapt then the raw engine back to back (so load on the
-box hits both alike); the table shows medians after a warm-up, and the ratio of the medians.
+Each side is measured the way its user calls it. flowdapt: the workflow is a YAML file loaded with
+``flowdapt.load`` and run with ``flowdapt.run_workflow(workflow, input, executor="dask"|"ray")``, the
+executor chosen by name and configured in the settings (2 workers × 1 thread; Ray ``num_cpus=2``), as
+``flowdapt.yaml`` would. Raw Dask: its own ``LocalCluster(n_workers=2, threads_per_worker=1)`` and a
+``Client`` with Dask's defaults; raw Ray: ``ray.remote`` functions on the same Ray runtime (one per
+process). Start-up excluded (one warm-up round). Each repetition runs flowdapt then the raw engine
+back to back (so load on the box hits both alike); the table shows medians and their ratio.
 Results: ``bench/results/executors.json``. Run ``python bench/executors.py [dask|ray]``.
 """
 
@@ -22,6 +26,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,10 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 import _stages  # noqa: E402
 
 import flowdapt  # noqa: E402
+from flowdapt import process  # noqa: E402
+from flowdapt.resources import Workflow  # noqa: E402
+from flowdapt.compute.executors import close_shared_executors  # noqa: E402
+from flowdapt.settings import ExecutorSettings, Settings  # noqa: E402
 
 FANOUT = 10_000
 BIG = 100 * 1024 * 1024 // 8
@@ -56,17 +66,17 @@ def array_len(array: np.ndarray) -> int:
     return len(array)
 
 
-def _workflow(*stages: dict) -> dict:
-    return {"metadata": {"name": "bench"}, "spec": {"stages": list(stages)}}
+def _workflow(name: str, *stages: dict) -> dict:
+    return {"kind": "workflow", "metadata": {"name": name}, "spec": {"stages": list(stages)}}
 
 
-FANOUT_WF = _workflow({"name": "src", "target": "_stages.numbers"},
+FANOUT_WF = _workflow("fanout", {"name": "src", "target": "_stages.numbers"},
                       {"name": "sq", "target": "_stages.square", "type": "parameterized", "depends_on": ["src"]},
                       {"name": "sum", "target": "_stages.total", "depends_on": ["sq"]})
-CHAIN_WF = _workflow({"name": "s0", "target": "_stages.first"},
+CHAIN_WF = _workflow("chain", {"name": "s0", "target": "_stages.first"},
                      *({"name": f"s{index}", "target": "_stages.step", "depends_on": [f"s{index - 1}"]}
                        for index in range(1, CHAIN)))
-PASS_WF = _workflow({"name": "make", "target": "executors.big_array"},
+PASS_WF = _workflow("pass", {"name": "make", "target": "executors.big_array"},
                     {"name": "total", "target": "executors.array_sum", "depends_on": ["make"]},
                     {"name": "count", "target": "executors.array_len", "depends_on": ["make"]})
 EXPECTED = {"fanout_10k": sum(i * i for i in range(FANOUT)), "pass_100mb": {"total": float(BIG), "count": BIG},
@@ -87,20 +97,34 @@ def _time(runs: dict[str, Callable[[], Any]], expected: Any, repeat: int) -> dic
     return times
 
 
-def _flowdapt(definition: dict, executor: Any, input: dict | None = None) -> Callable[[], Any]:
+def _loaded(definition: dict, folder: Path) -> Workflow:
+    """The workflow as its user has it: a YAML file, loaded with ``flowdapt.load``."""
+    path = folder / f"{definition['metadata']['name']}.yaml"
+    path.write_text(yaml.safe_dump(definition, sort_keys=False))
+    [workflow] = flowdapt.load(path)
+    return workflow
+
+
+def _flowdapt(workflow: Workflow, engine: str, input: dict | None = None) -> Callable[[], Any]:
     def run() -> Any:
-        finished = flowdapt.run_workflow(definition, input, executor=executor)
+        finished = flowdapt.run_workflow(workflow, input, executor=engine)
         assert finished.state == "finished", finished.error
         return finished.result
     return run
 
 
-def _dask_cases() -> tuple[dict[str, dict[str, Callable[[], Any]]], Any]:
-    from flowdapt.compute.executors.dask import DaskExecutor
+def _flowdapt_cases(engine: str, folder: Path) -> dict[str, Callable[[], Any]]:
+    return {"fanout_10k": _flowdapt(_loaded(FANOUT_WF, folder), engine, {"n": FANOUT}),
+            "pass_100mb": _flowdapt(_loaded(PASS_WF, folder), engine),
+            "chain_1000": _flowdapt(_loaded(CHAIN_WF, folder), engine, {"x": 0})}
 
-    executor = DaskExecutor(workers=2, threads=1)
-    executor.start()
-    client = executor.client
+
+def _dask_cases(folder: Path) -> tuple[dict[str, dict[str, Callable[[], Any]]], Callable[[], None]]:
+    from distributed import Client, LocalCluster
+
+    ours = _flowdapt_cases("dask", folder)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+    client = Client(cluster)
 
     def raw_fanout() -> int:
         source = client.submit(_stages.numbers, FANOUT, pure=False)
@@ -119,19 +143,21 @@ def _dask_cases() -> tuple[dict[str, dict[str, Callable[[], Any]]], Any]:
             future = client.submit(_stages.step, future, pure=False)
         return future.result()
 
-    cases = {"fanout_10k": {"flowdapt": _flowdapt(FANOUT_WF, executor, {"n": FANOUT}), "raw": raw_fanout},
-             "pass_100mb": {"flowdapt": _flowdapt(PASS_WF, executor), "raw": raw_pass},
-             "chain_1000": {"flowdapt": _flowdapt(CHAIN_WF, executor, {"x": 0}), "raw": raw_chain}}
-    return cases, executor
+    def close() -> None:
+        client.close()
+        cluster.close()
+
+    raw = {"fanout_10k": raw_fanout, "pass_100mb": raw_pass, "chain_1000": raw_chain}
+    return {name: {"flowdapt": ours[name], "raw": raw[name]} for name in raw}, close
 
 
-def _ray_cases() -> tuple[dict[str, dict[str, Callable[[], Any]]], Any]:
+def _ray_cases(folder: Path) -> tuple[dict[str, dict[str, Callable[[], Any]]], Callable[[], None]]:
     import ray
 
-    from flowdapt.compute.executors.ray import RayExecutor
+    from flowdapt.compute.api import resolve_executor
 
-    executor = RayExecutor(num_cpus=2, object_store_memory="1GB")
-    executor.start()
+    ours = _flowdapt_cases("ray", folder)
+    resolve_executor("ray")  # starts Ray as configured; the raw functions run on the same runtime
     numbers, square, total, first, step = (ray.remote(f) for f in (_stages.numbers, _stages.square, _stages.total,
                                                                    _stages.first, _stages.step))
     make, summed, length = (ray.remote(f) for f in (big_array, array_sum, array_len))
@@ -151,10 +177,22 @@ def _ray_cases() -> tuple[dict[str, dict[str, Callable[[], Any]]], Any]:
             ref = step.remote(ref)
         return ray.get(ref)
 
-    cases = {"fanout_10k": {"flowdapt": _flowdapt(FANOUT_WF, executor, {"n": FANOUT}), "raw": raw_fanout},
-             "pass_100mb": {"flowdapt": _flowdapt(PASS_WF, executor), "raw": raw_pass},
-             "chain_1000": {"flowdapt": _flowdapt(CHAIN_WF, executor, {"x": 0}), "raw": raw_chain}}
-    return cases, executor
+    raw = {"fanout_10k": raw_fanout, "pass_100mb": raw_pass, "chain_1000": raw_chain}
+    return {name: {"flowdapt": ours[name], "raw": raw[name]} for name in raw}, lambda: None
+
+
+# The executor each engine's flowdapt side gets by name, as flowdapt.yaml would configure it.
+OPTIONS = {"dask": {"workers": 2, "threads": 1}, "ray": {"num_cpus": 2, "object_store_memory": "1GB"}}
+
+
+def _row(benchmark: str, engine: str, times: dict[str, list[float]]) -> dict[str, Any]:
+    ours, raw = statistics.median(times["flowdapt"]), statistics.median(times["raw"])
+    print(f"{benchmark:<11} {engine:<5} flowdapt {ours * 1000:9.1f} ms   raw {raw * 1000:9.1f} ms   "
+          f"ratio {ours / raw:6.3f}", flush=True)
+    return {"benchmark": benchmark, "engine": engine, "flowdapt_s": round(ours, 4), "raw_s": round(raw, 4),
+            "ratio": round(ours / raw, 3),
+            "flowdapt_range_s": [round(min(times["flowdapt"]), 4), round(max(times["flowdapt"]), 4)],
+            "raw_range_s": [round(min(times["raw"]), 4), round(max(times["raw"]), 4)]}
 
 
 def main(engines: list[str] | None = None) -> dict[str, Any]:
@@ -162,19 +200,17 @@ def main(engines: list[str] | None = None) -> dict[str, Any]:
     rows = []
     builders = {"dask": _dask_cases, "ray": _ray_cases}
     for engine in engines or list(builders):
-        cases, executor = builders[engine]()
-        try:
-            for benchmark, runs in cases.items():
-                times = _time(runs, EXPECTED[benchmark], REPEAT[benchmark])
-                ours, raw = statistics.median(times["flowdapt"]), statistics.median(times["raw"])
-                rows.append({"benchmark": benchmark, "engine": engine, "flowdapt_s": round(ours, 4),
-                             "raw_s": round(raw, 4), "ratio": round(ours / raw, 3),
-                             "flowdapt_range_s": [round(min(times["flowdapt"]), 4), round(max(times["flowdapt"]), 4)],
-                             "raw_range_s": [round(min(times["raw"]), 4), round(max(times["raw"]), 4)]})
-                print(f"{benchmark:<11} {engine:<5} flowdapt {ours * 1000:9.1f} ms   raw {raw * 1000:9.1f} ms   "
-                      f"ratio {ours / raw:6.3f}", flush=True)
-        finally:
-            executor.close()
+        with tempfile.TemporaryDirectory(prefix="flowdapt-bench-") as tmp:
+            settings = Settings(app_dir=Path(tmp) / "app", executor=ExecutorSettings(name=engine, options=OPTIONS[engine]))
+            with process.use(process.ProcessState(settings=settings)):
+                cases, close = builders[engine](Path(tmp))
+                try:
+                    for benchmark, runs in cases.items():
+                        times = _time(runs, EXPECTED[benchmark], REPEAT[benchmark])
+                        rows.append(_row(benchmark, engine, times))
+                finally:
+                    close()
+                    close_shared_executors()
     report = {"when": datetime.now(timezone.utc).isoformat(), "python": platform.python_version(),
               "cpus": os.cpu_count(), "repeat": REPEAT, "results": rows}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

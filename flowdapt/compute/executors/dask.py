@@ -372,8 +372,10 @@ class DaskExecutor(ClusterExecutor):
         if self._memory is not None:
             if object_store.cluster_memory("dask") is self._memory:
                 object_store.register_cluster_memory("dask", None)
-            if self._cluster is not None and self._running:
-                self._memory.clear()  # the objects die with our cluster; release them first, quietly
+            if self._cluster is not None and self._running and self._client.status == "running":
+                # The objects die with our cluster; release them first. At interpreter exit Dask's own exit
+                # handler may have closed the client already: nothing is left to release then.
+                self._memory.clear()
             self._memory = None
         client, cluster, self._client, self._cluster = self._client, self._cluster, None, None
         nanny = logging.getLogger("distributed.nanny")
