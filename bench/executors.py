@@ -11,8 +11,8 @@
 
 Each side is measured the way its user calls it. flowdapt: the workflow is a YAML file loaded with
 ``flowdapt.load`` and run with ``flowdapt.run_workflow(workflow, input, executor="dask"|"ray")``, the
-executor chosen by name and configured in the settings (2 workers × 1 thread; Ray ``num_cpus=2``), as
-``flowdapt.yaml`` would. Raw Dask: its own ``LocalCluster(n_workers=2, threads_per_worker=1)`` and a
+executor chosen by name and configured in the environment (``FLOWDAPT__EXECUTOR__OPTIONS__WORKERS=2``...:
+2 workers × 1 thread; Ray ``num_cpus=2``). Raw Dask: its own ``LocalCluster(n_workers=2, threads_per_worker=1)`` and a
 ``Client`` with Dask's defaults; raw Ray: ``ray.remote`` functions on the same Ray runtime (one per
 process). Start-up excluded (one warm-up round). Each repetition runs flowdapt then the raw engine
 back to back (so load on the box hits both alike); the table shows medians and their ratio.
@@ -41,10 +41,9 @@ import yaml  # noqa: E402
 import _stages  # noqa: E402
 
 import flowdapt  # noqa: E402
-from flowdapt import process  # noqa: E402
 from flowdapt.resources import Workflow  # noqa: E402
 from flowdapt.compute.executors import close_shared_executors  # noqa: E402
-from flowdapt.settings import ExecutorSettings, Settings  # noqa: E402
+from flowdapt.settings import set_settings  # noqa: E402
 
 FANOUT = 10_000
 BIG = 100 * 1024 * 1024 // 8
@@ -181,8 +180,19 @@ def _ray_cases(folder: Path) -> tuple[dict[str, dict[str, Callable[[], Any]]], C
     return {name: {"flowdapt": ours[name], "raw": raw[name]} for name in raw}, lambda: None
 
 
-# The executor each engine's flowdapt side gets by name, as flowdapt.yaml would configure it.
+# The executor each engine's flowdapt side gets by name, as flowdapt.yaml or the environment configures it.
 OPTIONS = {"dask": {"workers": 2, "threads": 1}, "ray": {"num_cpus": 2, "object_store_memory": "1GB"}}
+
+
+def _configure(engine: str, app_dir: Path) -> None:
+    """Settings from the environment, as a user's shell would set them: ``engine`` is the executor by name."""
+    for name in [name for name in os.environ if name.startswith("FLOWDAPT__EXECUTOR__")]:
+        del os.environ[name]
+    os.environ["FLOWDAPT_APP_DIR"] = str(app_dir)
+    os.environ["FLOWDAPT__EXECUTOR__NAME"] = engine
+    for option, value in OPTIONS[engine].items():
+        os.environ[f"FLOWDAPT__EXECUTOR__OPTIONS__{option.upper()}"] = str(value)
+    set_settings(None)  # read again on next use
 
 
 def _row(benchmark: str, engine: str, times: dict[str, list[float]]) -> dict[str, Any]:
@@ -201,16 +211,15 @@ def main(engines: list[str] | None = None) -> dict[str, Any]:
     builders = {"dask": _dask_cases, "ray": _ray_cases}
     for engine in engines or list(builders):
         with tempfile.TemporaryDirectory(prefix="flowdapt-bench-") as tmp:
-            settings = Settings(app_dir=Path(tmp) / "app", executor=ExecutorSettings(name=engine, options=OPTIONS[engine]))
-            with process.use(process.ProcessState(settings=settings)):
-                cases, close = builders[engine](Path(tmp))
-                try:
-                    for benchmark, runs in cases.items():
-                        times = _time(runs, EXPECTED[benchmark], REPEAT[benchmark])
-                        rows.append(_row(benchmark, engine, times))
-                finally:
-                    close()
-                    close_shared_executors()
+            _configure(engine, Path(tmp) / "app")
+            cases, close = builders[engine](Path(tmp))
+            try:
+                for benchmark, runs in cases.items():
+                    times = _time(runs, EXPECTED[benchmark], REPEAT[benchmark])
+                    rows.append(_row(benchmark, engine, times))
+            finally:
+                close()
+                close_shared_executors()
     report = {"when": datetime.now(timezone.utc).isoformat(), "python": platform.python_version(),
               "cpus": os.cpu_count(), "repeat": REPEAT, "results": rows}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
