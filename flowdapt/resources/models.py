@@ -374,56 +374,30 @@ class StageRun(BaseModel):
             return (self.finished_at - self.started_at).total_seconds()
         return None
 
-    # The engine's two transitions of a record on every stage, one call each. They write the fields
-    # straight into the record's storage: pydantic's __setattr__ is two Python calls per field (this model
-    # does not validate assignments either way, and the engine's values are typed), which on a chain of
-    # fast stages costs more than the rest of the runner's work (see docs/performance.md).
+    # The engine's two transitions of a record on every stage, one call each.
     def attempt_started(self, attempt: int, at: datetime | None) -> None:
         """``attempt`` runs (``pending``, or waiting for a retry, -> ``running``); ``at``, the stage's
         start, is given on the first attempt."""
-        fields = self.__dict__
-        fields["attempts"] = attempt
-        fields["state"] = "running"
+        self.attempts = attempt
+        self.state = "running"
         if at is not None:
-            fields["started_at"] = at
+            self.started_at = at
 
     def succeeded(self, at: datetime, cached_from: str | None = None) -> None:
         """``running`` -> ``finished``, or ``cached`` where ``cached_from`` says where the output came
         from; an earlier attempt's error is cleared."""
-        fields = self.__dict__
         if cached_from is None:
-            fields["state"] = "finished"
+            self.state = "finished"
         else:
-            fields["state"] = "cached"
-            fields["cached_from"] = cached_from
-        fields["error"] = None
-        fields["finished_at"] = at
+            self.state = "cached"
+            self.cached_from = cached_from
+        self.error = None
+        self.finished_at = at
 
     @classmethod
     def pending(cls, stages: Iterable[tuple[str, str]]) -> list["StageRun"]:
-        """New pending records of ``(name, type)`` pairs, unvalidated: the runner's stage names and
-        types are already valid. Built straight from the field defaults (a copied template), as the
-        runner makes one per stage of every run before it starts (see docs/performance.md)."""
-        new, copy, set_dict = object.__new__, _PENDING_STAGE.copy, object.__setattr__
-        records = []
-        for name, type in stages:
-            record = new(cls)
-            fields = copy()
-            fields["name"] = name
-            fields["type"] = type
-            fields["item_failures"] = []
-            set_dict(record, "__dict__", fields)
-            _set_fields_set(record, {"name", "type"})
-            _set_extra(record, None)
-            _set_private(record, None)
-            records.append(record)
-        return records
-
-
-_PENDING_STAGE = StageRun(name="pending").__dict__.copy()
-# BaseModel's slots, set through their descriptors (half the cost of object.__setattr__ per slot).
-_set_fields_set, _set_extra, _set_private = (
-    getattr(BaseModel, slot).__set__ for slot in ("__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"))
+        """New pending records of ``(name, type)`` pairs."""
+        return [cls(name=name, type=type) for name, type in stages]
 
 
 class WorkflowRun(BaseModel):
