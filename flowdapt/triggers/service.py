@@ -5,7 +5,9 @@ Schedules: one task sleeps until the earliest next fire time of all enabled sche
 polling interval. CPU-bound stages on the local threads executor hold the GIL for the interpreter's
 switch interval (5 ms) at a time, and the loop and the claiming thread each wait behind them: from
 :data:`SHARPEN_LEAD` before a due time until its firings end, the switch interval is lowered to
-:data:`FINE_SWITCH_INTERVAL` (then restored), so the wake-up is not delayed by tens of milliseconds.
+:data:`FINE_SWITCH_INTERVAL` (then restored), so the wake-up is not delayed by tens of milliseconds;
+CPU-bound threads lose a few per cent of their throughput meanwhile (all the time, for a schedule
+that fires every second).
 
 A trigger's *anchor* is its last fire time (from the database) or, if later, its last update: due
 times are the cron times after the anchor up to now. With ``catchup: false`` (the default) all
@@ -66,7 +68,10 @@ MAX_CATCHUP = 100
 MAX_CHAIN = 16  # triggers one after another: a longer chain of firings is cut
 MAX_REMEMBERED_RUNS = 10_000  # runs started by triggers whose causes are kept until they finish
 RATE_WINDOW = 60.0  # seconds over which a condition trigger's firings are counted
-SHARPEN_LEAD = 0.1  # seconds before a due time from which threads switch finely
+# Seconds before a due time from which threads switch finely. Under CPU-bound stage threads a step of the
+# event loop stretches to 100-250 ms at the default interval, so the wake-up that starts fine switching
+# must come early enough for the loop to be quick again when the time is due.
+SHARPEN_LEAD = 1.0
 FINE_SWITCH_INTERVAL = 0.0002  # seconds, for sys.setswitchinterval (the default is 0.005)
 
 
