@@ -68,9 +68,9 @@ MAX_CATCHUP = 100
 MAX_CHAIN = 16  # triggers one after another: a longer chain of firings is cut
 MAX_REMEMBERED_RUNS = 10_000  # runs started by triggers whose causes are kept until they finish
 RATE_WINDOW = 60.0  # seconds over which a condition trigger's firings are counted
-# Seconds before a due time from which threads switch finely. Under CPU-bound stage threads a step of the
-# event loop stretches to 100-250 ms at the default interval, so the wake-up that starts fine switching
-# must come early enough for the loop to be quick again when the time is due.
+# Seconds before a due time from which threads switch finely. Under CPU-bound stage threads every step of
+# the event loop is slow at the default interval, the wake-up that starts fine switching included: it must
+# come early enough for the loop to be quick again by the due time (docs/performance.md).
 SHARPEN_LEAD = 1.0
 FINE_SWITCH_INTERVAL = 0.0002  # seconds, for sys.setswitchinterval (the default is 0.005)
 
