@@ -18,13 +18,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 if TYPE_CHECKING:
     from flowdapt.compute.executors.base import BaseExecutor
     from flowdapt.compute.object_store import ClusterMemory, LocalMemory
     from flowdapt.resources.catalog import Catalog
     from flowdapt.settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -38,6 +40,17 @@ class ProcessState:
     cluster_memories: dict[str, ClusterMemory] = dataclasses.field(default_factory=dict)
     executors: dict[tuple[str, str], BaseExecutor] = dataclasses.field(default_factory=dict)
     lock: Any = dataclasses.field(default_factory=threading.RLock, repr=False)
+
+    def made(self, field: str, make: Callable[[], T]) -> T:
+        """The value of ``field``, made by ``make()`` on first use (once, whichever threads ask)."""
+        value = getattr(self, field)
+        if value is None:
+            with self.lock:
+                value = getattr(self, field)
+                if value is None:
+                    value = make()
+                    setattr(self, field, value)
+        return value
 
     def fresh(self, **fields: Any) -> "ProcessState":
         """A new state with ``fields`` (default: new settings, catalog and local memory) that shares this

@@ -328,12 +328,7 @@ def write_setting(app_dir: str | Path, key: str, text: str) -> Settings:
 
 def get_settings() -> Settings:
     """The settings in force (:func:`flowdapt.process.current`; loaded from the app dir and environment on first use)."""
-    state = process.current()
-    if state.settings is None:
-        with state.lock:
-            if state.settings is None:
-                state.settings = load_settings()
-    return state.settings
+    return process.current().made("settings", load_settings)
 
 
 def set_settings(settings: Settings | None) -> None:

@@ -262,12 +262,7 @@ def _component(name: str) -> str:
 
 def local_memory() -> LocalMemory:
     """This process's local cluster memory (:func:`flowdapt.process.current`)."""
-    state = process.current()
-    if state.local_memory is None:
-        with state.lock:
-            if state.local_memory is None:
-                state.local_memory = LocalMemory()
-    return state.local_memory
+    return process.current().made("local_memory", LocalMemory)
 
 
 class CurrentLocalMemory(ClusterMemory):

@@ -76,12 +76,7 @@ class MemoryCatalog:
 
 def get_catalog() -> Catalog:
     """The catalog in force (:func:`flowdapt.process.current`; an in-memory one until another is set)."""
-    state = process.current()
-    if state.catalog is None:
-        with state.lock:
-            if state.catalog is None:
-                state.catalog = MemoryCatalog()
-    return state.catalog
+    return process.current().made("catalog", MemoryCatalog)
 
 
 def set_catalog(catalog: Catalog) -> None:
