@@ -13,13 +13,16 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import yaml
 
 from tests.browser import (  # noqa: F401 - fixtures
     LabPage,
     LabProcess,
+    copy_workbench,
     flowdapt_chromium,
     flowdapt_lab_module,
     flowdapt_page,
+    free_port,
     jp_asyncio_loop,
     jp_server_cleanup,
 )
@@ -339,3 +342,33 @@ def test_dashboards_open_inside_lab_under_the_base_url(lab, flowdapt_page):
     page.page.frame_locator("iframe[src*='individual-task-stream']").locator("canvas").first.wait_for(timeout=WAIT)
     page.shot("dask")
     assert not page.errors
+
+
+def test_the_ray_dashboard_opens_inside_lab_under_the_base_url(tmp_path, flowdapt_page):
+    """A lab whose default executor is Ray with its dashboard on: the sidebar opens Ray's own dashboard in a frame,
+    through jupyter-server-proxy under the base URL, and the dashboard's API answers through the proxy too."""
+    app_dir, port = tmp_path / "app", free_port()
+    app_dir.mkdir()
+    (app_dir / "flowdapt.yaml").write_text(yaml.safe_dump({"executor": {"name": "ray", "options": {
+        "include_dashboard": True, "dashboard_port": port, "num_cpus": 2, "object_store_memory": "500MB"}}}))
+    lab = LabProcess(copy_workbench(tmp_path / "workbench"), tmp_path / "home", app_dir,
+                     extra_args=("--LabApp.expose_app_in_browser=True",))
+    try:
+        apply(lab, HELLO)
+        run = lab.api("POST", "workflows/hello/run", json={"name": "ray"}, timeout=120).json()
+        assert (run["state"], run["executor"]) == ("finished", "ray")
+        [board] = [board for board in lab.api("GET", "status").json()["dashboards"] if board["kind"] == "ray"]
+        assert (board["url"], board["proxied"]) == (f"proxy/{port}/", True)
+        page = flowdapt_page
+        open_lab(page, lab)
+        show_sidebar(page)
+        page.page.click(".jp-flowdapt-header-links a[data-dashboard='ray']", timeout=WAIT)
+        page.page.locator(f".jp-flowdapt-frame iframe[src$='/flowdapt-e2e/proxy/{port}/']").wait_for(timeout=WAIT)
+        # Ray's page draws in the frame and reads the cluster through the proxy: its one node is listed.
+        dashboard = page.page.frame_locator(f"iframe[src$='/proxy/{port}/']")
+        dashboard.locator("text=Node Status").wait_for(timeout=WAIT * 2)
+        dashboard.locator("text=Active:").wait_for(timeout=WAIT)
+        page.shot("ray")
+        assert not page.errors
+    finally:
+        lab.stop()
