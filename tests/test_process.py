@@ -1,5 +1,7 @@
 """The process-wide state lives in one object that a block (a test) can replace and get back."""
 
+import pytest
+
 from flowdapt import process
 from flowdapt.compute import object_store
 from flowdapt.compute.executors import shared_executor
@@ -7,8 +9,6 @@ from flowdapt.errors import ResourceNotFoundError
 from flowdapt.resources import catalog
 from flowdapt.resources.loading import parse_resource
 from flowdapt.settings import Settings, get_settings
-
-import pytest
 
 
 def test_a_state_put_in_force_has_its_own_settings_catalog_and_memory_and_the_previous_one_comes_back(tmp_path):

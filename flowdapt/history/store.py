@@ -177,7 +177,8 @@ class HistoryStore:
             self.writer.flush()
 
     @property
-    def _engine(self) -> Engine:
+    def open_engine(self) -> Engine:
+        """The engine of the open store (:class:`HistoryError` when it is closed)."""
         if self.engine is None:
             raise HistoryError("the history store is not open")
         return self.engine
@@ -198,48 +199,48 @@ class HistoryStore:
     # -- resources (the Catalog protocol) ------------------------------------------------------------------
     def get(self, kind: str, identifier: str) -> Resource:
         """The resource of ``kind`` with this name or uid."""
-        with self._engine.connect() as conn:
+        with self.open_engine.connect() as conn:
             return sql_catalog.get_resource(conn, kind, identifier)
 
     def list(self, kind: str) -> list[Resource]:
         """Every resource of ``kind``, by name."""
-        with self._engine.connect() as conn:
+        with self.open_engine.connect() as conn:
             return sql_catalog.list_resources(conn, kind)
 
     def apply(self, resources: Iterable[Resource]) -> list[tuple[Resource, str]]:
         """Create or update all resources in one transaction (all or nothing)."""
-        with self._engine.begin() as conn:
+        with self.open_engine.begin() as conn:
             return sql_catalog.apply_resources(conn, resources)
 
     def delete(self, kind: str, identifier: str) -> Resource:
         """Delete a resource by name or uid and return it."""
-        with self._engine.begin() as conn:
+        with self.open_engine.begin() as conn:
             return sql_catalog.delete_resource(conn, kind, identifier)
 
     # -- runs ---------------------------------------------------------------------------------------------
     def list_runs(self, query: RunQuery | None = None, **filters: Any) -> list[WorkflowRun]:
         """Runs newest first, filtered by workflow/state/source/since/until, paged by limit/offset."""
-        with self._engine.connect() as conn:
+        with self.open_engine.connect() as conn:
             return queries.list_runs(conn, query or RunQuery(**filters))
 
     def latest_runs(self) -> list[WorkflowRun]:
         """The newest run of each workflow, without stages."""
-        with self._engine.connect() as conn:
+        with self.open_engine.connect() as conn:
             return queries.latest_runs(conn)
 
     def get_run(self, identifier: str) -> WorkflowRun:
         """One run by uid or name, with its stages."""
-        with self._engine.connect() as conn:
+        with self.open_engine.connect() as conn:
             return queries.get_run(conn, identifier)
 
     def stage_attempts(self, identifier: str) -> list[StageAttempt]:
         """Every stage attempt of one run."""
-        with self._engine.connect() as conn:
+        with self.open_engine.connect() as conn:
             return queries.stage_attempts(conn, identifier)
 
     def delete_run(self, identifier: str) -> WorkflowRun:
         """Delete a finished run and its stage records; returns it."""
-        with self._engine.begin() as conn:
+        with self.open_engine.begin() as conn:
             run = queries.get_run(conn, identifier)
             conn.execute(delete(orm.stage_runs).where(orm.stage_runs.c.run_uid == run.uid))
             conn.execute(delete(orm.stage_logs).where(orm.stage_logs.c.run_uid == run.uid))
@@ -249,7 +250,7 @@ class HistoryStore:
 
     def request_cancel(self, identifier: str) -> WorkflowRun:
         """Ask the process running this run to cancel it (it checks twice a second)."""
-        with self._engine.begin() as conn:
+        with self.open_engine.begin() as conn:
             run = queries.get_run(conn, identifier)
             if not run.done:
                 exists = conn.execute(select(orm.cancel_requests.c.run_uid)
@@ -261,12 +262,12 @@ class HistoryStore:
 
     def run_logs(self, identifier: str, **filters: Any) -> list[LogLine]:
         """The lines a run's stages printed and logged (``stage``, ``attempt``, ``after``, ``limit``)."""
-        with self._engine.connect() as conn:
+        with self.open_engine.connect() as conn:
             return queries.run_logs(conn, identifier, **filters)
 
     def workflow_document(self, version: str) -> dict[str, Any] | None:
         """The workflow document of a version a recorded run ran."""
-        with self._engine.connect() as conn:
+        with self.open_engine.connect() as conn:
             return queries.workflow_document(conn, version)
 
     def record_logs(self, run_uid: str, lines: list[LogLine]) -> None:
@@ -283,28 +284,28 @@ class HistoryStore:
 
     def daily_workflow_stats(self, **filters: Any) -> list[DailyWorkflowStats]:
         """Per-workflow success rate and duration percentiles per UTC day."""
-        with self._engine.connect() as conn:
+        with self.open_engine.connect() as conn:
             return queries.daily_workflow_stats(conn, **filters)
 
     def stage_stats(self, **filters: Any) -> list[StageStats]:
         """Per-stage duration statistics."""
-        with self._engine.connect() as conn:
+        with self.open_engine.connect() as conn:
             return queries.stage_stats(conn, **filters)
 
     def trigger_firings(self, **filters: Any) -> list[TriggerFiring]:
         """The trigger firing log, newest first."""
-        with self._engine.connect() as conn:
+        with self.open_engine.connect() as conn:
             return queries.trigger_firings(conn, **filters)
 
     def status(self) -> DatabaseStatus:
         """Backend, schema version and run counts."""
         r = orm.runs.c
-        with self._engine.connect() as conn:
+        with self.open_engine.connect() as conn:
             total, running = conn.execute(select(
                 func.count(), func.coalesce(func.sum(case((r.state.in_(("pending", "running")), 1), else_=0)), 0),
             )).one()
             version = migrations.current_version(conn)
-        return DatabaseStatus(url=safe_url(self.url), backend=self._engine.dialect.name, schema_version=version,
+        return DatabaseStatus(url=safe_url(self.url), backend=self.open_engine.dialect.name, schema_version=version,
                               runs=total, running=running)
 
 

@@ -68,7 +68,7 @@ class TriggerLedger:
 
     def last_fire_times(self) -> dict[str, datetime]:
         """The last fire time (aware UTC) of every trigger that has fired, by trigger uid."""
-        with self.store._engine.connect() as conn:
+        with self.store.open_engine.connect() as conn:
             rows = conn.execute(select(_s.trigger_uid, _s.last_fire_time).where(_s.last_fire_time.is_not(None)))
             return {uid: _aware(when) for uid, when in rows}  # type: ignore[misc]
 
@@ -84,7 +84,7 @@ class TriggerLedger:
         now = fired_at or datetime.now(timezone.utc)
         firing_id = uuid4().hex
         try:
-            with self.store._engine.begin() as conn:
+            with self.store.open_engine.begin() as conn:
                 if scheduled is not None:
                     if not self._advance(conn, trigger_uid, naive_utc(scheduled), naive_utc(now)):
                         return None
@@ -110,7 +110,7 @@ class TriggerLedger:
             return [self.claim(*claim) for claim in claims]
         now = datetime.now(timezone.utc)
         try:
-            with self.store._engine.begin() as conn:
+            with self.store.open_engine.begin() as conn:
                 won = self._advance_many(conn, claims, naive_utc(now))
                 ids = [uuid4().hex if claim.trigger_uid in won else None for claim in claims]
                 fired = [(claim, firing_id) for claim, firing_id in zip(claims, ids) if firing_id is not None]
@@ -181,7 +181,7 @@ class TriggerLedger:
         now = datetime.now(timezone.utc)
         firing_id = uuid4().hex
         try:
-            with self.store._engine.begin() as conn:
+            with self.store.open_engine.begin() as conn:
                 conn.execute(insert(orm.schedule_claims).values(
                     trigger_uid=trigger_uid, scheduled_at=naive_utc(scheduled), claimed_at=naive_utc(now)))
                 conn.execute(insert(orm.trigger_firings).values(
@@ -195,7 +195,7 @@ class TriggerLedger:
     def claimed_times(self, trigger_uid: str, start: datetime, end: datetime) -> set[datetime]:
         """The schedule times of a trigger in ``[start, end]`` that fired already (aware UTC)."""
         c = orm.schedule_claims.c
-        with self.store._engine.connect() as conn:
+        with self.store.open_engine.connect() as conn:
             rows = conn.execute(select(c.scheduled_at).where(c.trigger_uid == trigger_uid,
                                                              c.scheduled_at >= naive_utc(start),
                                                              c.scheduled_at <= naive_utc(end)))
@@ -203,7 +203,7 @@ class TriggerLedger:
 
     def record_outcome(self, firing_id: str, *, run_uid: str | None, error: str | None) -> None:
         """Complete a firing record with what the action did."""
-        with self.store._engine.begin() as conn:
+        with self.store.open_engine.begin() as conn:
             conn.execute(update(orm.trigger_firings).where(_f.id == firing_id)
                          .values(run_uid=run_uid, ok=error is None, error=error))
 
@@ -214,7 +214,7 @@ class TriggerLedger:
         if not changed:
             return
         by_id = {outcome.firing_id: outcome for outcome in changed}
-        with self.store._engine.begin() as conn:
+        with self.store.open_engine.begin() as conn:
             conn.execute(update(orm.trigger_firings).where(_f.id.in_(list(by_id))).values(
                 run_uid=case({key: outcome.run_uid for key, outcome in by_id.items()}, value=_f.id),
                 ok=case({key: outcome.error is None for key, outcome in by_id.items()}, value=_f.id),
@@ -222,11 +222,11 @@ class TriggerLedger:
 
     def release(self) -> None:
         """Give up every lease this owner holds (on shutdown), so another server can take over at once."""
-        with self.store._engine.begin() as conn:
+        with self.store.open_engine.begin() as conn:
             conn.execute(update(orm.trigger_state).where(_s.lease_owner == self.owner)
                          .values(lease_owner=None, lease_until=None))
 
     def forget(self, trigger_uid: str) -> None:
         """Drop the state of a deleted trigger."""
-        with self.store._engine.begin() as conn:
+        with self.store.open_engine.begin() as conn:
             conn.execute(delete(orm.trigger_state).where(_s.trigger_uid == trigger_uid))
