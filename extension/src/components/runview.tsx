@@ -2,7 +2,8 @@
  * A run in the main area: its state and timing, the stage timeline, each stage's error with its
  * traceback, per-item failures, output notebooks (opened in Lab), what the stages printed and logged,
  * the result and the input; with Cancel, Run again and Resume. Kept current by live events (log lines are read
- * every second while the run goes on); read again from the server when the run ends.
+ * every second while the run goes on); read again from the server when the run ends, when it ended while the
+ * view was loading it, and every few seconds while it goes on (a fallback for an event the page missed).
  */
 import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
 import type { CommandRegistry } from '@lumino/commands';
@@ -19,6 +20,7 @@ import { formatDuration, formatTime, ProgressBar, secondsBetween, StateBadge, us
 const RESULT_PREVIEW_CHARS = 20_000;
 const LOG_LINES_SHOWN = 5_000;
 const LOG_POLL_MS = 1_000;
+const RUN_CHECK_POLLS = 5; // an active run is read again every RUN_CHECK_POLLS log polls
 
 export class RunView extends ReactWidget {
   constructor(
@@ -34,7 +36,8 @@ export class RunView extends ReactWidget {
     void this.reload();
     this._logTimer = window.setInterval(() => {
       if (this._run && ACTIVE_STATES.has(this._run.state)) {
-        void this._readLogs();
+        this._polls += 1;
+        void (this._polls % RUN_CHECK_POLLS === 0 ? this.reload() : this._readLogs());
       }
     }, LOG_POLL_MS);
   }
@@ -45,12 +48,24 @@ export class RunView extends ReactWidget {
   }
 
   async reload(): Promise<void> {
+    if (this._loading) {
+      return;
+    }
+    this._loading = true;
+    this._endedWhileLoading.clear();
     try {
-      this._run = await this.model.api.getRun(this.runId);
+      const run = await this.model.api.getRun(this.runId);
+      if (ACTIVE_STATES.has(run.state) && this._endedWhileLoading.has(run.uid)) {
+        this._run = await this.model.api.getRun(run.uid); // its end reached the page before this answer
+      } else {
+        this._run = run;
+      }
       this._error = null;
       this.title.label = `${this._run.workflow} · ${this._run.name}`;
     } catch (error) {
       this._error = error instanceof FlowdaptAPIError ? error.detail : String(error);
+    } finally {
+      this._loading = false;
     }
     this._changed.emit();
     if (this._run) {
@@ -95,6 +110,9 @@ export class RunView extends ReactWidget {
   private _onRunChanged(_: unknown, change: { event: ILiveEvent }): void {
     const { event } = change;
     const run = this._run;
+    if (this._loading && event.kind === 'run' && event.run && TERMINAL_STATES.has(event.run.state)) {
+      this._endedWhileLoading.add(event.run.uid); // the view may be loading that run (asked for by name)
+    }
     if (!run || !event.run || event.run.uid !== run.uid) {
       return;
     }
@@ -117,6 +135,9 @@ export class RunView extends ReactWidget {
   private _logs: LogLine[] = [];
   private _lastSeq = -1;
   private _readingLogs = false;
+  private _loading = false;
+  private _endedWhileLoading = new Set<string>();
+  private _polls = 0;
   private _logTimer: number;
   private _changed = new Signal<this, void>(this);
 }
