@@ -5,7 +5,7 @@ its condition is well formed. Registered with :mod:`flowdapt.resources.checks`, 
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from flowdapt.errors import ResourceError
 from flowdapt.resources.checks import register_rules
@@ -18,26 +18,27 @@ from flowdapt.triggers.schedule import check_fires, validate_cron, validate_time
 
 def validate_trigger_rule(rule: TriggerRule, *, file: str | None = None, check_targets: bool = True) -> None:
     """Raise :class:`ResourceError` naming the file, rule and field of the first problem of ``rule``."""
+
+    def check(field: str | None, validate: Callable[..., None], *args: Any) -> None:
+        try:
+            validate(*args)
+        except ValueError as exc:
+            raise ResourceError(str(exc), file=file, kind=rule.kind, resource=rule.name, field=field) from None
+
     spec, action = rule.spec, rule.spec.action
-    checks: list[tuple[str | None, Callable[[], None]]] = []
     if "." not in action.target and action.target not in ACTIONS:
         known = ", ".join(ACTIONS.names())
         raise ResourceError(f"unknown action '{action.target}' (use {known} or an import path)", file=file,
                             kind=rule.kind, resource=rule.name, field="spec.action.target")
     if action.target == "notify":
-        checks.append(("spec.action.params", lambda: validate_notify(action.parameters)))
+        check("spec.action.params", validate_notify, action.parameters)
     if spec.type == "schedule":
         for expression in spec.rule:
-            checks.append(("spec.rule", lambda expression=expression: (validate_cron(expression),
-                                                                       check_fires(expression))))
-        checks.append(("spec.timezone", lambda: validate_timezone(spec.timezone)))
+            check("spec.rule", validate_cron, expression)
+            check("spec.rule", check_fires, expression)
+        check("spec.timezone", validate_timezone, spec.timezone)
     else:
-        checks.append((None, lambda: validate_condition(spec.rule, path="spec.rule")))
-    for field, check in checks:
-        try:
-            check()
-        except ValueError as exc:
-            raise ResourceError(str(exc), file=file, kind=rule.kind, resource=rule.name, field=field) from None
+        check(None, validate_condition, spec.rule, "spec.rule")
 
 
 def rebase_notebook(rule: TriggerRule, rebased: Callable[[str], str]) -> None:
